@@ -1,0 +1,308 @@
+//! The OCI image layout on disk: `oci-layout`, `index.json`, `blobs/<alg>/<hex>`.
+//!
+//! Invariants: a file in `blobs/` always matches its name (it is verified
+//! before it is renamed into place); `index.json` is written last and
+//! atomically, so it never points at a blob that is missing. Partial
+//! downloads live in `.minipull/partial/`, outside `blobs/`, so a killed
+//! pull can be resumed.
+
+use crate::digest::{hash_into, Algorithm, Digest, Hasher};
+use crate::error::{Error, Result};
+use crate::manifest::{Descriptor, OCI_INDEX};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Annotation holding the tag (OCI image-spec).
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Annotation holding the full image name (containerd, `ctr import`).
+pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+const WORK_DIR: &str = ".minipull";
+
+/// An OCI image layout directory opened for writing.
+pub struct Layout {
+    root: PathBuf,
+    /// Held for the life of the pull so two minipulls cannot write one layout.
+    _lock: File,
+}
+
+impl Layout {
+    /// Create (or reuse) a layout at `root`, and take its lock.
+    pub fn open(root: &Path) -> Result<Layout> {
+        let work = root.join(WORK_DIR);
+        for dir in [root.to_path_buf(), root.join("blobs"), work.join("partial")] {
+            fs::create_dir_all(&dir).map_err(|e| Error::storage(format!("cannot create {}", dir.display()), &e))?;
+        }
+        let lock_path = work.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::storage(format!("cannot create {}", lock_path.display()), &e))?;
+        if lock.try_lock().is_err() {
+            return Err(Error::new(
+                crate::error::Kind::Storage,
+                format!("another minipull is already writing to {}", root.display()),
+            )
+            .hint("wait for it to finish, or pull into another directory"));
+        }
+        let layout = Layout { root: root.to_path_buf(), _lock: lock };
+        // Fail now, before any download, if an existing index.json is unusable.
+        layout.read_index()?;
+        let marker = root.join("oci-layout");
+        if !marker.exists() {
+            layout.write_file_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        Ok(layout)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a verified blob lives.
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs").join(d.algorithm().name()).join(d.hex())
+    }
+
+    /// Where a blob is downloaded to before it is verified.
+    pub fn partial_path(&self, d: &Digest) -> PathBuf {
+        self.root
+            .join(WORK_DIR)
+            .join("partial")
+            .join(format!("{}-{}", d.algorithm().name(), d.hex()))
+    }
+
+    /// Whether the blob is already in place with the expected size. With
+    /// `verify`, its content is hashed too, and a blob that does not match
+    /// is removed so it gets downloaded again.
+    pub fn has_blob(&self, d: &Digest, size: u64, verify: bool) -> Result<bool> {
+        let path = self.blob_path(d);
+        let Ok(meta) = fs::metadata(&path) else { return Ok(false) };
+        if !meta.is_file() || meta.len() != size {
+            self.remove_bad_blob(&path)?;
+            return Ok(false);
+        }
+        if verify {
+            let file = File::open(&path).map_err(|e| Error::storage(format!("cannot read {}", path.display()), &e))?;
+            let (got, len) = hash_reader(file, d.algorithm(), u64::MAX)
+                .map_err(|e| Error::storage(format!("cannot read {}", path.display()), &e))?;
+            if got != *d || len != size {
+                self.remove_bad_blob(&path)?;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn remove_bad_blob(&self, path: &Path) -> Result<()> {
+        fs::remove_file(path).map_err(|e| Error::storage(format!("cannot remove corrupt blob {}", path.display()), &e))
+    }
+
+    /// Verify `bytes` against `d` and store them as a blob.
+    pub fn write_blob(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
+        let mut h = Hasher::new(d.algorithm());
+        h.update(bytes);
+        let got = h.finish();
+        if got != *d {
+            return Err(Error::integrity(format!("content does not match its digest: expected {d}, got {got}")));
+        }
+        let path = self.blob_path(d);
+        self.ensure_blob_dir(d)?;
+        self.write_file_atomic(&path, bytes)
+    }
+
+    /// Move a verified, fsynced partial download into `blobs/`.
+    pub fn commit_partial(&self, d: &Digest) -> Result<()> {
+        self.ensure_blob_dir(d)?;
+        let (from, to) = (self.partial_path(d), self.blob_path(d));
+        fs::rename(&from, &to).map_err(|e| Error::storage(format!("cannot move blob into {}", to.display()), &e))?;
+        sync_dir(to.parent().unwrap_or(&self.root))
+    }
+
+    fn ensure_blob_dir(&self, d: &Digest) -> Result<()> {
+        let dir = self.root.join("blobs").join(d.algorithm().name());
+        fs::create_dir_all(&dir).map_err(|e| Error::storage(format!("cannot create {}", dir.display()), &e))
+    }
+
+    /// Write `bytes` to `path` through a temporary file, fsync, rename.
+    fn write_file_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let tmp = self.root.join(WORK_DIR).join(format!("{name}.tmp"));
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::storage(format!("cannot write {}", path.display()), &e));
+        }
+        sync_dir(path.parent().unwrap_or(&self.root))
+    }
+
+    /// The current index.json as JSON, or a fresh empty index.
+    fn read_index(&self) -> Result<serde_json::Value> {
+        let path = self.root.join("index.json");
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::new(crate::error::Kind::Storage, format!("{} is not valid JSON: {e}", path.display()))
+                        .hint("pull into an empty directory, or repair or remove that index.json")
+                })?;
+                if !v.get("manifests").is_some_and(|m| m.is_array()) {
+                    return Err(Error::new(
+                        crate::error::Kind::Storage,
+                        format!("{} has no \"manifests\" list", path.display()),
+                    )
+                    .hint("pull into an empty directory, or repair or remove that index.json"));
+                }
+                Ok(v)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [],
+            })),
+            Err(e) => Err(Error::storage(format!("cannot read {}", path.display()), &e)),
+        }
+    }
+
+    /// Add `desc` to index.json, replacing any entry with the same ref name
+    /// (or, for untagged pulls, the same image name). Call this last.
+    pub fn add_to_index(&self, desc: &Descriptor) -> Result<()> {
+        let mut index = self.read_index()?;
+        let key = |d: &serde_json::Value, k: &str| {
+            d.pointer(&format!("/annotations/{}", k.replace('~', "~0").replace('/', "~1")))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        let ann = desc.annotations.clone().unwrap_or_default();
+        let (match_key, match_val) = match ann.get(REF_NAME) {
+            Some(tag) => (REF_NAME, tag.clone()),
+            None => (CONTAINERD_NAME, ann.get(CONTAINERD_NAME).cloned().unwrap_or_default()),
+        };
+        let new = serde_json::to_value(desc).map_err(|e| Error::other(format!("cannot encode index entry: {e}")))?;
+        if let Some(list) = index.get_mut("manifests").and_then(|m| m.as_array_mut()) {
+            list.retain(|d| key(d, match_key).as_deref() != Some(match_val.as_str()));
+            list.push(new);
+        }
+        let mut bytes = serde_json::to_vec_pretty(&index).map_err(|e| Error::other(format!("cannot encode index.json: {e}")))?;
+        bytes.push(b'\n');
+        self.write_file_atomic(&self.root.join("index.json"), &bytes)
+    }
+
+    /// Remove the work directory if nothing resumable is left in it.
+    pub fn tidy(&self) {
+        let partial = self.root.join(WORK_DIR).join("partial");
+        if fs::remove_dir(&partial).is_ok() {
+            let _ = fs::remove_file(self.root.join(WORK_DIR).join("lock"));
+            let _ = fs::remove_dir(self.root.join(WORK_DIR));
+        }
+    }
+}
+
+/// Hash at most `limit` bytes from `r`; returns the digest and the length read.
+pub fn hash_reader(r: impl Read, alg: Algorithm, limit: u64) -> std::io::Result<(Digest, u64)> {
+    let mut h = Hasher::new(alg);
+    let n = hash_into(r, &mut h, limit)?;
+    Ok((h.finish(), n))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    // A rename is only durable once its directory is synced.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::storage(format!("cannot sync {}", dir.display()), &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn tempdir(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("minipull-layout-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        p
+    }
+
+    fn desc(d: &Digest, tag: Option<&str>, name: &str) -> Descriptor {
+        let mut ann = BTreeMap::from([(CONTAINERD_NAME.to_string(), name.to_string())]);
+        if let Some(t) = tag {
+            ann.insert(REF_NAME.to_string(), t.to_string());
+        }
+        Descriptor {
+            media_type: crate::manifest::OCI_MANIFEST.into(),
+            digest: d.to_string(),
+            size: 2,
+            urls: None,
+            platform: None,
+            annotations: Some(ann),
+            artifact_type: None,
+        }
+    }
+
+    #[test]
+    fn writes_blobs_and_merges_index() {
+        let root = tempdir("merge");
+        let l = Layout::open(&root).unwrap();
+        let a = Digest::sha256_of(b"{}");
+        let b = Digest::sha256_of(b"[]");
+        l.write_blob(&a, b"{}").unwrap();
+        l.write_blob(&b, b"[]").unwrap();
+        assert!(l.has_blob(&a, 2, true).unwrap());
+        assert!(!l.has_blob(&a, 3, false).unwrap(), "wrong size is not a hit");
+        assert!(l.write_blob(&a, b"xx").is_err(), "content must match its name");
+
+        l.add_to_index(&desc(&a, Some("v1"), "r/x:v1")).unwrap();
+        l.add_to_index(&desc(&b, Some("v2"), "r/x:v2")).unwrap();
+        l.add_to_index(&desc(&b, Some("v1"), "r/y:v1")).unwrap();
+        let index: serde_json::Value = serde_json::from_slice(&fs::read(root.join("index.json")).unwrap()).unwrap();
+        let list = index["manifests"].as_array().unwrap();
+        assert_eq!(list.len(), 2, "same ref name replaces: {index}");
+        assert_eq!(list[1]["annotations"][CONTAINERD_NAME], "r/y:v1");
+        assert_eq!(index["schemaVersion"], 2);
+        let marker = fs::read_to_string(root.join("oci-layout")).unwrap();
+        assert!(marker.contains("1.0.0"));
+        drop(l);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn removes_a_corrupt_blob_when_verifying() {
+        let root = tempdir("corrupt");
+        let l = Layout::open(&root).unwrap();
+        let d = Digest::sha256_of(b"ab");
+        fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+        fs::write(l.blob_path(&d), b"xy").unwrap();
+        assert!(l.has_blob(&d, 2, false).unwrap(), "size only");
+        assert!(!l.has_blob(&d, 2, true).unwrap());
+        assert!(!l.blob_path(&d).exists());
+        drop(l);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn second_writer_is_refused_and_bad_index_fails_early() {
+        let root = tempdir("lock");
+        let l = Layout::open(&root).unwrap();
+        let e = Layout::open(&root).err().unwrap();
+        assert!(e.message.contains("another minipull"));
+        drop(l);
+        fs::write(root.join("index.json"), b"{oops").unwrap();
+        let e = Layout::open(&root).err().unwrap();
+        assert_eq!(e.kind, crate::error::Kind::Storage);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn hash_reader_respects_limit() {
+        let (d, n) = hash_reader(&b"abcdef"[..], Algorithm::Sha256, 3).unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(d, Digest::sha256_of(b"abc"));
+    }
+}

@@ -1,0 +1,321 @@
+//! The pull itself: resolve the manifest (index -> platform), fetch every
+//! blob, write manifests, and finally add the image to index.json.
+
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result};
+use crate::layout::{Layout, CONTAINERD_NAME, REF_NAME};
+use crate::manifest::{self, Descriptor, ImageManifest, Manifest, Platform};
+use crate::progress::{human, Progress};
+use crate::reference::Reference;
+use crate::registry::Client;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// An index may point at indexes; deeper than this is refused.
+const MAX_INDEX_DEPTH: usize = 4;
+
+/// What to pull.
+pub struct PullOptions {
+    pub platform: Platform,
+    pub all_platforms: bool,
+    /// Re-hash blobs already in OUTDIR instead of trusting their name and size.
+    pub verify: bool,
+}
+
+/// What a pull did, for `--json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub reference: String,
+    /// The digest index.json now points at for this reference.
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    /// The platform chosen from an index, if one was.
+    pub platform: Option<String>,
+    /// The index the platform was chosen from, if any.
+    pub index_digest: Option<String>,
+    pub manifests: Vec<ContentSummary>,
+    pub blobs: Vec<ContentSummary>,
+    /// Blob bytes fetched over the network by this run.
+    pub bytes_downloaded: u64,
+    /// Manifest bytes fetched over the network by this run.
+    pub manifest_bytes_downloaded: u64,
+}
+
+/// One manifest or blob of the pull.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContentSummary {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    /// Bytes of it fetched by this run (0 when it was already present).
+    pub downloaded: u64,
+    /// `downloaded`, `present` (already in OUTDIR) or `skipped` (foreign layer).
+    pub status: &'static str,
+}
+
+struct Fetched {
+    bytes: Vec<u8>,
+    media_type: String,
+    manifest: Manifest,
+    digest: Digest,
+}
+
+struct Puller<'a> {
+    client: &'a mut Client,
+    layout: &'a Layout,
+    progress: Progress,
+    opts: &'a PullOptions,
+    summary: Summary,
+}
+
+/// Pull `reference` into `layout`.
+pub fn pull(
+    reference: &Reference,
+    client: &mut Client,
+    layout: &Layout,
+    progress: Progress,
+    opts: &PullOptions,
+) -> Result<Summary> {
+    client.ping()?;
+    let mut p = Puller {
+        client,
+        layout,
+        progress,
+        opts,
+        summary: Summary {
+            reference: reference.to_string(),
+            digest: String::new(),
+            media_type: String::new(),
+            size: 0,
+            platform: None,
+            index_digest: None,
+            manifests: Vec::new(),
+            blobs: Vec::new(),
+            bytes_downloaded: 0,
+            manifest_bytes_downloaded: 0,
+        },
+    };
+    let expected = reference.digest.as_ref().map(|d| (d.clone(), None));
+    let (digest, media_type, size, platform) = p.pull_node(&reference.manifest_reference(), expected, 0)?;
+
+    let mut annotations = BTreeMap::from([(CONTAINERD_NAME.to_string(), reference.to_string())]);
+    if let Some(tag) = &reference.tag {
+        annotations.insert(REF_NAME.to_string(), tag.clone());
+    }
+    let entry = Descriptor {
+        media_type: media_type.clone(),
+        digest: digest.to_string(),
+        size: size as i64,
+        urls: None,
+        platform: platform.clone(),
+        annotations: Some(annotations),
+        artifact_type: None,
+    };
+    // Last: only now does the layout name the image, and everything it names exists.
+    p.layout.add_to_index(&entry)?;
+    p.layout.tidy();
+
+    let mut summary = p.summary;
+    summary.digest = digest.to_string();
+    summary.media_type = media_type;
+    summary.size = size;
+    summary.platform = platform.map(|p| p.to_string());
+    progress.note(format!(
+        "pulled {} ({}) into {}: {} downloaded",
+        summary.reference,
+        summary.digest,
+        layout.root().display(),
+        human(summary.bytes_downloaded + summary.manifest_bytes_downloaded)
+    ));
+    Ok(summary)
+}
+
+impl Puller<'_> {
+    /// Pull the manifest named `reference` and everything below it. Returns
+    /// what index.json should point at: digest, media type, size, platform.
+    fn pull_node(
+        &mut self,
+        reference: &str,
+        expected: Option<(Digest, Option<u64>)>,
+        depth: usize,
+    ) -> Result<(Digest, String, u64, Option<Platform>)> {
+        if depth > MAX_INDEX_DEPTH {
+            return Err(Error::integrity(format!(
+                "indexes nest more than {MAX_INDEX_DEPTH} deep; refusing to follow them further"
+            )));
+        }
+        let f = self.fetch_manifest(reference, expected)?;
+        match &f.manifest {
+            Manifest::Image(m) => {
+                self.pull_image(m)?;
+                self.store_manifest(&f)?;
+                Ok((f.digest, f.media_type, f.bytes.len() as u64, None))
+            }
+            Manifest::Index(idx) if self.opts.all_platforms => {
+                for child in &idx.manifests {
+                    let (d, size) = (child.checked_digest()?, child.checked_size()?);
+                    if is_manifest_type(&child.media_type) {
+                        self.pull_node(&d.to_string(), Some((d, Some(size))), depth + 1)?;
+                    } else {
+                        self.fetch_blob(child)?;
+                    }
+                }
+                self.store_manifest(&f)?;
+                Ok((f.digest, f.media_type, f.bytes.len() as u64, None))
+            }
+            Manifest::Index(idx) => {
+                let chosen = manifest::select_platform(&idx.manifests, &self.opts.platform)?;
+                let platform = chosen.platform.clone();
+                if let Some(p) = &platform {
+                    self.progress.note(format!("chose platform {p} from the index"));
+                }
+                if self.summary.index_digest.is_none() {
+                    self.summary.index_digest = Some(f.digest.to_string());
+                }
+                let (d, size) = (chosen.checked_digest()?, chosen.checked_size()?);
+                let (digest, media_type, size, inner) =
+                    self.pull_node(&d.to_string(), Some((d, Some(size))), depth + 1)?;
+                Ok((digest, media_type, size, inner.or(platform)))
+            }
+        }
+    }
+
+    /// Fetch and verify a manifest: against the digest we expect (from the
+    /// reference or the parent index), and against `Docker-Content-Digest`.
+    fn fetch_manifest(&mut self, reference: &str, expected: Option<(Digest, Option<u64>)>) -> Result<Fetched> {
+        let fetched = self
+            .client
+            .manifest(reference, manifest::ACCEPT, manifest::MAX_MANIFEST_BYTES)?;
+        self.summary.manifest_bytes_downloaded += fetched.bytes.len() as u64;
+        let bytes = fetched.bytes;
+        let hash = |d: &Digest| {
+            let mut h = Hasher::new(d.algorithm());
+            h.update(&bytes);
+            h.finish()
+        };
+        let digest = match &expected {
+            Some((want, size)) => {
+                let got = hash(want);
+                if got != *want {
+                    return Err(Error::integrity(format!(
+                        "manifest {reference}: the registry served content whose digest is {got}"
+                    )));
+                }
+                if let Some(size) = size.filter(|s| *s != bytes.len() as u64) {
+                    return Err(Error::integrity(format!(
+                        "manifest {reference}: expected {size} bytes, got {}",
+                        bytes.len()
+                    )));
+                }
+                got
+            }
+            None => Digest::sha256_of(&bytes),
+        };
+        if let Some(header) = fetched.digest_header.as_deref() {
+            let claimed = Digest::parse(header.trim())
+                .map_err(|e| e.context(format!("manifest {reference}: Docker-Content-Digest header")))?;
+            let got = hash(&claimed);
+            if got != claimed {
+                return Err(Error::integrity(format!(
+                    "manifest {reference}: the registry says its digest is {claimed} but the content hashes to {got}"
+                )));
+            }
+        }
+        let (media_type, manifest) = manifest::parse(&bytes, fetched.content_type.as_deref())
+            .map_err(|e| e.context(format!("manifest {reference}")))?;
+        Ok(Fetched {
+            bytes,
+            media_type,
+            manifest,
+            digest,
+        })
+    }
+
+    fn store_manifest(&mut self, f: &Fetched) -> Result<()> {
+        let size = f.bytes.len() as u64;
+        let present = self.layout.has_blob(&f.digest, size, self.opts.verify)?;
+        if !present {
+            self.layout.write_blob(&f.digest, &f.bytes)?;
+        }
+        self.summary.manifests.push(ContentSummary {
+            digest: f.digest.to_string(),
+            media_type: f.media_type.clone(),
+            size,
+            downloaded: size,
+            status: if present { "present" } else { "downloaded" },
+        });
+        Ok(())
+    }
+
+    fn pull_image(&mut self, m: &ImageManifest) -> Result<()> {
+        self.fetch_blob(&m.config)?;
+        for layer in &m.layers {
+            self.fetch_blob(layer)?;
+        }
+        Ok(())
+    }
+
+    /// Fetch one blob into `blobs/` unless it is already there.
+    fn fetch_blob(&mut self, desc: &Descriptor) -> Result<()> {
+        let digest = desc.checked_digest()?;
+        let size = desc.checked_size()?;
+        if desc.is_foreign() && desc.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+            self.progress.note(format!(
+                "skipping non-distributable layer {} ({}): consumers fetch it from its URLs",
+                digest.short(),
+                human(size)
+            ));
+            self.record(desc, &digest, size, 0, "skipped");
+            return Ok(());
+        }
+        if self.summary.blobs.iter().any(|b| b.digest == digest.to_string()) {
+            return Ok(()); // the same blob twice in one pull
+        }
+        if self.layout.has_blob(&digest, size, self.opts.verify)? {
+            self.record(desc, &digest, size, 0, "present");
+            return Ok(());
+        }
+        let mut bp = self.progress.blob(format!("{} {}", digest.short(), kind_of(&desc.media_type)), size);
+        let part = self.layout.partial_path(&digest);
+        let downloaded = self.client.download_blob(&digest, size, &part, &mut bp)?;
+        self.layout.commit_partial(&digest)?;
+        bp.finish(downloaded);
+        self.summary.bytes_downloaded += downloaded;
+        self.record(desc, &digest, size, downloaded, "downloaded");
+        Ok(())
+    }
+
+    fn record(&mut self, desc: &Descriptor, digest: &Digest, size: u64, downloaded: u64, status: &'static str) {
+        self.summary.blobs.push(ContentSummary {
+            digest: digest.to_string(),
+            media_type: desc.media_type.clone(),
+            size,
+            downloaded,
+            status,
+        });
+    }
+}
+
+fn is_manifest_type(media_type: &str) -> bool {
+    [
+        manifest::OCI_INDEX,
+        manifest::OCI_MANIFEST,
+        manifest::DOCKER_LIST,
+        manifest::DOCKER_MANIFEST,
+    ]
+    .contains(&media_type)
+}
+
+/// A word for progress lines: config, layer, or the media type itself.
+fn kind_of(media_type: &str) -> &str {
+    if media_type.contains("config") {
+        "config"
+    } else if media_type.contains("layer") || media_type.contains("rootfs") {
+        "layer"
+    } else {
+        media_type
+    }
+}
