@@ -1,0 +1,431 @@
+//! Test helpers: a real registry (Debian's `docker-registry`, the CNCF
+//! distribution server) on 127.0.0.1, fixture images pushed through the
+//! registry API, and a runner for the built minipull binary.
+//!
+//! Tools the tests need must be installed (`./build.sh test` does it): a
+//! missing tool fails the test instead of skipping it.
+
+#![allow(dead_code)]
+
+use sha2::{Digest as _, Sha256};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// Fail (not skip) when a tool the test needs is missing.
+pub fn require(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(found, "{tool} is not installed; run ./build.sh test, which installs what the tests need");
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    let h = Sha256::digest(bytes);
+    let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "minipull-it-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `docker-registry`, killed on drop.
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    pub host: String,
+    /// `Basic ...` header for pushing when the registry needs a login.
+    pub basic: Option<String>,
+    _dir: TempDir,
+}
+
+pub enum Auth {
+    None,
+    Htpasswd { user: &'static str, password: &'static str },
+}
+
+impl Registry {
+    pub fn start(auth: Auth) -> Registry {
+        require("docker-registry");
+        let dir = TempDir::new("registry");
+        let (auth_yaml, basic) = match auth {
+            Auth::None => (String::new(), None),
+            Auth::Htpasswd { user, password } => {
+                require("htpasswd");
+                let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().unwrap();
+                assert!(out.status.success());
+                std::fs::write(dir.join("htpasswd"), &out.stdout).unwrap();
+                let basic = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+                (
+                    format!(
+                        "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+                        dir.join("htpasswd").display()
+                    ),
+                    Some(basic),
+                )
+            }
+        };
+        // A port we just freed may be taken again by a parallel test: retry a few times.
+        for _ in 0..5 {
+            let port = free_port();
+            let config = format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_yaml}",
+                dir.join("data").display()
+            );
+            std::fs::write(dir.join("config.yml"), config).unwrap();
+            let mut child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(dir.join("config.yml"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start docker-registry");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Registry {
+                        child,
+                        port,
+                        host: format!("127.0.0.1:{port}"),
+                        basic,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("docker-registry did not start");
+    }
+
+    fn agent(&self) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent()
+    }
+
+    fn req<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.basic {
+            Some(b) => r.header("Authorization", b),
+            None => r,
+        }
+    }
+
+    /// Push a blob (monolithic upload); returns its digest.
+    pub fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
+        let digest = sha256(bytes);
+        let agent = self.agent();
+        let resp = self
+            .req(agent.post(format!("http://{}/v2/{repo}/blobs/uploads/", self.host)))
+            .send_empty()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202, "start upload");
+        let loc = resp.headers().get("location").unwrap().to_str().unwrap().to_string();
+        let url = if loc.starts_with("http") { loc } else { format!("http://{}{loc}", self.host) };
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let resp = self
+            .req(agent.put(format!("{url}{sep}digest={digest}")))
+            .header("Content-Type", "application/octet-stream")
+            .send(bytes)
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201, "finish upload");
+        digest
+    }
+
+    /// Push a manifest under `reference`; returns its digest.
+    pub fn push_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) -> String {
+        let resp = self
+            .req(self.agent().put(format!("http://{}/v2/{repo}/manifests/{reference}", self.host)))
+            .header("Content-Type", media_type)
+            .send(bytes)
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().read_to_string().unwrap_or_default();
+        assert_eq!(status, 201, "push manifest: {body}");
+        sha256(bytes)
+    }
+
+    /// Push a blob and return its descriptor.
+    pub fn blob_desc(&self, repo: &str, media_type: &str, bytes: &[u8]) -> serde_json::Value {
+        let digest = self.push_blob(repo, bytes);
+        serde_json::json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
+    }
+
+    /// Push an image; returns (manifest digest, manifest bytes).
+    pub fn push_image(&self, repo: &str, tag: &str, image: &Image) -> (String, Vec<u8>) {
+        let (mt, bytes) = self.image_manifest(repo, image);
+        let d = self.push_manifest(repo, tag, mt, &bytes);
+        (d, bytes)
+    }
+
+    /// Push an image's blobs and return its manifest (not pushed).
+    pub fn image_manifest(&self, repo: &str, image: &Image) -> (&'static str, Vec<u8>) {
+        let docker = image.docker;
+        let diff_ids: Vec<String> = image.layers.iter().map(|l| sha256(&l.tar)).collect();
+        let config = serde_json::json!({
+            "architecture": image.arch, "os": "linux",
+            "config": {"Env": ["PATH=/usr/bin:/bin"], "Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        });
+        let config = image.config.clone().unwrap_or_else(|| serde_json::to_vec(&config).unwrap());
+        let config_type = image.config_type.unwrap_or(if docker { DOCKER_CONFIG } else { OCI_CONFIG });
+        let config_desc = self.blob_desc(repo, config_type, &config);
+        let layers: Vec<serde_json::Value> = image
+            .layers
+            .iter()
+            .map(|l| self.blob_desc(repo, l.media_type, &l.blob))
+            .collect();
+        let mt = if docker { DOCKER_MANIFEST } else { OCI_MANIFEST };
+        let mut m = serde_json::json!({
+            "schemaVersion": 2, "mediaType": mt, "config": config_desc, "layers": layers,
+        });
+        if let Some(a) = image.artifact_type {
+            m["artifactType"] = a.into();
+        }
+        (mt, serde_json::to_vec(&m).unwrap())
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One layer: the uncompressed tar, and the blob as pushed.
+pub struct Layer {
+    pub media_type: &'static str,
+    pub tar: Vec<u8>,
+    pub blob: Vec<u8>,
+}
+
+/// A fixture image.
+pub struct Image {
+    pub arch: &'static str,
+    pub docker: bool,
+    pub layers: Vec<Layer>,
+    pub config: Option<Vec<u8>>,
+    pub config_type: Option<&'static str>,
+    pub artifact_type: Option<&'static str>,
+}
+
+impl Image {
+    pub fn new(arch: &'static str, layers: Vec<Layer>) -> Image {
+        Image { arch, docker: false, layers, config: None, config_type: None, artifact_type: None }
+    }
+}
+
+/// A tar of `files` (path, content), made by the system tar.
+pub fn tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let dir = TempDir::new("tar");
+    for (path, content) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+    }
+    let out = Command::new("tar")
+        .args(["--sort=name", "--owner=0", "--group=0", "--numeric-owner", "--mtime=@0", "-C"])
+        .arg(dir.path())
+        .args(["-cf", "-", "."])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn pipe(cmd: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+    require(cmd);
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(child.wait().unwrap().success());
+    out
+}
+
+pub fn gzip(b: &[u8]) -> Vec<u8> {
+    pipe("gzip", &["-n", "-c"], b)
+}
+pub fn gunzip(b: &[u8]) -> Vec<u8> {
+    pipe("gzip", &["-d", "-c"], b)
+}
+pub fn zstd(b: &[u8]) -> Vec<u8> {
+    pipe("zstd", &["-q", "-c"], b)
+}
+pub fn unzstd(b: &[u8]) -> Vec<u8> {
+    pipe("zstd", &["-q", "-d", "-c"], b)
+}
+
+/// A gzip layer holding `files`.
+pub fn gz_layer(files: &[(&str, &[u8])]) -> Layer {
+    let t = tar(files);
+    Layer { media_type: OCI_LAYER_GZIP, blob: gzip(&t), tar: t }
+}
+
+/// List the paths in a tar (via the system tar).
+pub fn tar_list(t: &[u8]) -> Vec<String> {
+    let out = pipe("tar", &["-tf", "-"], t);
+    String::from_utf8(out).unwrap().lines().map(str::to_string).collect()
+}
+
+/// Run minipull with `args`, optional stdin; returns its output.
+pub fn minipull(args: &[&str], stdin: Option<&str>) -> Output {
+    minipull_env(args, stdin, &[])
+}
+
+pub fn minipull_env(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_minipull"));
+    cmd.args(args)
+        .env_remove("DOCKER_CONFIG")
+        .env("HOME", "/nonexistent-minipull-home")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Assert the exit code, showing stderr when it is wrong.
+pub fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(o.status.code(), Some(code), "exit code; stderr:\n{}\nstdout:\n{}", stderr(o), stdout(o));
+}
+
+pub fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// Every file in `blobs/` hashes to its name; returns how many there are.
+pub fn assert_blobs_consistent(layout: &Path) -> usize {
+    let dir = layout.join("blobs/sha256");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return 0 };
+    let mut n = 0;
+    for e in entries {
+        let e = e.unwrap();
+        let bytes = std::fs::read(e.path()).unwrap();
+        assert_eq!(
+            sha256(&bytes),
+            format!("sha256:{}", e.file_name().to_string_lossy()),
+            "blob content must match its name"
+        );
+        n += 1;
+    }
+    n
+}
+
+/// Every descriptor index.json names exists in blobs/.
+pub fn assert_index_points_at_blobs(layout: &Path) {
+    let index = read_json(&layout.join("index.json"));
+    for m in index["manifests"].as_array().unwrap() {
+        let d = m["digest"].as_str().unwrap().replace(':', "/");
+        assert!(layout.join("blobs").join(d).is_file(), "index.json points at a missing blob: {m}");
+    }
+}
+
+pub fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    layout.join("blobs").join(digest.replace(':', "/"))
+}
+
+/// Run a command, asserting success; returns stdout.
+pub fn run_ok(cmd: &str, args: &[&str]) -> String {
+    require(cmd);
+    let o = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in input.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn base64_pub(input: &[u8]) -> String {
+    base64(input)
+}
