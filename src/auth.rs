@@ -165,7 +165,10 @@ pub fn parse_token_answer(body: &[u8]) -> Result<TokenAnswer> {
         expires_in: Option<i64>,
     }
     let a: Answer = serde_json::from_slice(body).map_err(|e| {
-        Error::auth(format!("the token server's answer is not valid JSON ({})", e.classify_name()))
+        Error::auth(format!(
+            "the token server's answer is not valid JSON ({})",
+            e.classify_name()
+        ))
     })?;
     let token = a
         .token
@@ -218,8 +221,7 @@ pub fn credentials_from_file(path: &Path, registry: &str, required: bool) -> Res
             return Err(Error::usage(format!("cannot read auth file {}: {e}", path.display())));
         }
     };
-    credentials_from_config(&text, registry)
-        .map_err(|e| e.context(format!("auth file {}", path.display())))
+    credentials_from_config(&text, registry).map_err(|e| e.context(format!("auth file {}", path.display())))
 }
 
 /// Look up credentials for `registry` in the text of a docker `config.json`.
@@ -276,9 +278,7 @@ fn auth_key_host(key: &str) -> String {
         .unwrap_or(key);
     let host = k.split('/').next().unwrap_or(k).to_ascii_lowercase();
     match host.as_str() {
-        "docker.io" | "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            "docker.io".to_string()
-        }
+        "docker.io" | "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".to_string(),
         _ => host,
     }
 }
@@ -293,8 +293,16 @@ pub fn base64_encode(input: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(B64[(n >> 18) as usize & 63] as char);
         out.push(B64[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { B64[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { B64[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            B64[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            B64[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
@@ -357,7 +365,15 @@ mod tests {
         let c = parse_challenges("BASIC realm=registry");
         assert_eq!(c[0].scheme, "basic");
         assert_eq!(c[0].param("realm"), Some("registry"));
-        for junk in ["", ",,,", "=", "Bearer realm=\"unterminated", "Bearer =x", "\"", "Bearer realm=\"é\""] {
+        for junk in [
+            "",
+            ",,,",
+            "=",
+            "Bearer realm=\"unterminated",
+            "Bearer =x",
+            "\"",
+            "Bearer realm=\"é\"",
+        ] {
             let _ = parse_challenges(junk);
         }
         assert_eq!(parse_challenges("Bearer realm=\"é\"")[0].param("realm"), Some("é"));

@@ -76,17 +76,24 @@ fn parse_args() -> Result<Option<Args>> {
         return Ok(None);
     }
     let usage = |e: pico_args::Error| Error::usage(e.to_string()).hint("see minipull --help");
+    fn number(a: &mut pico_args::Arguments, flag: &'static str, default: u64) -> Result<u64> {
+        a.opt_value_from_str::<_, u64>(flag)
+            .map_err(|e| Error::usage(format!("{flag}: {e}")).hint("it takes a whole number"))
+            .map(|v| v.unwrap_or(default))
+    }
     let args = Args {
         platform: a.opt_value_from_str("--platform").map_err(usage)?,
         all_platforms: a.contains("--all-platforms"),
         username: a.opt_value_from_str("--username").map_err(usage)?,
         password_stdin: a.contains("--password-stdin"),
-        auth_file: a.opt_value_from_os_str("--auth-file", |s| Ok::<_, String>(PathBuf::from(s))).map_err(usage)?,
+        auth_file: a
+            .opt_value_from_os_str("--auth-file", |s| Ok::<_, String>(PathBuf::from(s)))
+            .map_err(usage)?,
         plain_http: a.contains("--plain-http"),
-        retries: a.opt_value_from_str("--retries").map_err(usage)?.unwrap_or(5),
-        timeout: a.opt_value_from_str("--timeout").map_err(usage)?.unwrap_or(30),
-        speed_limit: a.opt_value_from_str("--speed-limit").map_err(usage)?.unwrap_or(1024),
-        speed_time: a.opt_value_from_str("--speed-time").map_err(usage)?.unwrap_or(30),
+        retries: number(&mut a, "--retries", 5)?.min(100) as u32,
+        timeout: number(&mut a, "--timeout", 30)?,
+        speed_limit: number(&mut a, "--speed-limit", 1024)?,
+        speed_time: number(&mut a, "--speed-time", 30)?,
         verify: a.contains("--verify"),
         json: a.contains("--json"),
         quiet: a.contains(["-q", "--quiet"]),
@@ -98,8 +105,10 @@ fn parse_args() -> Result<Option<Args>> {
         return Err(Error::usage(format!("unknown option {}", flag.to_string_lossy())).hint("see minipull --help"));
     }
     if rest.len() != 2 {
-        return Err(Error::usage(format!("expected REF and OUTDIR, got {} arguments", rest.len()))
-            .hint("usage: minipull [OPTIONS] REF OUTDIR"));
+        return Err(
+            Error::usage(format!("expected REF and OUTDIR, got {} arguments", rest.len()))
+                .hint("usage: minipull [OPTIONS] REF OUTDIR"),
+        );
     }
     let reference = rest[0]
         .to_str()

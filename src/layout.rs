@@ -48,7 +48,10 @@ impl Layout {
             )
             .hint("wait for it to finish, or pull into another directory"));
         }
-        let layout = Layout { root: root.to_path_buf(), _lock: lock };
+        let layout = Layout {
+            root: root.to_path_buf(),
+            _lock: lock,
+        };
         // Fail now, before any download, if an existing index.json is unusable.
         layout.read_index()?;
         let marker = root.join("oci-layout");
@@ -80,7 +83,9 @@ impl Layout {
     /// is removed so it gets downloaded again.
     pub fn has_blob(&self, d: &Digest, size: u64, verify: bool) -> Result<bool> {
         let path = self.blob_path(d);
-        let Ok(meta) = fs::metadata(&path) else { return Ok(false) };
+        let Ok(meta) = fs::metadata(&path) else {
+            return Ok(false);
+        };
         if !meta.is_file() || meta.len() != size {
             self.remove_bad_blob(&path)?;
             return Ok(false);
@@ -107,7 +112,9 @@ impl Layout {
         h.update(bytes);
         let got = h.finish();
         if got != *d {
-            return Err(Error::integrity(format!("content does not match its digest: expected {d}, got {got}")));
+            return Err(Error::integrity(format!(
+                "content does not match its digest: expected {d}, got {got}"
+            )));
         }
         let path = self.blob_path(d);
         self.ensure_blob_dir(d)?;
@@ -150,8 +157,11 @@ impl Layout {
         match fs::read(&path) {
             Ok(bytes) => {
                 let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::new(crate::error::Kind::Storage, format!("{} is not valid JSON: {e}", path.display()))
-                        .hint("pull into an empty directory, or repair or remove that index.json")
+                    Error::new(
+                        crate::error::Kind::Storage,
+                        format!("{} is not valid JSON: {e}", path.display()),
+                    )
+                    .hint("pull into an empty directory, or repair or remove that index.json")
                 })?;
                 if !v.get("manifests").is_some_and(|m| m.is_array()) {
                     return Err(Error::new(
@@ -190,7 +200,8 @@ impl Layout {
             list.retain(|d| key(d, match_key).as_deref() != Some(match_val.as_str()));
             list.push(new);
         }
-        let mut bytes = serde_json::to_vec_pretty(&index).map_err(|e| Error::other(format!("cannot encode index.json: {e}")))?;
+        let mut bytes =
+            serde_json::to_vec_pretty(&index).map_err(|e| Error::other(format!("cannot encode index.json: {e}")))?;
         bytes.push(b'\n');
         self.write_file_atomic(&self.root.join("index.json"), &bytes)
     }

@@ -48,7 +48,10 @@ impl Descriptor {
     /// The size as an unsigned number; negative sizes are refused.
     pub fn checked_size(&self) -> Result<u64> {
         u64::try_from(self.size).map_err(|_| {
-            Error::integrity(format!("descriptor for {} has a negative size {}", self.digest, self.size))
+            Error::integrity(format!(
+                "descriptor for {} has a negative size {}",
+                self.digest, self.size
+            ))
         })
     }
 
@@ -93,7 +96,9 @@ impl Platform {
     pub fn parse(s: &str) -> Result<Platform> {
         let parts: Vec<&str> = s.split('/').collect();
         let ok_part = |p: &str| {
-            !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
         };
         if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| ok_part(p)) {
             return Err(Error::usage(format!("invalid platform {s:?}"))
@@ -211,8 +216,10 @@ pub fn select_platform<'a>(manifests: &'a [Descriptor], wanted: &Platform) -> Re
     } else {
         available.join(", ")
     };
-    Err(Error::not_found(format!("no image for platform {wanted} in this index; it has: {list}"))
-        .hint("choose one with --platform OS/ARCH[/VARIANT], or pull them all with --all-platforms"))
+    Err(
+        Error::not_found(format!("no image for platform {wanted} in this index; it has: {list}"))
+            .hint("choose one with --platform OS/ARCH[/VARIANT], or pull them all with --all-platforms"),
+    )
 }
 
 /// An image index or Docker manifest list.
@@ -233,7 +240,7 @@ pub struct ImageManifest {
 #[derive(Debug)]
 pub enum Manifest {
     Index(Index),
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
 }
 
 /// Classify and parse manifest bytes, given the response's Content-Type.
@@ -253,8 +260,8 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<(String, Manife
     if matches!(ct.as_deref(), Some(DOCKER_V1) | Some(DOCKER_V1_SIGNED)) {
         return Err(schema1());
     }
-    let probe: Probe = serde_json::from_slice(bytes)
-        .map_err(|e| Error::integrity(format!("the manifest is not valid JSON: {e}")))?;
+    let probe: Probe =
+        serde_json::from_slice(bytes).map_err(|e| Error::integrity(format!("the manifest is not valid JSON: {e}")))?;
     if probe.schema_version == Some(1)
         || matches!(probe.media_type.as_deref(), Some(DOCKER_V1) | Some(DOCKER_V1_SIGNED))
     {
@@ -274,16 +281,16 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<(String, Manife
         (None, None) if probe.manifests.is_some() => OCI_INDEX.to_string(),
         (None, None) if probe.config.is_some() => OCI_MANIFEST.to_string(),
         (None, None) => {
-            return Err(Error::integrity("the manifest has no mediaType and is neither an index nor an image manifest"))
+            return Err(Error::integrity(
+                "the manifest has no mediaType and is neither an index nor an image manifest",
+            ))
         }
     };
     let malformed = |e: serde_json::Error| Error::integrity(format!("malformed {media_type}: {e}"));
     let manifest = match media_type.as_str() {
         OCI_INDEX | DOCKER_LIST => Manifest::Index(serde_json::from_slice(bytes).map_err(malformed)?),
         OCI_MANIFEST | DOCKER_MANIFEST => Manifest::Image(serde_json::from_slice(bytes).map_err(malformed)?),
-        other => {
-            return Err(Error::integrity(format!("unsupported manifest media type {other:?}")))
-        }
+        other => return Err(Error::integrity(format!("unsupported manifest media type {other:?}"))),
     };
     Ok((media_type, manifest))
 }
@@ -310,16 +317,14 @@ mod tests {
                 variant: parts.get(2).map(|v| v.to_string()),
                 ..Platform::default()
             }),
-            annotations: attestation.then(|| {
-                BTreeMap::from([(DOCKER_REFERENCE_TYPE.to_string(), "attestation-manifest".to_string())])
-            }),
+            annotations: attestation
+                .then(|| BTreeMap::from([(DOCKER_REFERENCE_TYPE.to_string(), "attestation-manifest".to_string())])),
             artifact_type: None,
         }
     }
 
     fn pick(entries: &[Descriptor], wanted: &str) -> Result<String> {
-        select_platform(entries, &Platform::parse(wanted).unwrap())
-            .map(|d| d.platform.as_ref().unwrap().to_string())
+        select_platform(entries, &Platform::parse(wanted).unwrap()).map(|d| d.platform.as_ref().unwrap().to_string())
     }
 
     #[test]
@@ -346,7 +351,10 @@ mod tests {
     #[test]
     fn variant_rules() {
         // arm64 without a variant is v8.
-        assert_eq!(pick(&[entry("linux/arm64", false)], "linux/arm64/v8").unwrap(), "linux/arm64");
+        assert_eq!(
+            pick(&[entry("linux/arm64", false)], "linux/arm64/v8").unwrap(),
+            "linux/arm64"
+        );
         // armv7 falls back to the newest older variant, never to a newer one.
         let arm = vec![entry("linux/arm/v5", false), entry("linux/arm/v6", false)];
         assert_eq!(pick(&arm, "linux/arm/v7").unwrap(), "linux/arm/v6");
@@ -354,13 +362,20 @@ mod tests {
         // Plain "arm" in an index means v7.
         assert_eq!(pick(&[entry("linux/arm", false)], "linux/arm/v7").unwrap(), "linux/arm");
         // A variant-less amd64 image serves any amd64; a v3 image does not serve plain amd64.
-        assert_eq!(pick(&[entry("linux/amd64", false)], "linux/amd64/v2").unwrap(), "linux/amd64");
+        assert_eq!(
+            pick(&[entry("linux/amd64", false)], "linux/amd64/v2").unwrap(),
+            "linux/amd64"
+        );
         assert!(pick(&[entry("linux/amd64/v3", false)], "linux/amd64").is_err());
     }
 
     #[test]
     fn no_match_lists_what_exists() {
-        let idx = vec![entry("linux/amd64", false), entry("linux/s390x", false), entry("unknown/unknown", true)];
+        let idx = vec![
+            entry("linux/amd64", false),
+            entry("linux/s390x", false),
+            entry("unknown/unknown", true),
+        ];
         let e = pick(&idx, "linux/riscv64").unwrap_err();
         assert_eq!(e.kind, crate::error::Kind::NotFound);
         assert!(e.message.contains("linux/amd64, linux/s390x"), "{}", e.message);
@@ -373,7 +388,11 @@ mod tests {
         assert_eq!(Platform::parse("linux/arm/v7").unwrap().to_string(), "linux/arm/v7");
         assert_eq!(Platform::parse("linux/amd64").unwrap().to_string(), "linux/amd64");
         for bad in ["linux", "linux/", "/amd64", "a/b/c/d", "linux/am d64"] {
-            assert_eq!(Platform::parse(bad).unwrap_err().kind, crate::error::Kind::Usage, "{bad}");
+            assert_eq!(
+                Platform::parse(bad).unwrap_err().kind,
+                crate::error::Kind::Usage,
+                "{bad}"
+            );
         }
         let host = Platform::host();
         assert!(!host.os.is_empty() && !host.architecture.is_empty());
@@ -395,9 +414,15 @@ mod tests {
         // Schema 1 in either place.
         let s1 = br#"{"schemaVersion":1,"name":"x","fsLayers":[]}"#;
         assert!(parse(s1, None).unwrap_err().message.contains("schema 1"));
-        assert!(parse(b"{}", Some(DOCKER_V1_SIGNED)).unwrap_err().message.contains("deprecated"));
+        assert!(parse(b"{}", Some(DOCKER_V1_SIGNED))
+            .unwrap_err()
+            .message
+            .contains("deprecated"));
         // Garbage.
-        assert_eq!(parse(b"not json", None).unwrap_err().kind, crate::error::Kind::Integrity);
+        assert_eq!(
+            parse(b"not json", None).unwrap_err().kind,
+            crate::error::Kind::Integrity
+        );
         assert!(parse(br#"{"mediaType":"text/plain"}"#, None).is_err());
         assert!(parse(br#"{"mediaType":"application/vnd.oci.image.index.v1+json"}"#, None).is_err());
     }

@@ -60,7 +60,12 @@ impl BlobProgress {
     pub fn resumed_from(&mut self, have: u64) {
         self.done_at_start = have;
         if have > 0 {
-            self.p.note(format!("{} resuming at {} of {}", self.label, human(have), human(self.size)));
+            self.p.note(format!(
+                "{} resuming at {} of {}",
+                self.label,
+                human(have),
+                human(self.size)
+            ));
         }
     }
 

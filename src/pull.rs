@@ -278,7 +278,9 @@ impl Puller<'_> {
             self.record(desc, &digest, size, 0, "present");
             return Ok(());
         }
-        let mut bp = self.progress.blob(format!("{} {}", digest.short(), kind_of(&desc.media_type)), size);
+        let mut bp = self
+            .progress
+            .blob(format!("{} {}", digest.short(), kind_of(&desc.media_type)), size);
         let part = self.layout.partial_path(&digest);
         let downloaded = self.client.download_blob(&digest, size, &part, &mut bp)?;
         self.layout.commit_partial(&digest)?;

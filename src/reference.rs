@@ -49,9 +49,7 @@ impl Reference {
 
         let last_slash = rest.rfind('/');
         let (name, tag) = match rest.rfind(':') {
-            Some(colon) if last_slash.is_none_or(|s| colon > s) => {
-                (&rest[..colon], Some(&rest[colon + 1..]))
-            }
+            Some(colon) if last_slash.is_none_or(|s| colon > s) => (&rest[..colon], Some(&rest[colon + 1..])),
             _ => (rest, None),
         };
         if let Some(tag) = tag {
@@ -160,7 +158,10 @@ fn validate_registry(registry: &str) -> std::result::Result<(), String> {
             "" => return Ok(()),
             p => (
                 "",
-                Some(p.strip_prefix(':').ok_or_else(|| format!("registry {registry:?} is malformed"))?),
+                Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| format!("registry {registry:?} is malformed"))?,
+                ),
             ),
         }
     } else {
@@ -192,7 +193,9 @@ fn validate_registry(registry: &str) -> std::result::Result<(), String> {
 /// `[a-z0-9]+ ((\.|_|__|-+)[a-z0-9]+)*`
 fn validate_path_component(c: &str) -> std::result::Result<(), String> {
     if c.is_empty() {
-        return Err("the repository name has an empty path component (two slashes in a row, or a trailing slash)".into());
+        return Err(
+            "the repository name has an empty path component (two slashes in a row, or a trailing slash)".into(),
+        );
     }
     if c.chars().any(|ch| ch.is_ascii_uppercase()) {
         return Err(format!("repository name component {c:?} must be lowercase"));
@@ -219,7 +222,9 @@ fn validate_path_component(c: &str) -> std::result::Result<(), String> {
         let sep = &c[start..i];
         let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|b| b == b'-');
         if !ok {
-            return Err(format!("repository name component {c:?} has an invalid separator {sep:?}"));
+            return Err(format!(
+                "repository name component {c:?} has an invalid separator {sep:?}"
+            ));
         }
     }
     Ok(())
@@ -239,7 +244,9 @@ fn validate_tag(tag: &str) -> std::result::Result<(), String> {
         return Err(format!("tag {tag:?} must start with a letter, digit or underscore"));
     }
     if !bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-') {
-        return Err(format!("tag {tag:?} may only contain letters, digits, '_', '.' and '-'"));
+        return Err(format!(
+            "tag {tag:?} may only contain letters, digits, '_', '.' and '-'"
+        ));
     }
     Ok(())
 }

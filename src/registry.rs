@@ -58,10 +58,18 @@ struct Failure {
 
 impl Failure {
     fn fatal(error: Error) -> Failure {
-        Failure { error, retryable: false, retry_after: None }
+        Failure {
+            error,
+            retryable: false,
+            retry_after: None,
+        }
     }
     fn transient(error: Error) -> Failure {
-        Failure { error, retryable: true, retry_after: None }
+        Failure {
+            error,
+            retryable: true,
+            retry_after: None,
+        }
     }
 }
 
@@ -176,7 +184,11 @@ impl Client {
                 ureq::Error::BodyExceedsLimit(_) => too_big(&what, max),
                 e => transport_error(&e, &self.host).error.context(format!("reading {what}")),
             })?;
-        Ok(FetchedManifest { bytes, content_type, digest_header })
+        Ok(FetchedManifest {
+            bytes,
+            content_type,
+            digest_header,
+        })
     }
 
     /// Download a blob into `part`, resuming from whatever `part` already
@@ -270,7 +282,11 @@ impl Client {
                 if elapsed >= self.opts.speed_time {
                     let rate = (window_bytes as f64 / elapsed.as_secs_f64()) as u64;
                     if rate < self.opts.speed_limit {
-                        break Err(format!("the transfer is too slow ({}/s for {}s)", human(rate), elapsed.as_secs()));
+                        break Err(format!(
+                            "the transfer is too slow ({}/s for {}s)",
+                            human(rate),
+                            elapsed.as_secs()
+                        ));
                     }
                     window_start = Instant::now();
                     window_bytes = 0;
@@ -278,7 +294,9 @@ impl Client {
             };
             if p.have > size {
                 bad_content += 1;
-                let e = Error::integrity(format!("{what}: the registry sent more than the {size} bytes its descriptor says"));
+                let e = Error::integrity(format!(
+                    "{what}: the registry sent more than the {size} bytes its descriptor says"
+                ));
                 if bad_content >= 2 {
                     p.discard();
                     return Err(e);
@@ -299,11 +317,10 @@ impl Client {
 
     fn check_budget(&self, failures: u32, what: &str) -> Result<()> {
         if failures > self.opts.retries {
-            return Err(Error::network(format!(
-                "{what}: gave up after {} attempts without progress",
-                failures
-            ))
-            .hint("the partial download is kept; run the same command again to resume, or raise --retries"));
+            return Err(
+                Error::network(format!("{what}: gave up after {} attempts without progress", failures))
+                    .hint("the partial download is kept; run the same command again to resume, or raise --retries"),
+            );
         }
         Ok(())
     }
@@ -319,7 +336,9 @@ impl Client {
         if self.challenge.is_some() {
             self.fetch_token()?;
         } else if !self.basic {
-            return Err(Error::auth(format!("{what}: the registry refused us (HTTP 401) without saying how to log in")));
+            return Err(Error::auth(format!(
+                "{what}: the registry refused us (HTTP 401) without saying how to log in"
+            )));
         }
         let mut resp = self.with_retries(what, |c| c.send(url, accept, range, true))?;
         if resp.status().as_u16() == 401 {
@@ -437,7 +456,9 @@ impl Client {
             }
             url = next;
         }
-        Err(Failure::fatal(Error::network(format!("more than {MAX_REDIRECTS} redirects in a row"))))
+        Err(Failure::fatal(Error::network(format!(
+            "more than {MAX_REDIRECTS} redirects in a row"
+        ))))
     }
 
     /// The Authorization value for the registry, renewing an expiring token.
@@ -447,7 +468,10 @@ impl Client {
                 return Ok(Some(Secret::new(format!("Bearer {}", token.expose()))));
             }
             self.fetch_token()?;
-            return Ok(self.bearer.as_ref().map(|(t, _)| Secret::new(format!("Bearer {}", t.expose()))));
+            return Ok(self
+                .bearer
+                .as_ref()
+                .map(|(t, _)| Secret::new(format!("Bearer {}", t.expose()))));
         }
         if self.basic {
             if let Some(c) = &self.creds {
@@ -468,7 +492,9 @@ impl Client {
             .collect();
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             if bearer.param("realm").is_none_or(str::is_empty) {
-                return Err(Error::auth("the registry asked for a bearer token but named no realm to get it from"));
+                return Err(Error::auth(
+                    "the registry asked for a bearer token but named no realm to get it from",
+                ));
             }
             self.challenge = Some(bearer.clone());
         } else if challenges.iter().any(|c| c.scheme == "basic") {
@@ -483,7 +509,9 @@ impl Client {
 
     /// Get a bearer token for pulling this repository from the challenge's realm.
     fn fetch_token(&mut self) -> Result<()> {
-        let Some(ch) = self.challenge.clone() else { return Ok(()) };
+        let Some(ch) = self.challenge.clone() else {
+            return Ok(());
+        };
         let realm = ch.param("realm").unwrap_or_default().to_string();
         let realm_ok = realm.starts_with("https://") || (self.opts.plain_http && realm.starts_with("http://"));
         if !realm_ok {
@@ -497,7 +525,10 @@ impl Client {
         if let Some(service) = ch.param("service") {
             query.push(format!("service={}", percent_encode(service)));
         }
-        query.push(format!("scope={}", percent_encode(&format!("repository:{}:pull", self.repository))));
+        query.push(format!(
+            "scope={}",
+            percent_encode(&format!("repository:{}:pull", self.repository))
+        ));
         let sep = if realm.contains('?') { '&' } else { '?' };
         let url = format!("{realm}{sep}{}", query.join("&"));
         let basic = self.creds.as_ref().map(Credentials::basic_header);
@@ -513,11 +544,17 @@ impl Client {
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
             let e = if self.creds.is_some() {
-                Error::auth(format!("the token server refused our credentials for {} (HTTP {status})", self.host))
-                    .hint("check the username and password")
+                Error::auth(format!(
+                    "the token server refused our credentials for {} (HTTP {status})",
+                    self.host
+                ))
+                .hint("check the username and password")
             } else {
-                Error::auth(format!("the token server refused an anonymous token for {} (HTTP {status})", self.host))
-                    .hint("log in: give --username USER --password-stdin, or --auth-file")
+                Error::auth(format!(
+                    "the token server refused an anonymous token for {} (HTTP {status})",
+                    self.host
+                ))
+                .hint("log in: give --username USER --password-stdin, or --auth-file")
             };
             return Err(e);
         }
@@ -598,7 +635,13 @@ impl<'a> Partial<'a> {
         }
         file.set_len(have).map_err(err)?;
         file.seek(SeekFrom::Start(have)).map_err(err)?;
-        Ok(Partial { path, file, have, hasher, algorithm })
+        Ok(Partial {
+            path,
+            file,
+            have,
+            hasher,
+            algorithm,
+        })
     }
 
     fn write_error(&self, e: std::io::Error) -> Error {
@@ -656,9 +699,15 @@ fn transport_error(e: &ureq::Error, host: &str) -> Failure {
         U::HostNotFound => Failure::transient(
             Error::network(format!("cannot resolve {host}")).hint("check the registry name and the DNS setup"),
         ),
-        U::ConnectionFailed => Failure::transient(
-            Error::network(format!("cannot connect to {host}"))
-                .hint("check that the registry is running and reachable (and the port, and --plain-http)"),
+        U::ConnectionFailed => Failure::transient(cannot_connect(host, "connection failed")),
+        U::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Failure::transient(cannot_connect(host, "connection refused"))
+        }
+        U::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
+            Failure::fatal(tls_hint(Error::network(format!("TLS with {host} failed: {io}"))))
+        }
+        U::Io(io) if io.to_string().contains("lookup address") => Failure::transient(
+            Error::network(format!("cannot resolve {host}")).hint("check the registry name and the DNS setup"),
         ),
         U::Io(io) => Failure::transient(Error::network(format!("{host}: {}", describe_io(io)))),
         U::Tls(msg) => Failure::fatal(tls_hint(Error::network(format!("TLS with {host} failed: {msg}")))),
@@ -666,6 +715,11 @@ fn transport_error(e: &ureq::Error, host: &str) -> Failure {
         U::Protocol(p) => Failure::transient(Error::network(format!("{host} broke the HTTP protocol: {p}"))),
         other => Failure::transient(Error::network(format!("{host}: {other}"))),
     }
+}
+
+fn cannot_connect(host: &str, why: &str) -> Error {
+    Error::network(format!("cannot connect to {host} ({why})"))
+        .hint("check that the registry is running and reachable, and its port")
 }
 
 fn tls_hint(e: Error) -> Error {
@@ -697,7 +751,11 @@ fn origin_of(url: &str) -> String {
     // Drop any userinfo: it is never part of the origin.
     let authority = authority.rsplit('@').next().unwrap_or(authority).to_ascii_lowercase();
     let scheme = scheme.to_ascii_lowercase();
-    let authority = match (scheme.as_str(), authority.strip_suffix(":443"), authority.strip_suffix(":80")) {
+    let authority = match (
+        scheme.as_str(),
+        authority.strip_suffix(":443"),
+        authority.strip_suffix(":80"),
+    ) {
         ("https", Some(h), _) => h.to_string(),
         ("http", _, Some(h)) => h.to_string(),
         _ => authority,
@@ -794,13 +852,19 @@ mod tests {
 
     #[test]
     fn messages_never_show_paths_or_queries() {
-        assert_eq!(scheme_and_host("https://s3.io/bucket/obj?X-Amz-Signature=abc"), "https://s3.io");
+        assert_eq!(
+            scheme_and_host("https://s3.io/bucket/obj?X-Amz-Signature=abc"),
+            "https://s3.io"
+        );
         assert_eq!(scheme_and_host("file:///etc/passwd"), "file://");
     }
 
     #[test]
     fn percent_encoding() {
-        assert_eq!(percent_encode("repository:library/alpine:pull"), "repository%3Alibrary%2Falpine%3Apull");
+        assert_eq!(
+            percent_encode("repository:library/alpine:pull"),
+            "repository%3Alibrary%2Falpine%3Apull"
+        );
         assert_eq!(percent_encode("a b~"), "a%20b~");
     }
 

@@ -8,7 +8,10 @@ fn simple_image() -> Image {
     Image::new(
         "amd64",
         vec![
-            gz_layer(&[("etc/hello.txt", b"hello from minipull\n"), ("bin/tool", b"#!/bin/sh\necho hi\n")]),
+            gz_layer(&[
+                ("etc/hello.txt", b"hello from minipull\n"),
+                ("bin/tool", b"#!/bin/sh\necho hi\n"),
+            ]),
             gz_layer(&[("etc/second.txt", b"second layer\n")]),
         ],
     )
@@ -19,7 +22,13 @@ fn umoci_unpack(layout: &Path, tag: &str, work: &TempDir) -> std::path::PathBuf 
     let bundle = work.join("bundle");
     run_ok(
         "umoci",
-        &["unpack", "--rootless", "--image", &format!("{}:{tag}", layout.display()), bundle.to_str().unwrap()],
+        &[
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:{tag}", layout.display()),
+            bundle.to_str().unwrap(),
+        ],
     );
     bundle.join("rootfs")
 }
@@ -44,16 +53,25 @@ fn pulls_an_image_that_skopeo_umoci_and_oci_image_tool_accept() {
     assert_eq!(entry["annotations"]["org.opencontainers.image.ref.name"], "v1");
     assert_eq!(entry["annotations"]["io.containerd.image.name"], r);
     assert_eq!(assert_blobs_consistent(&out), 4, "manifest, config, two layers");
-    assert!(!out.join(".minipull").exists(), "the work directory is removed after a clean pull");
+    assert!(
+        !out.join(".minipull").exists(),
+        "the work directory is removed after a clean pull"
+    );
 
     // Real consumers.
-    run_ok("oci-image-tool", &["validate", "--type", "image", "--ref", "name=v1", out.to_str().unwrap()]);
+    run_ok(
+        "oci-image-tool",
+        &["validate", "--type", "image", "--ref", "name=v1", out.to_str().unwrap()],
+    );
     let inspect = run_ok("skopeo", &["inspect", &format!("oci:{}:v1", out.display())]);
     let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(inspect["Digest"], digest);
     assert_eq!(inspect["Layers"].as_array().unwrap().len(), 2);
     let rootfs = umoci_unpack(&out, "v1", &work);
-    assert_eq!(std::fs::read(rootfs.join("etc/hello.txt")).unwrap(), b"hello from minipull\n");
+    assert_eq!(
+        std::fs::read(rootfs.join("etc/hello.txt")).unwrap(),
+        b"hello from minipull\n"
+    );
     assert_eq!(std::fs::read(rootfs.join("etc/second.txt")).unwrap(), b"second layer\n");
 }
 
@@ -66,18 +84,42 @@ fn second_reference_adds_to_index_and_repull_downloads_nothing() {
     let work = TempDir::new("twice");
     let out = work.join("layout");
     let out_s = out.to_str().unwrap();
-    assert_exit(&minipull(&["--plain-http", "-q", &format!("{}/demo/app:v1", reg.host), out_s], None), 0);
-    assert_exit(&minipull(&["--plain-http", "-q", &format!("{}/demo/other:v2", reg.host), out_s], None), 0);
+    assert_exit(
+        &minipull(
+            &["--plain-http", "-q", &format!("{}/demo/app:v1", reg.host), out_s],
+            None,
+        ),
+        0,
+    );
+    assert_exit(
+        &minipull(
+            &["--plain-http", "-q", &format!("{}/demo/other:v2", reg.host), out_s],
+            None,
+        ),
+        0,
+    );
     let index = read_json(&out.join("index.json"));
-    let digests: Vec<&str> = index["manifests"].as_array().unwrap().iter().map(|m| m["digest"].as_str().unwrap()).collect();
+    let digests: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
     assert_eq!(digests, vec![d1.as_str(), d2.as_str()]);
 
     // Pulling v1 again: replaced, not duplicated, and nothing downloaded.
-    let o = minipull(&["--plain-http", "--json", &format!("{}/demo/app:v1", reg.host), out_s], None);
+    let o = minipull(
+        &["--plain-http", "--json", &format!("{}/demo/app:v1", reg.host), out_s],
+        None,
+    );
     assert_exit(&o, 0);
     let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(summary["bytesDownloaded"], 0, "{summary}");
-    assert!(summary["blobs"].as_array().unwrap().iter().all(|b| b["status"] == "present"));
+    assert!(summary["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["status"] == "present"));
     let index = read_json(&out.join("index.json"));
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
     run_ok("skopeo", &["inspect", &format!("oci:{out_s}:v2")]);
@@ -87,7 +129,16 @@ fn second_reference_adds_to_index_and_repull_downloads_nothing() {
     let layer = summary["blobs"][1]["digest"].as_str().unwrap();
     let len = std::fs::metadata(blob_path(&out, layer)).unwrap().len() as usize;
     std::fs::write(blob_path(&out, layer), vec![0u8; len]).unwrap();
-    let o = minipull(&["--plain-http", "--json", "--verify", &format!("{}/demo/app:v1", reg.host), out_s], None);
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--json",
+            "--verify",
+            &format!("{}/demo/app:v1", reg.host),
+            out_s,
+        ],
+        None,
+    );
     assert_exit(&o, 0);
     let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(summary["bytesDownloaded"], len as u64);
@@ -113,11 +164,14 @@ fn push_multi_platform(reg: &Registry, repo: &str, tag: &str) -> serde_json::Val
         // An attestation manifest for it, as docker buildx pushes them.
         let att = Image {
             config_type: Some("application/vnd.oci.image.config.v1+json"),
-            ..Image::new("unknown", vec![Layer {
-                media_type: "application/vnd.in-toto+json",
-                tar: vec![],
-                blob: format!("{{\"attestation\":\"{arch}\"}}").into_bytes(),
-            }])
+            ..Image::new(
+                "unknown",
+                vec![Layer {
+                    media_type: "application/vnd.in-toto+json",
+                    tar: vec![],
+                    blob: format!("{{\"attestation\":\"{arch}\"}}").into_bytes(),
+                }],
+            )
         };
         let (amt, abytes) = reg.image_manifest(repo, &att);
         let ad = reg.push_manifest(repo, &sha256(&abytes), amt, &abytes);
@@ -145,7 +199,14 @@ fn chooses_the_platform_from_an_oci_index_and_skips_attestations() {
     ] {
         let out = work.join(&platform.replace('/', "-"));
         let o = minipull(
-            &["--plain-http", "--json", "--platform", platform, &format!("{}/multi/app", reg.host), out.to_str().unwrap()],
+            &[
+                "--plain-http",
+                "--json",
+                "--platform",
+                platform,
+                &format!("{}/multi/app", reg.host),
+                out.to_str().unwrap(),
+            ],
             None,
         );
         assert_exit(&o, 0);
@@ -153,7 +214,10 @@ fn chooses_the_platform_from_an_oci_index_and_skips_attestations() {
         assert_eq!(summary["digest"], index["manifests"][pos]["digest"], "{platform}");
         assert!(summary["indexDigest"].is_string());
         let entry = &read_json(&out.join("index.json"))["manifests"][0];
-        assert_eq!(entry["platform"]["architecture"], index["manifests"][pos]["platform"]["architecture"]);
+        assert_eq!(
+            entry["platform"]["architecture"],
+            index["manifests"][pos]["platform"]["architecture"]
+        );
         // Only this platform's content: manifest + config + one layer.
         assert_eq!(assert_blobs_consistent(&out), 3, "{platform}");
         let rootfs_work = TempDir::new("multi-unpack");
@@ -163,7 +227,16 @@ fn chooses_the_platform_from_an_oci_index_and_skips_attestations() {
 
     // No match: exit 3, listing what exists but not the attestations.
     let out = work.join("none");
-    let o = minipull(&["--plain-http", "--platform", "linux/s390x", &format!("{}/multi/app", reg.host), out.to_str().unwrap()], None);
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--platform",
+            "linux/s390x",
+            &format!("{}/multi/app", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_exit(&o, 3);
     let err = stderr(&o);
     assert!(err.contains("linux/amd64, linux/arm64/v8, linux/arm/v7"), "{err}");
@@ -177,7 +250,15 @@ fn all_platforms_keeps_the_whole_index() {
     let index = push_multi_platform(&reg, "multi/app", "v1");
     let work = TempDir::new("all");
     let out = work.join("layout");
-    let o = minipull(&["--plain-http", "--all-platforms", &format!("{}/multi/app:v1", reg.host), out.to_str().unwrap()], None);
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--all-platforms",
+            &format!("{}/multi/app:v1", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_exit(&o, 0);
     let bytes = serde_json::to_vec(&index).unwrap();
     assert_eq!(stdout(&o).trim(), sha256(&bytes));
@@ -205,9 +286,16 @@ fn pulls_a_docker_manifest_list() {
     let mut layers = Vec::new();
     for arch in ["amd64", "arm64", "riscv64"] {
         let t = tar(&[("which", arch.as_bytes())]);
-        let layer = Layer { media_type: DOCKER_LAYER_GZIP, blob: gzip(&t), tar: t };
+        let layer = Layer {
+            media_type: DOCKER_LAYER_GZIP,
+            blob: gzip(&t),
+            tar: t,
+        };
         layers.push((arch, sha256(&layer.blob)));
-        let image = Image { docker: true, ..Image::new(arch, vec![layer]) };
+        let image = Image {
+            docker: true,
+            ..Image::new(arch, vec![layer])
+        };
         let (mt, bytes) = reg.image_manifest(repo, &image);
         let d = reg.push_manifest(repo, &sha256(&bytes), mt, &bytes);
         manifests.push(serde_json::json!({"mediaType": mt, "digest": d, "size": bytes.len(),
@@ -218,7 +306,16 @@ fn pulls_a_docker_manifest_list() {
 
     let work = TempDir::new("dockerlist");
     let out = work.join("layout");
-    let o = minipull(&["--plain-http", "--platform", "linux/riscv64", &format!("{}/{repo}", reg.host), out.to_str().unwrap()], None);
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--platform",
+            "linux/riscv64",
+            &format!("{}/{repo}", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_exit(&o, 0);
     assert_eq!(stdout(&o).trim(), manifests[2]["digest"].as_str().unwrap());
     let entry = &read_json(&out.join("index.json"))["manifests"][0];
@@ -227,7 +324,10 @@ fn pulls_a_docker_manifest_list() {
     let layer = std::fs::read(blob_path(&out, &layers[2].1)).unwrap();
     let t = gunzip(&layer);
     assert!(tar_list(&t).iter().any(|p| p.ends_with("which")));
-    assert!(!blob_path(&out, &layers[0].1).exists(), "other platforms are not pulled");
+    assert!(
+        !blob_path(&out, &layers[0].1).exists(),
+        "other platforms are not pulled"
+    );
     // skopeo 1.9.3's oci: transport skips index entries with Docker media
     // types, so check the layout's structure ourselves.
     assert_eq!(assert_blobs_consistent(&out), 3);
@@ -238,16 +338,31 @@ fn pulls_a_docker_manifest_list() {
 fn pulls_zstd_and_empty_layers() {
     let reg = Registry::start(Auth::None);
     let t = tar(&[("z/data.txt", b"compressed with zstd\n")]);
-    let zlayer = Layer { media_type: OCI_LAYER_ZSTD, blob: zstd(&t), tar: t };
+    let zlayer = Layer {
+        media_type: OCI_LAYER_ZSTD,
+        blob: zstd(&t),
+        tar: t,
+    };
     let empty_tar = tar(&[]);
-    let empty = Layer { media_type: OCI_LAYER_GZIP, blob: gzip(&empty_tar), tar: empty_tar };
+    let empty = Layer {
+        media_type: OCI_LAYER_GZIP,
+        blob: gzip(&empty_tar),
+        tar: empty_tar,
+    };
     let plain_t = tar(&[("plain.txt", b"uncompressed\n")]);
-    let plain = Layer { media_type: OCI_LAYER_TAR, blob: plain_t.clone(), tar: plain_t };
+    let plain = Layer {
+        media_type: OCI_LAYER_TAR,
+        blob: plain_t.clone(),
+        tar: plain_t,
+    };
     let zdigest = sha256(&zlayer.blob);
     reg.push_image("z/img", "v1", &Image::new("amd64", vec![zlayer, empty, plain]));
     let work = TempDir::new("zstd");
     let out = work.join("layout");
-    let o = minipull(&["--plain-http", &format!("{}/z/img:v1", reg.host), out.to_str().unwrap()], None);
+    let o = minipull(
+        &["--plain-http", &format!("{}/z/img:v1", reg.host), out.to_str().unwrap()],
+        None,
+    );
     assert_exit(&o, 0);
     assert_eq!(assert_blobs_consistent(&out), 5);
     let t = unzstd(&std::fs::read(blob_path(&out, &zdigest)).unwrap());
@@ -263,12 +378,26 @@ fn pulls_an_oci_artifact() {
         config: Some(b"{}".to_vec()),
         config_type: Some("application/vnd.oci.empty.v1+json"),
         artifact_type: Some("application/vnd.example.thing.v1"),
-        ..Image::new("none", vec![Layer { media_type: "application/vnd.example.thing.layer.v1+blob", tar: vec![], blob: payload.clone() }])
+        ..Image::new(
+            "none",
+            vec![Layer {
+                media_type: "application/vnd.example.thing.layer.v1+blob",
+                tar: vec![],
+                blob: payload.clone(),
+            }],
+        )
     };
     let (d, _) = reg.push_image("art/thing", "v1", &artifact);
     let work = TempDir::new("artifact");
     let out = work.join("layout");
-    let o = minipull(&["--plain-http", &format!("{}/art/thing:v1", reg.host), out.to_str().unwrap()], None);
+    let o = minipull(
+        &[
+            "--plain-http",
+            &format!("{}/art/thing:v1", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_exit(&o, 0);
     assert_eq!(stdout(&o).trim(), d);
     assert_eq!(std::fs::read(blob_path(&out, &sha256(&payload))).unwrap(), payload);
@@ -281,7 +410,14 @@ fn pulls_by_digest_and_verifies_it() {
     let (d, _) = reg.push_image("demo/app", "v1", &simple_image());
     let work = TempDir::new("bydigest");
     let out = work.join("layout");
-    let o = minipull(&["--plain-http", &format!("{}/demo/app@{d}", reg.host), out.to_str().unwrap()], None);
+    let o = minipull(
+        &[
+            "--plain-http",
+            &format!("{}/demo/app@{d}", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_exit(&o, 0);
     let entry = &read_json(&out.join("index.json"))["manifests"][0];
     assert_eq!(entry["digest"], d);
@@ -289,6 +425,13 @@ fn pulls_by_digest_and_verifies_it() {
 
     // A digest the registry does not have: not found.
     let missing = format!("sha256:{}", "ab".repeat(32));
-    let o = minipull(&["--plain-http", &format!("{}/demo/app:v1@{missing}", reg.host), work.join("x").to_str().unwrap()], None);
+    let o = minipull(
+        &[
+            "--plain-http",
+            &format!("{}/demo/app:v1@{missing}", reg.host),
+            work.join("x").to_str().unwrap(),
+        ],
+        None,
+    );
     assert_exit(&o, 3);
 }

@@ -31,7 +31,10 @@ pub fn require(tool: &str) {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
-    assert!(found, "{tool} is not installed; run ./build.sh test, which installs what the tests need");
+    assert!(
+        found,
+        "{tool} is not installed; run ./build.sh test, which installs what the tests need"
+    );
 }
 
 pub fn sha256(bytes: &[u8]) -> String {
@@ -96,7 +99,10 @@ impl Registry {
             Auth::None => (String::new(), None),
             Auth::Htpasswd { user, password } => {
                 require("htpasswd");
-                let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().unwrap();
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", user, password])
+                    .output()
+                    .unwrap();
                 assert!(out.status.success());
                 std::fs::write(dir.join("htpasswd"), &out.stdout).unwrap();
                 let basic = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
@@ -170,7 +176,11 @@ impl Registry {
             .unwrap();
         assert_eq!(resp.status().as_u16(), 202, "start upload");
         let loc = resp.headers().get("location").unwrap().to_str().unwrap().to_string();
-        let url = if loc.starts_with("http") { loc } else { format!("http://{}{loc}", self.host) };
+        let url = if loc.starts_with("http") {
+            loc
+        } else {
+            format!("http://{}{loc}", self.host)
+        };
         let sep = if url.contains('?') { '&' } else { '?' };
         let resp = self
             .req(agent.put(format!("{url}{sep}digest={digest}")))
@@ -184,7 +194,10 @@ impl Registry {
     /// Push a manifest under `reference`; returns its digest.
     pub fn push_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) -> String {
         let resp = self
-            .req(self.agent().put(format!("http://{}/v2/{repo}/manifests/{reference}", self.host)))
+            .req(
+                self.agent()
+                    .put(format!("http://{}/v2/{repo}/manifests/{reference}", self.host)),
+            )
             .header("Content-Type", media_type)
             .send(bytes)
             .unwrap();
@@ -216,8 +229,13 @@ impl Registry {
             "config": {"Env": ["PATH=/usr/bin:/bin"], "Cmd": ["/bin/sh"]},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         });
-        let config = image.config.clone().unwrap_or_else(|| serde_json::to_vec(&config).unwrap());
-        let config_type = image.config_type.unwrap_or(if docker { DOCKER_CONFIG } else { OCI_CONFIG });
+        let config = image
+            .config
+            .clone()
+            .unwrap_or_else(|| serde_json::to_vec(&config).unwrap());
+        let config_type = image
+            .config_type
+            .unwrap_or(if docker { DOCKER_CONFIG } else { OCI_CONFIG });
         let config_desc = self.blob_desc(repo, config_type, &config);
         let layers: Vec<serde_json::Value> = image
             .layers
@@ -261,7 +279,14 @@ pub struct Image {
 
 impl Image {
     pub fn new(arch: &'static str, layers: Vec<Layer>) -> Image {
-        Image { arch, docker: false, layers, config: None, config_type: None, artifact_type: None }
+        Image {
+            arch,
+            docker: false,
+            layers,
+            config: None,
+            config_type: None,
+            artifact_type: None,
+        }
     }
 }
 
@@ -274,7 +299,14 @@ pub fn tar(files: &[(&str, &[u8])]) -> Vec<u8> {
         std::fs::write(&p, content).unwrap();
     }
     let out = Command::new("tar")
-        .args(["--sort=name", "--owner=0", "--group=0", "--numeric-owner", "--mtime=@0", "-C"])
+        .args([
+            "--sort=name",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "--mtime=@0",
+            "-C",
+        ])
         .arg(dir.path())
         .args(["-cf", "-", "."])
         .output()
@@ -317,7 +349,11 @@ pub fn unzstd(b: &[u8]) -> Vec<u8> {
 /// A gzip layer holding `files`.
 pub fn gz_layer(files: &[(&str, &[u8])]) -> Layer {
     let t = tar(files);
-    Layer { media_type: OCI_LAYER_GZIP, blob: gzip(&t), tar: t }
+    Layer {
+        media_type: OCI_LAYER_GZIP,
+        blob: gzip(&t),
+        tar: t,
+    }
 }
 
 /// List the paths in a tar (via the system tar).
@@ -358,7 +394,13 @@ pub fn stdout(o: &Output) -> String {
 
 /// Assert the exit code, showing stderr when it is wrong.
 pub fn assert_exit(o: &Output, code: i32) {
-    assert_eq!(o.status.code(), Some(code), "exit code; stderr:\n{}\nstdout:\n{}", stderr(o), stdout(o));
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit code; stderr:\n{}\nstdout:\n{}",
+        stderr(o),
+        stdout(o)
+    );
 }
 
 pub fn read_json(p: &Path) -> serde_json::Value {
@@ -388,7 +430,10 @@ pub fn assert_index_points_at_blobs(layout: &Path) {
     let index = read_json(&layout.join("index.json"));
     for m in index["manifests"].as_array().unwrap() {
         let d = m["digest"].as_str().unwrap().replace(':', "/");
-        assert!(layout.join("blobs").join(d).is_file(), "index.json points at a missing blob: {m}");
+        assert!(
+            layout.join("blobs").join(d).is_file(),
+            "index.json points at a missing blob: {m}"
+        );
     }
 }
 
