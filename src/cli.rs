@@ -76,10 +76,12 @@ fn parse_args() -> Result<Option<Args>> {
         return Ok(None);
     }
     let usage = |e: pico_args::Error| Error::usage(e.to_string()).hint("see minipull --help");
+    // Given twice, the last one wins, so a wrapper script's defaults can be overridden.
     fn number(a: &mut pico_args::Arguments, flag: &'static str, default: u64) -> Result<u64> {
-        a.opt_value_from_str::<_, u64>(flag)
-            .map_err(|e| Error::usage(format!("{flag}: {e}")).hint("it takes a whole number"))
-            .map(|v| v.unwrap_or(default))
+        let values: Vec<u64> = a
+            .values_from_str(flag)
+            .map_err(|e| Error::usage(format!("{flag}: {e}")).hint("it takes a whole number"))?;
+        Ok(values.last().copied().unwrap_or(default))
     }
     let args = Args {
         platform: a.opt_value_from_str("--platform").map_err(usage)?,

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod fault;
+
 use sha2::{Digest as _, Sha256};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,0 +1,454 @@
+//! A small fault-injecting registry for failures a real server cannot
+//! produce on demand: dropped connections, corrupt bytes, stalls, trickles,
+//! ignored ranges, 416/429/503, redirects to another host, expiring tokens.
+//!
+//! It serves manifests and blobs from memory, one thread per connection,
+//! `Connection: close` on every answer, and logs every request so tests can
+//! assert what went over the wire. It stops when dropped.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Switchable faults; the `*_once` ones fire on the first matching blob request only.
+#[derive(Default, Clone)]
+pub struct Faults {
+    /// Close the connection after this many body bytes of a blob, once.
+    pub drop_after: Option<u64>,
+    /// Flip the byte at this offset of a blob body, once (or always).
+    pub flip_at: Option<u64>,
+    pub flip_always: bool,
+    /// After this many body bytes, go silent for the duration, then close; once.
+    pub stall: Option<(u64, Duration)>,
+    /// Send blob bodies as (bytes, pause) trickles for the first request, then normally.
+    pub trickle_once: Option<(usize, Duration)>,
+    /// Answer 200 with the whole body even when a Range was asked for.
+    pub ignore_range: bool,
+    /// Answer the first ranged blob request with 416.
+    pub range_416_once: bool,
+    /// Answer the first request to a path containing the string with this status
+    /// and optional Retry-After.
+    pub status_once: Option<(String, u16, Option<u64>)>,
+    /// Redirect blob requests (307) to this base URL (`http://host:port`).
+    pub redirect_blobs_to: Option<String>,
+    /// Append this many bytes to every blob body.
+    pub extra_bytes: usize,
+    /// Limit blob bodies to this many bytes a second.
+    pub throttle: Option<u64>,
+    /// Require bearer tokens from `/token`, valid for this long on the server side.
+    pub token_lifetime: Option<Duration>,
+    /// Content-Type to serve manifests with, overriding their own.
+    pub manifest_content_type: Option<String>,
+    /// A wrong Docker-Content-Digest header on manifests.
+    pub wrong_digest_header: bool,
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub path: String,
+    pub range: Option<String>,
+    pub authorization: Option<String>,
+    pub status: u16,
+    /// Body bytes written to the socket.
+    pub body_bytes: u64,
+    /// The server is done with this request.
+    pub finished: bool,
+}
+
+#[derive(Default)]
+struct State {
+    manifests: HashMap<String, (String, Vec<u8>)>,
+    blobs: HashMap<String, Vec<u8>>,
+    faults: Faults,
+    fired: HashMap<&'static str, bool>,
+    log: Vec<Logged>,
+    tokens: HashMap<String, Instant>,
+    tokens_issued: u32,
+    /// Blob faults apply only to this digest, when set (the image's layer).
+    target: Option<String>,
+}
+
+pub struct FaultServer {
+    pub port: u16,
+    pub host: String,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FaultServer {
+    pub fn start(faults: Faults) -> FaultServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State {
+            faults,
+            ..State::default()
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp) = (state.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !sp.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((sock, _)) => {
+                        let st = st.clone();
+                        let sp = sp.clone();
+                        std::thread::spawn(move || {
+                            let _ = handle(sock, port, &st, &sp);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FaultServer {
+            port,
+            host: format!("127.0.0.1:{port}"),
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn add_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) {
+        self.state
+            .lock()
+            .unwrap()
+            .manifests
+            .insert(format!("{repo}/{reference}"), (media_type.to_string(), bytes.to_vec()));
+    }
+
+    pub fn add_blob(&self, digest: &str, bytes: Vec<u8>) {
+        self.state.lock().unwrap().blobs.insert(digest.to_string(), bytes);
+    }
+
+    /// Serve a one-layer OCI image as `repo:tag`; returns (manifest digest, layer digest).
+    pub fn add_image(&self, repo: &str, tag: &str, layer: Vec<u8>) -> (String, String) {
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+        let (cd, ld) = (super::sha256(&config), super::sha256(&layer));
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": super::OCI_MANIFEST,
+            "config": {"mediaType": super::OCI_CONFIG, "digest": cd, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
+        });
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        self.add_blob(&cd, config);
+        self.add_blob(&ld, layer);
+        self.state.lock().unwrap().target = Some(ld.clone());
+        self.add_manifest(repo, tag, super::OCI_MANIFEST, &bytes);
+        let md = super::sha256(&bytes);
+        self.add_manifest(repo, &md, super::OCI_MANIFEST, &bytes);
+        (md, ld)
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        let mut s = self.state.lock().unwrap();
+        s.faults = faults;
+        s.fired.clear();
+    }
+
+    pub fn log(&self) -> Vec<Logged> {
+        self.state.lock().unwrap().log.clone()
+    }
+
+    /// Wait (at most 10 s) until every request so far is finished, then forget them.
+    pub fn clear_log(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.log().iter().any(|l| !l.finished) {
+            assert!(Instant::now() < deadline, "a request never finished");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.state.lock().unwrap().log.clear();
+    }
+
+    /// Requests whose path contains `needle`.
+    pub fn requests(&self, needle: &str) -> Vec<Logged> {
+        self.log().into_iter().filter(|l| l.path.contains(needle)).collect()
+    }
+
+    pub fn tokens_issued(&self) -> u32 {
+        self.state.lock().unwrap().tokens_issued
+    }
+}
+
+impl Drop for FaultServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Fire a once-only fault: true the first time.
+fn once(s: &mut State, name: &'static str) -> bool {
+    !std::mem::replace(s.fired.entry(name).or_insert(false), true)
+}
+
+fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -> std::io::Result<()> {
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(sock.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let range = headers.get("range").cloned();
+    let authorization = headers.get("authorization").cloned();
+    let mut out = sock;
+    let mut respond = |status: u16, extra: &[(&str, String)], body: &[u8]| -> std::io::Result<()> {
+        let mut head = format!(
+            "HTTP/1.1 {status} X\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in extra {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        out.write_all(head.as_bytes())?;
+        out.write_all(body)?;
+        Ok(())
+    };
+    let log = |status: u16, body_bytes: u64| {
+        state.lock().unwrap().log.push(Logged {
+            path: path.clone(),
+            range: range.clone(),
+            authorization: authorization.clone(),
+            status,
+            body_bytes,
+            finished: true,
+        });
+    };
+
+    // Token endpoint.
+    if path.starts_with("/token") {
+        let mut s = state.lock().unwrap();
+        s.tokens_issued += 1;
+        let t = format!("tok-{}", s.tokens_issued);
+        s.tokens.insert(t.clone(), Instant::now());
+        drop(s);
+        log(200, 0);
+        let body = format!(r#"{{"token":"{t}","expires_in":300}}"#);
+        return respond(200, &[("Content-Type", "application/json".into())], body.as_bytes());
+    }
+
+    let (mut faults, target) = {
+        let s = state.lock().unwrap();
+        (s.faults.clone(), s.target.clone())
+    };
+    // Blob faults hit only the target blob (not, say, the config fetched first).
+    if target.is_some_and(|t| !path.contains(&t)) && !path.starts_with("/cdn/") && path.contains("/blobs/") {
+        faults = Faults {
+            token_lifetime: faults.token_lifetime,
+            redirect_blobs_to: faults.redirect_blobs_to,
+            status_once: faults.status_once,
+            ..Faults::default()
+        };
+    }
+
+    // Bearer auth, with tokens that the server expires on its own schedule.
+    if let Some(lifetime) = faults.token_lifetime {
+        let valid = authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .and_then(|t| state.lock().unwrap().tokens.get(t).copied())
+            .is_some_and(|issued| issued.elapsed() < lifetime);
+        if !valid {
+            log(401, 0);
+            let challenge =
+                format!(r#"Bearer realm="http://127.0.0.1:{port}/token",service="fault",scope="repository:x:pull""#);
+            return respond(
+                401,
+                &[("WWW-Authenticate", challenge)],
+                b"{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}",
+            );
+        }
+    }
+
+    if let Some((needle, status, retry_after)) = &faults.status_once {
+        if path.contains(needle.as_str()) && once(&mut state.lock().unwrap(), "status") {
+            log(*status, 0);
+            let mut extra = Vec::new();
+            if let Some(s) = retry_after {
+                extra.push(("Retry-After", s.to_string()));
+            }
+            return respond(*status, &extra, b"");
+        }
+    }
+
+    if path == "/v2/" || path == "/v2" {
+        log(200, 0);
+        return respond(200, &[], b"{}");
+    }
+
+    // Manifests.
+    if let Some(rest) = path.strip_prefix("/v2/").and_then(|p| p.split_once("/manifests/")) {
+        let key = format!("{}/{}", rest.0, rest.1);
+        let found = state.lock().unwrap().manifests.get(&key).cloned();
+        let Some((mt, bytes)) = found else {
+            log(404, 0);
+            return respond(
+                404,
+                &[],
+                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+            );
+        };
+        let ct = faults.manifest_content_type.clone().unwrap_or(mt);
+        let digest = if faults.wrong_digest_header {
+            super::sha256(b"other")
+        } else {
+            super::sha256(&bytes)
+        };
+        log(200, bytes.len() as u64);
+        return respond(200, &[("Content-Type", ct), ("Docker-Content-Digest", digest)], &bytes);
+    }
+
+    // Blobs, possibly redirected to another host.
+    let blob_digest = path
+        .strip_prefix("/v2/")
+        .and_then(|p| p.split_once("/blobs/"))
+        .map(|(_, d)| d.to_string())
+        .or_else(|| {
+            path.strip_prefix("/cdn/")
+                .map(|d| d.split('?').next().unwrap_or("").to_string())
+        });
+    let Some(digest) = blob_digest else {
+        log(404, 0);
+        return respond(404, &[], b"");
+    };
+    if path.starts_with("/v2/") {
+        if let Some(base) = &faults.redirect_blobs_to {
+            log(307, 0);
+            let n = state.lock().unwrap().log.len();
+            return respond(307, &[("Location", format!("{base}/cdn/{digest}?sig={n}"))], b"");
+        }
+    }
+    let blob = state.lock().unwrap().blobs.get(&digest).cloned();
+    let Some(mut body) = blob else {
+        log(404, 0);
+        return respond(404, &[], br#"{"errors":[{"code":"BLOB_UNKNOWN"}]}"#);
+    };
+    body.extend(std::iter::repeat_n(b'X', faults.extra_bytes));
+    let total = body.len() as u64;
+    let start = range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.trim_end_matches('-').parse::<u64>().ok());
+    let mut s = state.lock().unwrap();
+    if start.is_some() && faults.range_416_once && once(&mut s, "416") {
+        drop(s);
+        log(416, 0);
+        return respond(416, &[("Content-Range", format!("bytes */{total}"))], b"");
+    }
+    let (status, offset) = match start {
+        Some(st) if !faults.ignore_range && st <= total => (206, st),
+        _ => (200, 0),
+    };
+    // A once-fault is spent only on a body long enough for it to fire.
+    let left = total - offset;
+    let drop_after = faults.drop_after.filter(|d| *d < left && once(&mut s, "drop"));
+    let stall = faults.stall.filter(|(at, _)| *at < left && once(&mut s, "stall"));
+    let trickle = faults.trickle_once.filter(|_| once(&mut s, "trickle"));
+    let flip = faults.flip_at.filter(|_| faults.flip_always || once(&mut s, "flip"));
+    // Logged now, so tests see requests in the order they arrived.
+    s.log.push(Logged {
+        path: path.clone(),
+        range: range.clone(),
+        authorization: authorization.clone(),
+        status,
+        body_bytes: 0,
+        finished: false,
+    });
+    let entry = s.log.len() - 1;
+    drop(s);
+
+    let mut head = format!(
+        "HTTP/1.1 {status} X\r\nConnection: close\r\nContent-Length: {}\r\n",
+        total - offset
+    );
+    if status == 206 {
+        head.push_str(&format!(
+            "Content-Range: bytes {offset}-{}/{total}\r\n",
+            total.saturating_sub(1)
+        ));
+    }
+    head.push_str("\r\n");
+    out.write_all(head.as_bytes())?;
+    let mut sent = 0u64;
+    let mut pos = offset;
+    let started = Instant::now();
+    let chunk_len = trickle.map(|(n, _)| n).unwrap_or(16 * 1024);
+    let result = (|| -> std::io::Result<()> {
+        while pos < total {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let mut end = (pos + chunk_len as u64).min(total);
+            if let Some(d) = drop_after {
+                if sent >= d {
+                    return Err(std::io::Error::other("drop"));
+                }
+                end = end.min(offset + d.max(sent + 1));
+            }
+            if let Some((at, _)) = stall {
+                if sent < at {
+                    end = end.min(offset + at);
+                }
+            }
+            let mut chunk = body[pos as usize..end as usize].to_vec();
+            if let Some(f) = flip {
+                if (pos..end).contains(&f) {
+                    chunk[(f - pos) as usize] ^= 0xff;
+                }
+            }
+            out.write_all(&chunk)?;
+            sent += chunk.len() as u64;
+            pos = end;
+            if let Some((at, dur)) = stall {
+                if sent == at {
+                    out.flush()?;
+                    let until = Instant::now() + dur;
+                    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    return Err(std::io::Error::other("stalled"));
+                }
+            }
+            if let Some((_, pause)) = trickle {
+                std::thread::sleep(pause);
+            }
+            if let Some(rate) = faults.throttle {
+                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                let el = started.elapsed();
+                if due > el {
+                    std::thread::sleep(due - el);
+                }
+            }
+        }
+        Ok(())
+    })();
+    if let Some(e) = state.lock().unwrap().log.get_mut(entry) {
+        e.body_bytes = sent;
+        e.finished = true;
+    }
+    if result.is_err() {
+        let _ = out.shutdown(Shutdown::Both);
+    }
+    let mut sink = [0u8; 1];
+    let _ = reader.read(&mut sink);
+    Ok(())
+}

@@ -1,0 +1,466 @@
+//! Weak networks and uncooperative servers, via the fault-injecting server:
+//! one test per fault, each asserting the outcome and what reached the disk.
+
+mod common;
+use common::fault::{FaultServer, Faults};
+use common::*;
+use std::time::{Duration, Instant};
+
+const REPO: &str = "weak/net";
+
+/// Incompressible-looking, deterministic bytes.
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+struct Setup {
+    server: FaultServer,
+    layer: Vec<u8>,
+    layer_digest: String,
+    manifest_digest: String,
+    work: TempDir,
+}
+
+fn setup(faults: Faults, size: usize) -> Setup {
+    let server = FaultServer::start(faults);
+    let layer = data(size, size as u64);
+    let (manifest_digest, layer_digest) = server.add_image(REPO, "v1", layer.clone());
+    Setup {
+        server,
+        layer,
+        layer_digest,
+        manifest_digest,
+        work: TempDir::new("fault"),
+    }
+}
+
+impl Setup {
+    fn pull(&self, extra: &[&str]) -> (std::process::Output, serde_json::Value) {
+        let r = format!("{}/{REPO}:v1", self.server.host);
+        let out = self.work.join("layout");
+        let mut args = vec!["--plain-http", "--json", "--timeout", "2"];
+        args.extend_from_slice(extra);
+        args.push(&r);
+        args.push(out.to_str().unwrap());
+        let o = minipull(&args, None);
+        let summary = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+        (o, summary)
+    }
+
+    fn layout(&self) -> std::path::PathBuf {
+        self.work.join("layout")
+    }
+
+    /// The layer is in place, matches, and index.json names the image.
+    fn assert_complete(&self) {
+        let out = self.layout();
+        assert_eq!(std::fs::read(blob_path(&out, &self.layer_digest)).unwrap(), self.layer);
+        assert_blobs_consistent(&out);
+        assert_index_points_at_blobs(&out);
+        assert_eq!(
+            read_json(&out.join("index.json"))["manifests"][0]["digest"],
+            self.manifest_digest
+        );
+    }
+
+    fn layer_requests(&self) -> Vec<common::fault::Logged> {
+        self.server.requests(&self.layer_digest)
+    }
+
+    fn layer_downloaded(summary: &serde_json::Value, digest: &str) -> u64 {
+        summary["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["digest"] == digest)
+            .map(|b| b["downloaded"].as_u64().unwrap())
+            .unwrap_or(0)
+    }
+}
+
+#[test]
+fn dropped_connection_resumes_with_range() {
+    let s = setup(
+        Faults {
+            drop_after: Some(300_000),
+            ..Faults::default()
+        },
+        1_000_000,
+    );
+    let (o, summary) = s.pull(&[]);
+    assert_exit(&o, 0);
+    s.assert_complete();
+    let reqs = s.layer_requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(reqs[0].body_bytes, 300_000);
+    assert_eq!(
+        reqs[1].range.as_deref(),
+        Some("bytes=300000-"),
+        "resumed where it stopped"
+    );
+    assert_eq!(reqs[1].status, 206);
+    let served: u64 = reqs.iter().map(|r| r.body_bytes).sum();
+    assert_eq!(served, 1_000_000, "not a byte twice");
+    assert_eq!(Setup::layer_downloaded(&summary, &s.layer_digest), 1_000_000);
+    assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
+}
+
+#[test]
+fn corrupt_byte_is_discarded_and_fetched_once_more() {
+    let s = setup(
+        Faults {
+            flip_at: Some(12_345),
+            ..Faults::default()
+        },
+        200_000,
+    );
+    let (o, summary) = s.pull(&[]);
+    assert_exit(&o, 0);
+    s.assert_complete();
+    assert_eq!(s.layer_requests().len(), 2);
+    assert_eq!(s.layer_requests()[1].range, None, "refetched from zero");
+    assert_eq!(Setup::layer_downloaded(&summary, &s.layer_digest), 400_000);
+}
+
+#[test]
+fn corrupt_twice_fails_with_exit_6_and_leaves_nothing() {
+    let s = setup(
+        Faults {
+            flip_at: Some(7),
+            flip_always: true,
+            ..Faults::default()
+        },
+        100_000,
+    );
+    let (o, _) = s.pull(&[]);
+    assert_exit(&o, 6);
+    assert!(stderr(&o).contains("hashes to"), "{}", stderr(&o));
+    assert!(!blob_path(&s.layout(), &s.layer_digest).exists());
+    assert!(!s.layout().join("index.json").exists());
+    assert!(!s
+        .layout()
+        .join(".minipull/partial")
+        .join(s.layer_digest.replace(':', "-"))
+        .exists());
+    assert_blobs_consistent(&s.layout());
+}
+
+#[test]
+fn longer_than_descriptor_fails_with_exit_6() {
+    let s = setup(
+        Faults {
+            extra_bytes: 10,
+            ..Faults::default()
+        },
+        50_000,
+    );
+    let (o, _) = s.pull(&[]);
+    assert_exit(&o, 6);
+    assert!(stderr(&o).contains("more than"), "{}", stderr(&o));
+    assert!(!blob_path(&s.layout(), &s.layer_digest).exists());
+    assert!(!s.layout().join("index.json").exists());
+}
+
+#[test]
+fn stalled_read_is_abandoned_and_resumed() {
+    let s = setup(
+        Faults {
+            stall: Some((100_000, Duration::from_secs(8))),
+            ..Faults::default()
+        },
+        400_000,
+    );
+    let t = Instant::now();
+    let (o, _) = s.pull(&["--timeout", "1"]);
+    assert_exit(&o, 0);
+    assert!(
+        t.elapsed() < Duration::from_secs(7),
+        "gave up on the stall after the timeout: {:?}",
+        t.elapsed()
+    );
+    s.assert_complete();
+    let reqs = s.layer_requests();
+    assert_eq!(reqs[1].range.as_deref(), Some("bytes=100000-"));
+}
+
+#[test]
+fn trickling_connection_below_the_speed_floor_is_resumed() {
+    // 50 bytes every 100 ms: never silent long enough for --timeout, but far below the floor.
+    let s = setup(
+        Faults {
+            trickle_once: Some((50, Duration::from_millis(100))),
+            ..Faults::default()
+        },
+        300_000,
+    );
+    let t = Instant::now();
+    let (o, _) = s.pull(&["--speed-limit", "10000", "--speed-time", "2"]);
+    assert_exit(&o, 0);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(stderr(&o).contains("too slow"), "{}", stderr(&o));
+    s.assert_complete();
+    let reqs = s.layer_requests();
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs[1].range.is_some(), "kept the trickled bytes");
+}
+
+#[test]
+fn server_ignoring_range_is_handled() {
+    let s = setup(
+        Faults {
+            drop_after: Some(250_000),
+            ignore_range: true,
+            ..Faults::default()
+        },
+        600_000,
+    );
+    let (o, summary) = s.pull(&[]);
+    assert_exit(&o, 0);
+    s.assert_complete();
+    let reqs = s.layer_requests();
+    assert_eq!(reqs[1].status, 200, "the server sent everything again");
+    // We paid for the repeated bytes and say so.
+    assert_eq!(Setup::layer_downloaded(&summary, &s.layer_digest), 850_000);
+}
+
+#[test]
+fn answer_416_restarts_the_blob() {
+    let s = setup(
+        Faults {
+            drop_after: Some(1000),
+            range_416_once: true,
+            ..Faults::default()
+        },
+        100_000,
+    );
+    let (o, _) = s.pull(&[]);
+    assert_exit(&o, 0);
+    s.assert_complete();
+    let statuses: Vec<u16> = s.layer_requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![200, 416, 200]);
+}
+
+#[test]
+fn retry_after_on_429_is_honoured() {
+    let s = setup(
+        Faults {
+            status_once: Some(("/blobs/".into(), 429, Some(2))),
+            ..Faults::default()
+        },
+        10_000,
+    );
+    let t = Instant::now();
+    let (o, _) = s.pull(&[]);
+    assert_exit(&o, 0);
+    assert!(t.elapsed() >= Duration::from_secs(2), "waited for Retry-After");
+    assert!(stderr(&o).contains("429"), "{}", stderr(&o));
+    s.assert_complete();
+}
+
+#[test]
+fn a_503_once_is_retried() {
+    let s = setup(
+        Faults {
+            status_once: Some(("/manifests/".into(), 503, None)),
+            ..Faults::default()
+        },
+        10_000,
+    );
+    let (o, _) = s.pull(&[]);
+    assert_exit(&o, 0);
+    s.assert_complete();
+    let statuses: Vec<u16> = s.server.requests("/manifests/").iter().map(|r| r.status).collect();
+    assert_eq!(statuses[..2], [503, 200]);
+}
+
+#[test]
+fn persistent_5xx_gives_up_with_exit_5() {
+    let s = setup(Faults::default(), 10_000);
+    s.server.set_faults(Faults {
+        status_once: Some(("/v2/".into(), 502, None)),
+        ..Faults::default()
+    });
+    // --retries 0: one failure is final.
+    let (o, _) = s.pull(&["--retries", "0"]);
+    assert_exit(&o, 5);
+    assert!(stderr(&o).contains("502"), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_blob_fails_fast_with_exit_3() {
+    let s = setup(Faults::default(), 10_000);
+    // A manifest whose config the registry does not have.
+    let missing = format!("sha256:{}", "cd".repeat(32));
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": missing, "size": 3},
+        "layers": [],
+    });
+    s.server
+        .add_manifest(REPO, "v1", OCI_MANIFEST, &serde_json::to_vec(&manifest).unwrap());
+    let t = Instant::now();
+    let (o, _) = s.pull(&[]);
+    assert_exit(&o, 3);
+    assert!(t.elapsed() < Duration::from_secs(2), "no retries for a 404");
+    assert_eq!(s.server.requests(&missing).len(), 1);
+}
+
+#[test]
+fn redirect_to_another_host_gets_no_authorization_and_resumes_via_the_registry() {
+    let cdn = FaultServer::start(Faults {
+        drop_after: Some(100_000),
+        ..Faults::default()
+    });
+    let s = setup(
+        Faults {
+            token_lifetime: Some(Duration::from_secs(300)),
+            redirect_blobs_to: Some(format!("http://{}", cdn.host)),
+            ..Faults::default()
+        },
+        300_000,
+    );
+    cdn.add_blob(&s.layer_digest, s.layer.clone());
+    // The CDN serves the config blob too.
+    let cfg = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    cdn.add_blob(&sha256(&cfg), cfg);
+
+    let (o, _) = s.pull(&[]);
+    assert_exit(&o, 0);
+    s.assert_complete();
+    let registry_blob_reqs: Vec<_> = s
+        .server
+        .requests("/blobs/")
+        .into_iter()
+        .filter(|r| r.status == 307)
+        .collect();
+    assert!(registry_blob_reqs
+        .iter()
+        .all(|r| r.authorization.as_deref().is_some_and(|a| a.starts_with("Bearer "))));
+    let cdn_reqs = cdn.log();
+    assert!(!cdn_reqs.is_empty());
+    assert!(
+        cdn_reqs.iter().all(|r| r.authorization.is_none()),
+        "Authorization leaked to the CDN: {cdn_reqs:?}"
+    );
+    // The resume asked the registry for a fresh redirect (3 registry hits: config, layer, layer again).
+    let layer_at_registry = s.server.requests(&format!("/blobs/{}", s.layer_digest));
+    assert_eq!(layer_at_registry.len(), 2, "{layer_at_registry:?}");
+    let layer_at_cdn = cdn.requests(&s.layer_digest);
+    assert_eq!(layer_at_cdn[1].range.as_deref(), Some("bytes=100000-"));
+    assert_ne!(layer_at_cdn[0].path, layer_at_cdn[1].path, "a new signed URL each time");
+}
+
+#[test]
+fn token_expiring_mid_pull_is_renewed_and_the_pull_continues() {
+    // The server forgets tokens after 1 s; the layer stalls 1.5 s mid-way, so
+    // the resume carries an expired token.
+    let s = setup(
+        Faults {
+            token_lifetime: Some(Duration::from_secs(1)),
+            stall: Some((50_000, Duration::from_millis(1500))),
+            ..Faults::default()
+        },
+        200_000,
+    );
+    let (o, _) = s.pull(&["--timeout", "1"]);
+    assert_exit(&o, 0);
+    s.assert_complete();
+    assert!(s.server.tokens_issued() >= 2, "a fresh token was fetched");
+    let reqs = s.layer_requests();
+    let statuses: Vec<u16> = reqs.iter().map(|r| r.status).collect();
+    assert!(statuses.contains(&401), "{statuses:?}");
+    let last = reqs.last().unwrap();
+    assert_eq!(
+        (last.status, last.range.as_deref()),
+        (206, Some("bytes=50000-")),
+        "continued, not restarted"
+    );
+}
+
+#[test]
+fn manifest_media_type_contradicting_content_type_is_refused() {
+    let s = setup(
+        Faults {
+            manifest_content_type: Some(DOCKER_MANIFEST.into()),
+            ..Faults::default()
+        },
+        1000,
+    );
+    let (o, _) = s.pull(&[]);
+    assert_exit(&o, 6);
+    assert!(stderr(&o).contains("served it as"), "{}", stderr(&o));
+    let s = setup(
+        Faults {
+            wrong_digest_header: true,
+            ..Faults::default()
+        },
+        1000,
+    );
+    let (o, _) = s.pull(&[]);
+    assert_exit(&o, 6);
+    assert!(
+        stderr(&o).contains("Docker-Content-Digest") || stderr(&o).contains("says its digest"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn killed_pull_resumes_with_only_the_missing_bytes() {
+    const SIZE: usize = 24 * 1024 * 1024;
+    // Throttled so the kill lands mid-blob.
+    let s = setup(
+        Faults {
+            throttle: Some(8 * 1024 * 1024),
+            ..Faults::default()
+        },
+        SIZE,
+    );
+    let r = format!("{}/{REPO}:v1", s.server.host);
+    let out = s.layout();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_minipull"))
+        .args(["--plain-http", "-q", &r, out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let part = out.join(".minipull/partial").join(s.layer_digest.replace(':', "-"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < (SIZE / 3) as u64 {
+        assert!(Instant::now() < deadline, "the pull did not progress");
+        assert!(child.try_wait().unwrap().is_none(), "finished before the kill");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let held = std::fs::metadata(&part).unwrap().len();
+    assert!(held > 0 && held < SIZE as u64);
+    assert!(
+        !blob_path(&out, &s.layer_digest).exists(),
+        "no unverified blob in blobs/"
+    );
+    assert!(!out.join("index.json").exists());
+
+    s.server.set_faults(Faults::default());
+    s.server.clear_log();
+    let (o, summary) = s.pull(&[]);
+    assert_exit(&o, 0);
+    s.assert_complete();
+    let fetched = Setup::layer_downloaded(&summary, &s.layer_digest);
+    assert_eq!(fetched, SIZE as u64 - held, "only the remainder");
+    let served: u64 = s.layer_requests().iter().map(|r| r.body_bytes).sum();
+    assert_eq!(served, fetched, "the server agrees");
+    assert_eq!(s.layer_requests()[0].range, Some(format!("bytes={held}-")));
+    run_ok(
+        "oci-image-tool",
+        &["validate", "--type", "image", "--ref", "name=v1", out.to_str().unwrap()],
+    );
+}
