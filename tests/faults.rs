@@ -464,3 +464,61 @@ fn killed_pull_resumes_with_only_the_missing_bytes() {
         &["validate", "--type", "image", "--ref", "name=v1", out.to_str().unwrap()],
     );
 }
+
+/// Unmounts on drop, so a failing assertion does not leave a mount behind.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: std::path::PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&path).unwrap();
+        run_ok(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                path.to_str().unwrap(),
+            ],
+        );
+        Tmpfs(path)
+    }
+    fn resize(&self, size: &str) {
+        run_ok(
+            "mount",
+            &["-o", &format!("remount,size={size}"), self.0.to_str().unwrap()],
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn disk_full_exits_7_keeps_the_partial_and_resumes_later() {
+    const SIZE: usize = 3 * 1024 * 1024;
+    let s = setup(Faults::default(), SIZE);
+    // A real ENOSPC: OUTDIR on a 1 MiB tmpfs (needs root, as CI is).
+    let fs = Tmpfs::mount(s.layout(), "1m");
+    let (o, _) = s.pull(&[]);
+    assert_exit(&o, 7);
+    assert!(stderr(&o).contains("disk is full"), "{}", stderr(&o));
+    let part = s
+        .layout()
+        .join(".minipull/partial")
+        .join(s.layer_digest.replace(':', "-"));
+    let held = std::fs::metadata(&part).unwrap().len();
+    assert!(held > 0, "the partial is kept for a resume");
+    assert!(!blob_path(&s.layout(), &s.layer_digest).exists());
+    assert!(!s.layout().join("index.json").exists());
+
+    fs.resize("16m");
+    let (o, summary) = s.pull(&[]);
+    assert_exit(&o, 0);
+    s.assert_complete();
+    assert_eq!(Setup::layer_downloaded(&summary, &s.layer_digest), SIZE as u64 - held);
+}
