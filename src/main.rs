@@ -1,19 +1,17 @@
 //! minipull: a tiny, static, single-threaded container image puller that
 //! writes OCI image layouts. See README.md.
 
-mod auth;
-mod cli;
-mod digest;
-mod error;
-mod layout;
-mod manifest;
-mod progress;
-mod pull;
-mod reference;
-mod registry;
-
 fn main() {
-    let code = match cli::run() {
+    // Expected failures are errors, never panics; should a bug panic anyway,
+    // say so in one line instead of a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("minipull: internal error{at}; this is a bug, please report it");
+    }));
+    let code = match minipull::cli::run() {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("minipull: error: {e}");

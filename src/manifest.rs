@@ -19,6 +19,9 @@ pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/v
 /// Manifests and indexes larger than this are refused (containerd's limit).
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 
+/// No real layer comes near this; a descriptor claiming more is hostile or broken.
+pub const MAX_BLOB_BYTES: u64 = 1 << 40;
+
 /// Annotation docker buildx puts on attestation manifests in an index.
 const DOCKER_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
 
@@ -45,14 +48,22 @@ impl Descriptor {
         Digest::parse(&self.digest)
     }
 
-    /// The size as an unsigned number; negative sizes are refused.
+    /// The size as an unsigned number; negative and absurd sizes are refused
+    /// before anything is downloaded.
     pub fn checked_size(&self) -> Result<u64> {
-        u64::try_from(self.size).map_err(|_| {
+        let size = u64::try_from(self.size).map_err(|_| {
             Error::integrity(format!(
                 "descriptor for {} has a negative size {}",
                 self.digest, self.size
             ))
-        })
+        })?;
+        if size > MAX_BLOB_BYTES {
+            return Err(Error::integrity(format!(
+                "descriptor for {} claims {size} bytes, more than the 1 TiB minipull accepts",
+                self.digest
+            )));
+        }
+        Ok(size)
     }
 
     /// Non-distributable ("foreign") layers are fetched from their URLs by
@@ -432,6 +443,10 @@ mod tests {
         let mut d = entry("linux/amd64", false);
         d.size = -1;
         assert!(d.checked_size().is_err());
+        d.size = i64::MAX;
+        assert!(d.checked_size().unwrap_err().message.contains("1 TiB"));
+        d.size = 5;
+        assert_eq!(d.checked_size().unwrap(), 5);
         d.digest = "sha256:../../etc".into();
         assert_eq!(d.checked_digest().unwrap_err().kind, crate::error::Kind::Integrity);
         d.media_type = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip".into();

@@ -148,6 +148,7 @@ impl Puller<'_> {
             )));
         }
         let f = self.fetch_manifest(reference, expected)?;
+        validate_descriptors(&f.manifest).map_err(|e| e.context(format!("manifest {reference}")))?;
         match &f.manifest {
             Manifest::Image(m) => {
                 self.pull_image(m)?;
@@ -299,6 +300,20 @@ impl Puller<'_> {
             status,
         });
     }
+}
+
+/// Check every digest and size a manifest names before fetching any of
+/// them, so a hostile manifest fails before it costs a download.
+fn validate_descriptors(m: &Manifest) -> Result<()> {
+    let all: Vec<&Descriptor> = match m {
+        Manifest::Index(i) => i.manifests.iter().collect(),
+        Manifest::Image(im) => std::iter::once(&im.config).chain(&im.layers).collect(),
+    };
+    for d in all {
+        d.checked_digest()?;
+        d.checked_size()?;
+    }
+    Ok(())
 }
 
 fn is_manifest_type(media_type: &str) -> bool {

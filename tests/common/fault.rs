@@ -46,6 +46,10 @@ pub struct Faults {
     pub manifest_content_type: Option<String>,
     /// A wrong Docker-Content-Digest header on manifests.
     pub wrong_digest_header: bool,
+    /// Redirect every blob request to itself with a new query, forever.
+    pub redirect_forever: bool,
+    /// The realm to put in the Bearer challenge instead of our own /token.
+    pub token_realm: Option<String>,
 }
 
 /// One request as the server saw it.
@@ -269,8 +273,11 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
             .is_some_and(|issued| issued.elapsed() < lifetime);
         if !valid {
             log(401, 0);
-            let challenge =
-                format!(r#"Bearer realm="http://127.0.0.1:{port}/token",service="fault",scope="repository:x:pull""#);
+            let realm = faults
+                .token_realm
+                .clone()
+                .unwrap_or(format!("http://127.0.0.1:{port}/token"));
+            let challenge = format!(r#"Bearer realm="{realm}",service="fault",scope="repository:x:pull""#);
             return respond(
                 401,
                 &[("WWW-Authenticate", challenge)],
@@ -330,6 +337,12 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
         log(404, 0);
         return respond(404, &[], b"");
     };
+    if faults.redirect_forever {
+        log(307, 0);
+        let n = state.lock().unwrap().log.len();
+        let base = path.split('?').next().unwrap_or("");
+        return respond(307, &[("Location", format!("{base}?hop={n}"))], b"");
+    }
     if path.starts_with("/v2/") {
         if let Some(base) = &faults.redirect_blobs_to {
             log(307, 0);

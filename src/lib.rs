@@ -1,0 +1,14 @@
+//! minipull as a library: the modules behind the `minipull` binary. It is a
+//! library only so the fuzz targets in `fuzz/` can reach the parsers; the
+//! supported interface is the command line.
+
+pub mod auth;
+pub mod cli;
+pub mod digest;
+pub mod error;
+pub mod layout;
+pub mod manifest;
+pub mod progress;
+pub mod pull;
+pub mod reference;
+pub mod registry;

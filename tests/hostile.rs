@@ -1,0 +1,276 @@
+//! Hostile or broken registries: each case asserts the exit code, that
+//! nothing was written outside OUTDIR, and that no secret reached the output.
+//! Every pull runs with credentials and bearer tokens in play.
+
+mod common;
+use common::fault::{FaultServer, Faults};
+use common::*;
+use std::path::Path;
+use std::time::Duration;
+
+const REPO: &str = "evil/app";
+const USER: &str = "bob";
+const PASSWORD: &str = "TOPSECRET-pw-123";
+
+fn token_faults() -> Faults {
+    Faults {
+        token_lifetime: Some(Duration::from_secs(300)),
+        ..Faults::default()
+    }
+}
+
+/// Every path under `dir`, except those under `dir/layout`.
+fn outside_layout(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p == dir.join("layout") {
+                continue;
+            }
+            out.push(p.display().to_string());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Pull `evil/app:v1` with credentials; assert the exit code, no secret in
+/// the output, nothing written outside OUTDIR. Returns stderr.
+fn hostile_pull(server: &FaultServer, code: i32) -> String {
+    let work = TempDir::new("hostile");
+    std::fs::write(work.join("canary"), b"untouched").unwrap();
+    let before = outside_layout(work.path());
+    let out = work.join("layout");
+    let r = format!("{}/{REPO}:v1", server.host);
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--json",
+            "--timeout",
+            "2",
+            "--retries",
+            "1",
+            "--username",
+            USER,
+            "--password-stdin",
+            &r,
+            out.to_str().unwrap(),
+        ],
+        Some(PASSWORD),
+    );
+    assert_exit(&o, code);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!all.contains(PASSWORD), "password leaked: {all}");
+    assert!(
+        !all.contains(&base64_pub(format!("{USER}:{PASSWORD}").as_bytes())),
+        "basic header leaked: {all}"
+    );
+    assert!(!all.contains("tok-"), "token leaked: {all}");
+    assert!(!all.contains("RUST_BACKTRACE") && !all.contains("panicked"), "{all}");
+    assert_eq!(
+        outside_layout(work.path()),
+        before,
+        "something was written outside OUTDIR"
+    );
+    assert_eq!(std::fs::read(work.join("canary")).unwrap(), b"untouched");
+    if code != 0 && out.exists() {
+        assert_blobs_consistent(&out);
+        assert!(
+            !out.join("index.json").exists(),
+            "a failed pull names nothing in index.json"
+        );
+    }
+    stderr(&o)
+}
+
+fn manifest_with_layer(digest: &str, size: i64) -> Vec<u8> {
+    let config = format!("sha256:{}", "0".repeat(64));
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config, "size": 2},
+        "layers": [{"mediaType": OCI_LAYER_TAR, "digest": digest, "size": size}],
+    }))
+    .unwrap()
+}
+
+#[test]
+fn malformed_digests_never_become_paths() {
+    for digest in [
+        "sha256:../../../etc/passwd".to_string(),
+        format!("sha256:../../{}", "a".repeat(58)),
+        format!("sha256:{}", "A".repeat(64)),
+        format!("md5:{}", "a".repeat(32)),
+        format!("sha256:{}/..", "a".repeat(61)),
+    ] {
+        let server = FaultServer::start(token_faults());
+        server.add_manifest(REPO, "v1", OCI_MANIFEST, &manifest_with_layer(&digest, 10));
+        let err = hostile_pull(&server, 6);
+        assert!(err.contains("invalid digest"), "{digest}: {err}");
+        assert!(server.requests("/blobs/").is_empty() || !server.requests("/blobs/")[0].path.contains(".."));
+    }
+}
+
+#[test]
+fn absurd_and_negative_sizes_are_refused_before_downloading() {
+    for size in [1i64 << 50, -5] {
+        let server = FaultServer::start(token_faults());
+        let d = format!("sha256:{}", "1".repeat(64));
+        server.add_manifest(REPO, "v1", OCI_MANIFEST, &manifest_with_layer(&d, size));
+        let err = hostile_pull(&server, 6);
+        assert!(err.contains("size") || err.contains("bytes"), "{err}");
+        assert!(server.requests(&d).is_empty(), "nothing fetched for it");
+    }
+}
+
+#[test]
+fn a_64_mib_manifest_is_refused() {
+    let server = FaultServer::start(token_faults());
+    let mut big =
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"x":""#.to_vec();
+    big.extend(std::iter::repeat_n(b'a', 64 * 1024 * 1024));
+    big.extend(br#""}}"#);
+    server.add_manifest(REPO, "v1", OCI_MANIFEST, &big);
+    let err = hostile_pull(&server, 6);
+    assert!(err.contains("larger than the 4.0 MiB limit"), "{err}");
+}
+
+#[test]
+fn an_index_that_points_at_itself_or_nests_too_deep_is_refused() {
+    // "Itself": the child's digest is served with the index's own bytes.
+    let server = FaultServer::start(token_faults());
+    let child = format!("sha256:{}", "2".repeat(64));
+    let index = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_INDEX, "digest": child, "size": 10, "platform": {"os": "linux", "architecture": "amd64"}}]}))
+    .unwrap();
+    server.add_manifest(REPO, "v1", OCI_INDEX, &index);
+    server.add_manifest(REPO, &child, OCI_INDEX, &index);
+    hostile_pull(&server, 6);
+
+    // A chain of valid indexes, each pointing at the next.
+    let server = FaultServer::start(token_faults());
+    let (mut digest, mut bytes) = (String::new(), Vec::new());
+    for depth in 0..8 {
+        let manifests = if depth == 0 {
+            vec![]
+        } else {
+            vec![
+                serde_json::json!({"mediaType": OCI_INDEX, "digest": digest, "size": bytes.len(),
+                "platform": {"os": "linux", "architecture": "amd64"}}),
+            ]
+        };
+        bytes = serde_json::to_vec(
+            &serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}),
+        )
+        .unwrap();
+        digest = sha256(&bytes);
+        server.add_manifest(REPO, &digest, OCI_INDEX, &bytes);
+    }
+    server.add_manifest(REPO, "v1", OCI_INDEX, &bytes);
+    let work = TempDir::new("deep");
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--platform",
+            "linux/amd64",
+            &format!("{}/{REPO}:v1", server.host),
+            work.join("layout").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 6);
+    assert!(stderr(&o).contains("nest"), "{}", stderr(&o));
+}
+
+#[test]
+fn endless_redirects_stop() {
+    let server = FaultServer::start(Faults {
+        redirect_forever: true,
+        ..token_faults()
+    });
+    let (_, layer) = server.add_image(REPO, "v1", b"layer".to_vec());
+    let err = hostile_pull(&server, 5);
+    assert!(err.contains("redirects"), "{err}");
+    let hops = server.requests(&layer).len();
+    assert_eq!(hops, 11, "the request and 10 redirects, then stop");
+}
+
+#[test]
+fn token_realms_that_are_not_http_are_refused() {
+    for realm in ["file:///etc/passwd", "ftp://127.0.0.1/token", "gopher://x"] {
+        let server = FaultServer::start(Faults {
+            token_realm: Some(realm.into()),
+            ..token_faults()
+        });
+        server.add_image(REPO, "v1", b"layer".to_vec());
+        let err = hostile_pull(&server, 4);
+        assert!(err.contains("refusing the token realm"), "{realm}: {err}");
+        assert!(!err.contains("/etc/passwd"), "the realm's path is not echoed: {err}");
+    }
+}
+
+#[test]
+fn a_blob_longer_than_its_descriptor_is_cut_off() {
+    let server = FaultServer::start(Faults {
+        extra_bytes: 64 << 20,
+        ..token_faults()
+    });
+    let (_, layer) = server.add_image(REPO, "v1", vec![7u8; 1000]);
+    let err = hostile_pull(&server, 6);
+    assert!(err.contains("more than the 1000 bytes"), "{err}");
+    // The client stopped reading early instead of taking all 64 MiB (twice);
+    // what the server could write is bounded by socket buffers.
+    let served: u64 = server.requests(&layer).iter().map(|r| r.body_bytes).sum();
+    assert!(served < 32 << 20, "served {served}");
+}
+
+#[test]
+fn sha512_blobs_are_verified_and_stored_under_sha512() {
+    use sha2::Digest as _;
+    let server = FaultServer::start(token_faults());
+    let layer = b"a layer addressed by sha512".to_vec();
+    let hex: String = sha2::Sha512::digest(&layer)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let d512 = format!("sha512:{hex}");
+    server.add_blob(&d512, layer.clone());
+    let config = b"{}".to_vec();
+    server.add_blob(&sha256(&config), config.clone());
+    let m = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": sha256(&config), "size": 2},
+        "layers": [{"mediaType": OCI_LAYER_TAR, "digest": d512, "size": layer.len()}],
+    }))
+    .unwrap();
+    server.add_manifest(REPO, "v1", OCI_MANIFEST, &m);
+    let work = TempDir::new("sha512");
+    let out = work.join("layout");
+    let o = minipull(
+        &[
+            "--plain-http",
+            &format!("{}/{REPO}:v1", server.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(out.join("blobs/sha512").join(&hex)).unwrap(), layer);
+
+    // The same digest with wrong content is refused.
+    server.add_blob(&d512, b"not the right content at all".to_vec());
+    let o = minipull(
+        &[
+            "--plain-http",
+            &format!("{}/{REPO}:v1", server.host),
+            work.join("b").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 6);
+    assert!(!work.join("b/blobs/sha512").join(&hex).exists());
+}
