@@ -78,6 +78,28 @@ impl Layout {
             .join(format!("{}-{}", d.algorithm().name(), d.hex()))
     }
 
+    /// Bytes free for an unprivileged writer on OUTDIR's filesystem, if known.
+    pub fn free_bytes(&self) -> Option<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.root.as_os_str().as_bytes()).ok()?;
+        let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `path` is a valid C string and `st` is a properly sized out-parameter.
+        let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+        if rc != 0 {
+            return None;
+        }
+        // SAFETY: statvfs returned 0, so it filled `st`.
+        let st = unsafe { st.assume_init() };
+        // The field types differ between targets (u32 on some 32-bit ones).
+        #[allow(clippy::unnecessary_cast)]
+        Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    }
+
+    /// Bytes of the blob already held in its partial file.
+    pub fn partial_len(&self, d: &Digest) -> u64 {
+        fs::metadata(self.partial_path(d)).map(|m| m.len()).unwrap_or(0)
+    }
+
     /// Whether the blob is already in place with the expected size. With
     /// `verify`, its content is hashed too, and a blob that does not match
     /// is removed so it gets downloaded again.

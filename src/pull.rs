@@ -252,9 +252,37 @@ impl Puller<'_> {
     }
 
     fn pull_image(&mut self, m: &ImageManifest) -> Result<()> {
+        self.check_free_space(std::iter::once(&m.config).chain(&m.layers))?;
         self.fetch_blob(&m.config)?;
         for layer in &m.layers {
             self.fetch_blob(layer)?;
+        }
+        Ok(())
+    }
+
+    /// Refuse up front when the blobs still missing cannot fit on the disk.
+    fn check_free_space<'d>(&self, descs: impl Iterator<Item = &'d Descriptor>) -> Result<()> {
+        let Some(free) = self.layout.free_bytes() else {
+            return Ok(());
+        };
+        let mut need = 0u64;
+        for d in descs.filter(|d| !(d.is_foreign() && d.urls.as_ref().is_some_and(|u| !u.is_empty()))) {
+            let (digest, size) = (d.checked_digest()?, d.checked_size()?);
+            if !self.layout.has_blob(&digest, size, false)? {
+                need = need.saturating_add(size.saturating_sub(self.layout.partial_len(&digest)));
+            }
+        }
+        if need > free {
+            return Err(Error::new(
+                crate::error::Kind::Storage,
+                format!(
+                    "this image needs {} more on disk but only {} is free at {}",
+                    human(need),
+                    human(free),
+                    self.layout.root().display()
+                ),
+            )
+            .hint("free some space or pull into another directory; nothing was downloaded"));
         }
         Ok(())
     }

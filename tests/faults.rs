@@ -499,24 +499,63 @@ impl Drop for Tmpfs {
 }
 
 #[test]
-fn disk_full_exits_7_keeps_the_partial_and_resumes_later() {
-    const SIZE: usize = 3 * 1024 * 1024;
-    let s = setup(Faults::default(), SIZE);
-    // A real ENOSPC: OUTDIR on a 1 MiB tmpfs (needs root, as CI is).
-    let fs = Tmpfs::mount(s.layout(), "1m");
+fn an_image_too_big_for_the_disk_is_refused_up_front() {
+    let s = setup(Faults::default(), 3 * 1024 * 1024);
+    let _fs = Tmpfs::mount(s.layout(), "1m");
     let (o, _) = s.pull(&[]);
     assert_exit(&o, 7);
-    assert!(stderr(&o).contains("disk is full"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("only") && stderr(&o).contains("free"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(s.layer_requests().is_empty(), "nothing downloaded");
+}
+
+#[test]
+fn disk_filling_up_mid_pull_exits_7_keeps_the_partial_and_resumes_later() {
+    const SIZE: usize = 3 * 1024 * 1024;
+    // Throttled, so something else can fill the disk while we download.
+    let s = setup(
+        Faults {
+            throttle: Some(2 * 1024 * 1024),
+            ..Faults::default()
+        },
+        SIZE,
+    );
+    // A real ENOSPC: OUTDIR on an 8 MiB tmpfs (needs root, as CI is).
+    let fs = Tmpfs::mount(s.layout(), "8m");
+    let r = format!("{}/{REPO}:v1", s.server.host);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_minipull"))
+        .args(["--plain-http", &r, s.layout().to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let part = s
         .layout()
         .join(".minipull/partial")
         .join(s.layer_digest.replace(':', "-"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < 500_000 {
+        assert!(Instant::now() < deadline, "the pull did not progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Another writer takes all the remaining space.
+    let filler = s.layout().join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 8 * 1024 * 1024]);
+    let o = child.wait_with_output().unwrap();
+    assert_exit(&o, 7);
+    assert!(stderr(&o).contains("disk is full"), "{}", stderr(&o));
     let held = std::fs::metadata(&part).unwrap().len();
     assert!(held > 0, "the partial is kept for a resume");
     assert!(!blob_path(&s.layout(), &s.layer_digest).exists());
     assert!(!s.layout().join("index.json").exists());
 
+    std::fs::remove_file(&filler).unwrap();
     fs.resize("16m");
+    s.server.set_faults(Faults::default());
+    s.server.clear_log();
     let (o, summary) = s.pull(&[]);
     assert_exit(&o, 0);
     s.assert_complete();

@@ -67,7 +67,8 @@ pub struct Logged {
 
 #[derive(Default)]
 struct State {
-    manifests: HashMap<String, (String, Vec<u8>)>,
+    /// reference -> (media type, bytes, digest)
+    manifests: HashMap<String, (String, Vec<u8>, String)>,
     blobs: HashMap<String, Vec<u8>>,
     faults: Faults,
     fired: HashMap<&'static str, bool>,
@@ -121,11 +122,10 @@ impl FaultServer {
     }
 
     pub fn add_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) {
-        self.state
-            .lock()
-            .unwrap()
-            .manifests
-            .insert(format!("{repo}/{reference}"), (media_type.to_string(), bytes.to_vec()));
+        self.state.lock().unwrap().manifests.insert(
+            format!("{repo}/{reference}"),
+            (media_type.to_string(), bytes.to_vec(), super::sha256(bytes)),
+        );
     }
 
     pub fn add_blob(&self, digest: &str, bytes: Vec<u8>) {
@@ -306,7 +306,7 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
     if let Some(rest) = path.strip_prefix("/v2/").and_then(|p| p.split_once("/manifests/")) {
         let key = format!("{}/{}", rest.0, rest.1);
         let found = state.lock().unwrap().manifests.get(&key).cloned();
-        let Some((mt, bytes)) = found else {
+        let Some((mt, bytes, real_digest)) = found else {
             log(404, 0);
             return respond(
                 404,
@@ -318,7 +318,7 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
         let digest = if faults.wrong_digest_header {
             super::sha256(b"other")
         } else {
-            super::sha256(&bytes)
+            real_digest
         };
         log(200, bytes.len() as u64);
         return respond(200, &[("Content-Type", ct), ("Docker-Content-Digest", digest)], &bytes);
