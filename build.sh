@@ -2,6 +2,8 @@
 # Build minipull, or install what the tests need and run them.
 #
 #   ./build.sh          static, stripped x86_64 musl binary in dist/
+#   ./build.sh demo     build, then pull a small image from a local registry into
+#                       ./demo-oci and check it with skopeo (works offline)
 #   ./build.sh test     install the test tools when missing (Debian), then cargo test
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -41,6 +43,22 @@ case "${1:-build}" in
     build)
         build_musl
         ;;
+    demo)
+        build_musl
+        need_packages docker-registry skopeo curl python3
+        . bench/registry.sh
+        start_registry demo/hello
+        mkdir -p "$WORK/rootfs/etc" && echo "hello from minipull" > "$WORK/rootfs/etc/hello"
+        tar -C "$WORK/rootfs" -czf "$WORK/layer.tar.gz" .
+        printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/sh"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+            "$(gzip -dc "$WORK/layer.tar.gz" | sha256sum | cut -d' ' -f1)" > "$WORK/config"
+        push_image v1 "$WORK/config" "$WORK/layer.tar.gz" application/vnd.oci.image.layer.v1.tar+gzip
+        rm -rf demo-oci
+        say "pulling 127.0.0.1:$PORT/demo/hello:v1 into ./demo-oci"
+        ./dist/minipull --plain-http "127.0.0.1:$PORT/demo/hello:v1" demo-oci
+        say "skopeo inspect oci:demo-oci:v1"
+        skopeo inspect oci:demo-oci:v1 | head -n 12
+        ;;
     test)
         # docker-registry: the real registry the tests pull from; skopeo, umoci and
         # oci-image-tool: consumers that check our layouts; apache2-utils: htpasswd;
@@ -50,7 +68,7 @@ case "${1:-build}" in
         cargo test --locked
         ;;
     *)
-        echo "usage: ./build.sh [build|test]" >&2
+        echo "usage: ./build.sh [build|demo|test]" >&2
         exit 2
         ;;
 esac

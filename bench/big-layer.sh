@@ -15,38 +15,14 @@ BIN=${MINIPULL:-./dist/minipull}
 for t in docker-registry curl sha256sum; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
 [ -x /usr/bin/time ] || apt-get install -y -qq time >/dev/null
 
-WORK=$(mktemp -d /var/tmp/minipull-bench.XXXXXX)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$WORK/config.yml" <<YAML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $WORK/data}}
-http: {addr: 127.0.0.1:$PORT}
-YAML
-docker-registry serve "$WORK/config.yml" >/dev/null 2>&1 &
-REG=$!
-trap 'kill $REG 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done
-R="http://127.0.0.1:$PORT/v2/bench/big"
-
-push_blob() { # file -> digest
-    local d="sha256:$(sha256sum "$1" | cut -d' ' -f1)"
-    local loc
-    loc=$(curl -s -D - -o /dev/null -X POST "$R/blobs/uploads/" | tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
-    case "$loc" in http*) ;; *) loc="http://127.0.0.1:$PORT$loc";; esac
-    case "$loc" in *\?*) loc="$loc&digest=$d";; *) loc="$loc?digest=$d";; esac
-    curl -s -f -X PUT -H 'Content-Type: application/octet-stream' -T "$1" "$loc" >/dev/null
-    echo "$d"
-}
+. bench/registry.sh
+start_registry bench/big
 
 echo "generating a ${SIZE_MIB} MiB incompressible layer..." >&2
 head -c "${SIZE_MIB}M" /dev/urandom > "$WORK/layer"
 echo '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' > "$WORK/config"
-LD=$(push_blob "$WORK/layer"); CD=$(push_blob "$WORK/config")
-cat > "$WORK/manifest" <<JSON
-{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"$CD","size":$(stat -c %s "$WORK/config")},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"$LD","size":$(stat -c %s "$WORK/layer")}]}
-JSON
-curl -s -f -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary @"$WORK/manifest" "$R/manifests/v1" >/dev/null
+push_image v1 "$WORK/config" "$WORK/layer" application/vnd.oci.image.layer.v1.tar
+LD=$LAYER_DIGEST
 rm "$WORK/layer"
 
 measure() { # label cmd...
