@@ -159,36 +159,48 @@ impl Client {
     pub fn manifest(&mut self, reference: &str, accept: &str, max: u64) -> Result<FetchedManifest> {
         let url = format!("{}/v2/{}/manifests/{}", self.origin, self.repository, reference);
         let what = format!("manifest {}:{}", self.repository, reference);
-        let mut resp = self.get(&what, &url, Some(accept), None)?;
-        let status = resp.status().as_u16();
-        if status != 200 {
-            return Err(self.status_error(&what, &mut resp));
+        let mut attempt = 0;
+        loop {
+            let mut resp = self.get(&what, &url, Some(accept), None)?;
+            let status = resp.status().as_u16();
+            if status != 200 {
+                return Err(self.status_error(&what, &mut resp));
+            }
+            if resp.body().content_length().is_some_and(|l| l > max) {
+                return Err(too_big(&what, max));
+            }
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let content_type = header("content-type");
+            let digest_header = header("docker-content-digest");
+            match resp.body_mut().with_config().limit(max).read_to_vec() {
+                Ok(bytes) => {
+                    return Ok(FetchedManifest {
+                        bytes,
+                        content_type,
+                        digest_header,
+                    })
+                }
+                Err(ureq::Error::BodyExceedsLimit(_)) => return Err(too_big(&what, max)),
+                // The body broke off: ask again, like any other transient failure.
+                Err(e) => {
+                    let failure = transport_error(&e, &self.host);
+                    if !failure.retryable || attempt >= self.opts.retries {
+                        return Err(failure.error.context(format!("reading {what}")));
+                    }
+                    attempt += 1;
+                    self.progress.note(format!(
+                        "reading {what}: {}; retrying ({attempt}/{})",
+                        failure.error.message, self.opts.retries
+                    ));
+                    self.sleep_backoff(attempt, None);
+                }
+            }
         }
-        if resp.body().content_length().is_some_and(|l| l > max) {
-            return Err(too_big(&what, max));
-        }
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let content_type = header("content-type");
-        let digest_header = header("docker-content-digest");
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(max)
-            .read_to_vec()
-            .map_err(|e| match e {
-                ureq::Error::BodyExceedsLimit(_) => too_big(&what, max),
-                e => transport_error(&e, &self.host).error.context(format!("reading {what}")),
-            })?;
-        Ok(FetchedManifest {
-            bytes,
-            content_type,
-            digest_header,
-        })
     }
 
     /// Download a blob into `part`, resuming from whatever `part` already

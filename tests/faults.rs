@@ -282,6 +282,21 @@ fn a_503_once_is_retried() {
 }
 
 #[test]
+fn a_manifest_cut_off_mid_body_is_fetched_again() {
+    let s = setup(
+        Faults {
+            cut_manifest_once: true,
+            ..Faults::default()
+        },
+        10_000,
+    );
+    let (o, _) = s.pull(&[]);
+    assert_exit(&o, 0);
+    s.assert_complete();
+    assert_eq!(s.server.requests("/manifests/").len(), 2);
+}
+
+#[test]
 fn persistent_5xx_gives_up_with_exit_5() {
     let s = setup(Faults::default(), 10_000);
     s.server.set_faults(Faults {

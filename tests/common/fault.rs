@@ -46,6 +46,8 @@ pub struct Faults {
     pub manifest_content_type: Option<String>,
     /// A wrong Docker-Content-Digest header on manifests.
     pub wrong_digest_header: bool,
+    /// Send only half of the first manifest body, then close.
+    pub cut_manifest_once: bool,
     /// Redirect every blob request to itself with a new query, forever.
     pub redirect_forever: bool,
     /// The realm to put in the Bearer challenge instead of our own /token.
@@ -320,6 +322,17 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
         } else {
             real_digest
         };
+        if faults.cut_manifest_once && once(&mut state.lock().unwrap(), "cut") {
+            log(200, (bytes.len() / 2) as u64);
+            let head = format!(
+                "HTTP/1.1 200 X\r\nConnection: close\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+                bytes.len()
+            );
+            out.write_all(head.as_bytes())?;
+            out.write_all(&bytes[..bytes.len() / 2])?;
+            let _ = out.shutdown(Shutdown::Both);
+            return Ok(());
+        }
         log(200, bytes.len() as u64);
         return respond(200, &[("Content-Type", ct), ("Docker-Content-Digest", digest)], &bytes);
     }
