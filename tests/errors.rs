@@ -183,8 +183,8 @@ fn unwritable_outdir_exits_7_and_unreachable_registry_exits_5() {
     assert_exit(&o, 7);
     assert!(stderr(&o).contains("cannot create"), "{}", stderr(&o));
 
-    // Nothing listens on this port.
-    let port = free_port();
+    // Nothing listens on port 1 (a freed ephemeral port could be taken by a parallel test).
+    let port = 1;
     let o = minipull(
         &[
             "--plain-http",

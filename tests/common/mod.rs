@@ -120,8 +120,11 @@ impl Registry {
         // A port we just freed may be taken again by a parallel test: retry a few times.
         for _ in 0..5 {
             let port = free_port();
+            // A tag in every answer tells our registry from another test's that
+            // raced us to the same port.
+            let tag = format!("{}-{port}-{}", std::process::id(), dir.path().display());
             let config = format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_yaml}",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  headers:\n    X-Test-Registry: [\"{tag}\"]\n{auth_yaml}",
                 dir.join("data").display()
             );
             std::fs::write(dir.join("config.yml"), config).unwrap();
@@ -137,7 +140,7 @@ impl Registry {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() && is_ours(port, &tag) {
                     return Registry {
                         child,
                         port,
@@ -155,10 +158,7 @@ impl Registry {
     }
 
     fn agent(&self) -> ureq::Agent {
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent()
+        plain_agent()
     }
 
     fn req<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
@@ -253,6 +253,28 @@ impl Registry {
         }
         (mt, serde_json::to_vec(&m).unwrap())
     }
+}
+
+fn plain_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+}
+
+/// Whether the registry answering on `port` is the one tagged `tag`.
+fn is_ours(port: u16, tag: &str) -> bool {
+    plain_agent()
+        .get(format!("http://127.0.0.1:{port}/v2/"))
+        .call()
+        .ok()
+        .and_then(|r| {
+            r.headers()
+                .get("x-test-registry")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v == tag)
+        })
+        .unwrap_or(false)
 }
 
 impl Drop for Registry {
