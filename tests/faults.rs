@@ -71,6 +71,31 @@ impl Setup {
         );
     }
 
+    fn partial(&self) -> std::path::PathBuf {
+        self.layout()
+            .join(".minipull/partial")
+            .join(self.layer_digest.replace(':', "-"))
+    }
+
+    /// Start a pull in the background and return once its partial layer
+    /// holds at least `bytes` (bounded: 20 s).
+    fn spawn_until_partial(&self, bytes: u64) -> std::process::Child {
+        let r = format!("{}/{REPO}:v1", self.server.host);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_minipull"))
+            .args(["--plain-http", &r, self.layout().to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(self.partial()).map(|m| m.len()).unwrap_or(0) < bytes {
+            assert!(Instant::now() < deadline, "the pull did not progress");
+            assert!(child.try_wait().unwrap().is_none(), "the pull ended too early");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
+    }
+
     fn layer_requests(&self) -> Vec<common::fault::Logged> {
         self.server.requests(&self.layer_digest)
     }
@@ -439,21 +464,9 @@ fn killed_pull_resumes_with_only_the_missing_bytes() {
         },
         SIZE,
     );
-    let r = format!("{}/{REPO}:v1", s.server.host);
     let out = s.layout();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_minipull"))
-        .args(["--plain-http", "-q", &r, out.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let part = out.join(".minipull/partial").join(s.layer_digest.replace(':', "-"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < (SIZE / 3) as u64 {
-        assert!(Instant::now() < deadline, "the pull did not progress");
-        assert!(child.try_wait().unwrap().is_none(), "finished before the kill");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = s.spawn_until_partial((SIZE / 3) as u64);
+    let part = s.partial();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let held = std::fs::metadata(&part).unwrap().len();
@@ -540,22 +553,8 @@ fn disk_filling_up_mid_pull_exits_7_keeps_the_partial_and_resumes_later() {
     );
     // A real ENOSPC: OUTDIR on an 8 MiB tmpfs (needs root, as CI is).
     let fs = Tmpfs::mount(s.layout(), "8m");
-    let r = format!("{}/{REPO}:v1", s.server.host);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_minipull"))
-        .args(["--plain-http", &r, s.layout().to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let part = s
-        .layout()
-        .join(".minipull/partial")
-        .join(s.layer_digest.replace(':', "-"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < 500_000 {
-        assert!(Instant::now() < deadline, "the pull did not progress");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let child = s.spawn_until_partial(500_000);
+    let part = s.partial();
     // Another writer takes all the remaining space.
     let filler = s.layout().join("filler");
     let _ = std::fs::write(&filler, vec![0u8; 8 * 1024 * 1024]);
