@@ -68,11 +68,16 @@ impl Digest {
         })
     }
 
-    /// The sha256 digest of some bytes.
-    pub fn sha256_of(bytes: &[u8]) -> Digest {
-        let mut h = Hasher::new(Algorithm::Sha256);
+    /// The digest of some bytes with the given algorithm.
+    pub fn of(algorithm: Algorithm, bytes: &[u8]) -> Digest {
+        let mut h = Hasher::new(algorithm);
         h.update(bytes);
         h.finish()
+    }
+
+    /// The sha256 digest of some bytes.
+    pub fn sha256_of(bytes: &[u8]) -> Digest {
+        Digest::of(Algorithm::Sha256, bytes)
     }
 
     pub fn algorithm(&self) -> Algorithm {

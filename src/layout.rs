@@ -130,9 +130,7 @@ impl Layout {
 
     /// Verify `bytes` against `d` and store them as a blob.
     pub fn write_blob(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
-        let mut h = Hasher::new(d.algorithm());
-        h.update(bytes);
-        let got = h.finish();
+        let got = Digest::of(d.algorithm(), bytes);
         if got != *d {
             return Err(Error::integrity(format!(
                 "content does not match its digest: expected {d}, got {got}"

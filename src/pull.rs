@@ -1,7 +1,7 @@
 //! The pull itself: resolve the manifest (index -> platform), fetch every
 //! blob, write manifests, and finally add the image to index.json.
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::{Layout, CONTAINERD_NAME, REF_NAME};
 use crate::manifest::{self, Descriptor, ImageManifest, Manifest, Platform};
@@ -192,11 +192,7 @@ impl Puller<'_> {
             .manifest(reference, manifest::ACCEPT, manifest::MAX_MANIFEST_BYTES)?;
         self.summary.manifest_bytes_downloaded += fetched.bytes.len() as u64;
         let bytes = fetched.bytes;
-        let hash = |d: &Digest| {
-            let mut h = Hasher::new(d.algorithm());
-            h.update(&bytes);
-            h.finish()
-        };
+        let hash = |d: &Digest| Digest::of(d.algorithm(), &bytes);
         let digest = match &expected {
             Some((want, size)) => {
                 let got = hash(want);

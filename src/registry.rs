@@ -193,11 +193,7 @@ impl Client {
                         return Err(failure.error.context(format!("reading {what}")));
                     }
                     attempt += 1;
-                    self.progress.note(format!(
-                        "reading {what}: {}; retrying ({attempt}/{})",
-                        failure.error.message, self.opts.retries
-                    ));
-                    self.sleep_backoff(attempt, None);
+                    self.pause_before_retry(&format!("reading {what}"), &failure, attempt);
                 }
             }
         }
@@ -398,12 +394,17 @@ impl Client {
                 return Err(e);
             }
             attempt += 1;
-            self.progress.note(format!(
-                "{what}: {}; retrying ({attempt}/{})",
-                failure.error.message, self.opts.retries
-            ));
-            self.sleep_backoff(attempt, failure.retry_after);
+            self.pause_before_retry(what, &failure, attempt);
         }
+    }
+
+    /// Say what failed and that we try again, then back off.
+    fn pause_before_retry(&mut self, what: &str, failure: &Failure, attempt: u32) {
+        self.progress.note(format!(
+            "{what}: {}; retrying ({attempt}/{})",
+            failure.error.message, self.opts.retries
+        ));
+        self.sleep_backoff(attempt, failure.retry_after);
     }
 
     /// Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... up to 30 s,
