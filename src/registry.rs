@@ -233,34 +233,34 @@ impl Client {
 
             let range = (p.have > 0).then_some(p.have);
             let mut resp = self.get(&what, &url, None, range)?;
-            let mut skip = match resp.status().as_u16() {
-                200 => p.have, // the server ignored Range: skip what we hold already
-                206 => match content_range_start(&resp) {
-                    Some(start) if start <= p.have => p.have - start,
-                    _ => u64::MAX,
-                },
+            // How many bytes of the answer we already hold; None: unusable.
+            let skip = match resp.status().as_u16() {
+                200 => Some(p.have), // the server ignored Range
+                206 => content_range_start(&resp)
+                    .filter(|start| *start <= p.have)
+                    .map(|start| p.have - start),
                 // 416: the server says our range does not exist, so our partial
                 // disagrees with it.
-                416 => u64::MAX,
+                416 => None,
                 _ => return Err(self.status_error(&what, &mut resp)),
             };
-            if skip == u64::MAX {
+            let Some(mut skip) = skip else {
                 bp.retrying("the server refused our resume range; starting this blob over");
                 p.restart()?;
                 failures += 1;
                 self.check_budget(failures, &what)?;
                 continue;
-            }
+            };
 
             let mut reader = resp.into_body().into_reader();
             let attempt_start = p.have;
             let mut window_start = Instant::now();
             let mut window_bytes = 0u64;
-            let outcome: std::result::Result<(), String> = loop {
+            let outcome = loop {
                 let n = match reader.read(&mut buf) {
-                    Ok(0) => break Err("the connection closed early".into()),
+                    Ok(0) => break Attempt::Broken("the connection closed early".into()),
                     Ok(n) => n,
-                    Err(e) => break Err(describe_io(&e)),
+                    Err(e) => break Attempt::Broken(describe_io(&e)),
                 };
                 let k = skip.min(n as u64) as usize;
                 skip -= k as u64;
@@ -270,8 +270,7 @@ impl Client {
                     continue;
                 }
                 if p.have + chunk.len() as u64 > size {
-                    p.have = size + 1;
-                    break Ok(());
+                    break Attempt::TooLong;
                 }
                 p.append(chunk)?;
                 downloaded += chunk.len() as u64;
@@ -279,18 +278,16 @@ impl Client {
                 bp.update(p.have);
                 if p.have == size {
                     // Read on once to see whether the body ends where the descriptor says.
-                    if let Ok(n) = reader.read(&mut buf) {
-                        if n > 0 {
-                            p.have = size + 1;
-                        }
-                    }
-                    break Ok(());
+                    break match reader.read(&mut buf) {
+                        Ok(n) if n > 0 => Attempt::TooLong,
+                        _ => Attempt::Complete,
+                    };
                 }
                 let elapsed = window_start.elapsed();
                 if elapsed >= self.opts.speed_time {
                     let rate = (window_bytes as f64 / elapsed.as_secs_f64()) as u64;
                     if rate < self.opts.speed_limit {
-                        break Err(format!(
+                        break Attempt::Broken(format!(
                             "the transfer is too slow ({}/s for {}s)",
                             human(rate),
                             elapsed.as_secs()
@@ -300,25 +297,28 @@ impl Client {
                     window_bytes = 0;
                 }
             };
-            if p.have > size {
-                bad_content += 1;
-                let e = Error::integrity(format!(
-                    "{what}: the registry sent more than the {size} bytes its descriptor says"
-                ));
-                if bad_content >= 2 {
-                    p.discard();
-                    return Err(e);
+            match outcome {
+                // Verified at the top of the loop.
+                Attempt::Complete => {}
+                Attempt::TooLong => {
+                    bad_content += 1;
+                    let e = Error::integrity(format!(
+                        "{what}: the registry sent more than the {size} bytes its descriptor says"
+                    ));
+                    if bad_content >= 2 {
+                        p.discard();
+                        return Err(e);
+                    }
+                    bp.retrying("is longer than its descriptor says; discarding it and downloading it once more");
+                    p.restart()?;
                 }
-                bp.retrying("is longer than its descriptor says; discarding it and downloading it once more");
-                p.restart()?;
-                continue;
-            }
-            if let Err(why) = outcome {
-                failures = if p.have > attempt_start { 0 } else { failures + 1 };
-                let at = format!("{why} at {} of {}", human(p.have), human(size));
-                self.check_budget(failures, &what).map_err(|e| e.context(&at))?;
-                bp.retrying(format!("{at}; resuming"));
-                self.sleep_backoff(failures, None);
+                Attempt::Broken(why) => {
+                    failures = if p.have > attempt_start { 0 } else { failures + 1 };
+                    let at = format!("{why} at {} of {}", human(p.have), human(size));
+                    self.check_budget(failures, &what).map_err(|e| e.context(&at))?;
+                    bp.retrying(format!("{at}; resuming"));
+                    self.sleep_backoff(failures, None);
+                }
             }
         }
     }
@@ -614,6 +614,16 @@ impl Client {
             _ => Error::other(format!("{what}: unexpected HTTP {status} from {}{detail}", self.host)),
         }
     }
+}
+
+/// How one request for a blob ended.
+enum Attempt {
+    /// The body ended exactly at the descriptor's size.
+    Complete,
+    /// The body went past the descriptor's size.
+    TooLong,
+    /// The body broke off (or crawled); the reason, for the user.
+    Broken(String),
 }
 
 /// A blob being downloaded: the file, how much of it is valid, and the
