@@ -8,6 +8,7 @@ use crate::progress::Progress;
 use crate::pull::{self, PullOptions};
 use crate::reference::Reference;
 use crate::registry::{self, Client, Options};
+use crate::tls::{self, TlsOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +33,10 @@ OPTIONS:
     --auth-file PATH              docker config.json with credentials (default:
                                   $DOCKER_CONFIG/config.json, ~/.docker/config.json)
     --plain-http                  talk plain HTTP to the registry
+    --ca-file PATH                also trust the CA certificates in this PEM file
+                                  (repeatable; built-in and system roots stay trusted)
+    --insecure                    do not verify TLS certificates (warns; digests are
+                                  still checked)
     --retries N                   attempts after a failure that may pass (default 5)
     --timeout SECS                connect timeout and longest wait for data (default 30)
     --speed-limit BYTES           abandon and resume a download slower than this
@@ -56,6 +61,8 @@ struct Args {
     password_stdin: bool,
     auth_file: Option<PathBuf>,
     plain_http: bool,
+    ca_files: Vec<PathBuf>,
+    insecure: bool,
     retries: u32,
     timeout: u64,
     speed_limit: u64,
@@ -92,6 +99,10 @@ fn parse_args() -> Result<Option<Args>> {
             .opt_value_from_os_str("--auth-file", |s| Ok::<_, String>(PathBuf::from(s)))
             .map_err(usage)?,
         plain_http: a.contains("--plain-http"),
+        ca_files: a
+            .values_from_os_str("--ca-file", |s| Ok::<_, String>(PathBuf::from(s)))
+            .map_err(usage)?,
+        insecure: a.contains("--insecure"),
         retries: number(&mut a, "--retries", 5)?.min(100) as u32,
         timeout: number(&mut a, "--timeout", 30)?,
         speed_limit: number(&mut a, "--speed-limit", 1024)?,
@@ -166,6 +177,19 @@ pub fn run() -> Result<()> {
     }
     let creds = credentials(&args, &reference)?;
     let progress = Progress::new(args.quiet);
+    let (tls, roots) = tls::config(&TlsOptions {
+        ca_files: args.ca_files.clone(),
+        insecure: args.insecure,
+    })?;
+    if args.insecure {
+        // Loud even with --quiet: the user gave up what TLS protects.
+        eprintln!(
+            "minipull: WARNING: --insecure: TLS certificates are NOT verified. Anyone on the network path can \
+             impersonate the registry and read credentials sent to it; image content is still checked against its digests."
+        );
+    } else if !args.ca_files.is_empty() {
+        progress.note(format!("trusting {roots}"));
+    }
     let layout = Layout::open(&args.outdir)?;
     let opts = Options {
         plain_http: args.plain_http,
@@ -173,6 +197,7 @@ pub fn run() -> Result<()> {
         timeout: Duration::from_secs(args.timeout),
         speed_limit: args.speed_limit,
         speed_time: Duration::from_secs(args.speed_time),
+        tls,
     };
     let mut client = Client::new(&reference, creds, opts, progress);
     progress.note(format!("pulling {reference} from {}", client.host()));

@@ -12,3 +12,4 @@ pub mod progress;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod tls;

@@ -30,6 +30,8 @@ pub struct Options {
     pub speed_limit: u64,
     /// ... for this long is abandoned and resumed.
     pub speed_time: Duration,
+    /// Trusted roots, or verification off.
+    pub tls: ureq::tls::TlsConfig,
 }
 
 const MAX_REDIRECTS: usize = 10;
@@ -106,6 +108,7 @@ impl Client {
             .timeout_per_read(Some(opts.timeout))
             .timeout_per_write(Some(opts.timeout))
             .user_agent(concat!("minipull/", env!("CARGO_PKG_VERSION")))
+            .tls_config(opts.tls.clone())
             .build();
         let scheme = if opts.plain_http { "http" } else { "https" };
         let host = reference.api_host().to_string();
@@ -746,7 +749,12 @@ fn cannot_connect(host: &str, why: &str) -> Error {
 }
 
 fn tls_hint(e: Error) -> Error {
-    e.hint("if the registry speaks plain HTTP, add --plain-http")
+    let m = e.message.to_ascii_lowercase();
+    if m.contains("certificate") || m.contains("issuer") || m.contains("notvalidforname") {
+        e.hint("if the registry's certificate comes from a private CA, trust it with --ca-file CA.pem (or, at your own risk, --insecure)")
+    } else {
+        e.hint("if the registry speaks plain HTTP, add --plain-http")
+    }
 }
 
 fn describe_io(e: &std::io::Error) -> String {

@@ -93,9 +93,21 @@ pub enum Auth {
     Htpasswd { user: &'static str, password: &'static str },
 }
 
+/// How to run a registry beyond the defaults.
+#[derive(Default)]
+pub struct Setup {
+    /// YAML for the `auth:` section (with its key), or empty.
+    pub auth_yaml: String,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Pull-through cache of this upstream URL (`proxy: remoteurl:`).
+    pub proxy_remote: Option<String>,
+    /// Serve this storage directory (another registry's) instead of a new one.
+    pub data: Option<PathBuf>,
+}
+
 impl Registry {
     pub fn start(auth: Auth) -> Registry {
-        require("docker-registry");
         let dir = TempDir::new("registry");
         let (auth_yaml, basic) = match auth {
             Auth::None => (String::new(), None),
@@ -117,6 +129,38 @@ impl Registry {
                 )
             }
         };
+        let mut r = Registry::start_in(
+            dir,
+            Setup {
+                auth_yaml,
+                ..Setup::default()
+            },
+        );
+        r.basic = basic;
+        r
+    }
+
+    /// Start a registry set up as `setup` says.
+    pub fn start_setup(setup: Setup) -> Registry {
+        Registry::start_in(TempDir::new("registry"), setup)
+    }
+
+    fn start_in(dir: TempDir, setup: Setup) -> Registry {
+        require("docker-registry");
+        let data = setup.data.clone().unwrap_or_else(|| dir.join("data"));
+        let scheme = if setup.tls.is_some() { "https" } else { "http" };
+        let tls_yaml = match &setup.tls {
+            Some((cert, key)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
+        let proxy_yaml = match &setup.proxy_remote {
+            Some(url) => format!("proxy:\n  remoteurl: {url}\n"),
+            None => String::new(),
+        };
         // A port we just freed may be taken again by a parallel test: retry a few times.
         for _ in 0..5 {
             let port = free_port();
@@ -124,8 +168,9 @@ impl Registry {
             // raced us to the same port.
             let tag = format!("{}-{port}-{}", std::process::id(), dir.path().display());
             let config = format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  headers:\n    X-Test-Registry: [\"{tag}\"]\n{auth_yaml}",
-                dir.join("data").display()
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  headers:\n    X-Test-Registry: [\"{tag}\"]\n{tls_yaml}{}{proxy_yaml}",
+                data.display(),
+                setup.auth_yaml
             );
             std::fs::write(dir.join("config.yml"), config).unwrap();
             let mut child = Command::new("docker-registry")
@@ -140,12 +185,12 @@ impl Registry {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() && is_ours(port, &tag) {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() && is_ours(scheme, port, &tag) {
                     return Registry {
                         child,
                         port,
                         host: format!("127.0.0.1:{port}"),
-                        basic,
+                        basic: None,
                         _dir: dir,
                     };
                 }
@@ -155,6 +200,11 @@ impl Registry {
             let _ = child.wait();
         }
         panic!("docker-registry did not start");
+    }
+
+    /// The storage directory, to serve the same content from another registry.
+    pub fn data_dir(&self) -> PathBuf {
+        self._dir.join("data")
     }
 
     fn agent(&self) -> ureq::Agent {
@@ -263,9 +313,15 @@ fn plain_agent() -> ureq::Agent {
 }
 
 /// Whether the registry answering on `port` is the one tagged `tag`.
-fn is_ours(port: u16, tag: &str) -> bool {
-    plain_agent()
-        .get(format!("http://127.0.0.1:{port}/v2/"))
+fn is_ours(scheme: &str, port: u16, tag: &str) -> bool {
+    // Only a readiness probe of our own test server: no certificate check.
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(ureq::tls::TlsConfig::builder().disable_verification(true).build())
+        .build()
+        .new_agent();
+    agent
+        .get(format!("{scheme}://127.0.0.1:{port}/v2/"))
         .call()
         .ok()
         .and_then(|r| {
@@ -497,4 +553,71 @@ fn base64(input: &[u8]) -> String {
 
 pub fn base64_pub(input: &[u8]) -> String {
     base64(input)
+}
+
+/// A test CA and a server certificate it signed for 127.0.0.1 and localhost.
+pub struct TestCa {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Make a CA and a server certificate with the openssl command line tool.
+pub fn make_ca(dir: &Path, name: &str) -> TestCa {
+    require("openssl");
+    let p = |f: &str| dir.join(format!("{name}-{f}"));
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    let (ca_key, ca, key, csr, cert, ext) = (
+        p("ca.key"),
+        p("ca.pem"),
+        p("key.pem"),
+        p("csr"),
+        p("cert.pem"),
+        p("ext"),
+    );
+    let subj = format!("/CN=minipull test CA {name}");
+    let (ca_key_s, ca_s) = (s(&ca_key), s(&ca));
+    args.extend(["-keyout", &ca_key_s, "-out", &ca_s, "-days", "2", "-subj", &subj]);
+    args.extend([
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run_ok("openssl", &args);
+    let (key_s, csr_s) = (s(&key), s(&csr));
+    let mut args = vec!["req"];
+    args.extend(ec);
+    args.extend(["-keyout", &key_s, "-out", &csr_s, "-subj", "/CN=127.0.0.1"]);
+    run_ok("openssl", &args);
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let (ext_s, cert_s) = (s(&ext), s(&cert));
+    run_ok(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr_s,
+            "-CA",
+            &ca_s,
+            "-CAkey",
+            &ca_key_s,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &cert_s,
+            "-extfile",
+            &ext_s,
+        ],
+    );
+    TestCa { ca, cert, key }
 }
