@@ -36,14 +36,25 @@ impl fmt::Display for Secret {
     }
 }
 
-/// A username and password for one registry.
+/// A username and password for one registry, or an OAuth2 refresh token.
 #[derive(Debug, Clone)]
 pub struct Credentials {
     pub username: String,
     pub password: Secret,
+    /// An OAuth2 refresh token (`identitytoken` in config.json, `<token>` from a
+    /// credential helper), exchanged at the token realm for an access token.
+    pub identity_token: Option<Secret>,
 }
 
 impl Credentials {
+    pub fn new(username: impl Into<String>, password: Secret) -> Credentials {
+        Credentials {
+            username: username.into(),
+            password,
+            identity_token: None,
+        }
+    }
+
     /// The value of an `Authorization: Basic ...` header.
     pub fn basic_header(&self) -> Secret {
         let raw = format!("{}:{}", self.username, self.password.expose());
@@ -201,71 +212,242 @@ impl ClassifyName for serde_json::Error {
     }
 }
 
-/// Where the docker `config.json` is looked for when `--auth-file` is not given.
-pub fn default_auth_file() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
-        return Some(PathBuf::from(dir).join("config.json"));
+/// The auth files looked at when `--auth-file` is not given, in order: podman's
+/// and skopeo's (`$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+/// `$XDG_CONFIG_HOME/containers/auth.json`), then docker's
+/// (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`).
+pub fn default_auth_files() -> Vec<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let home = var("HOME");
+    let mut files = Vec::new();
+    files.extend(var("REGISTRY_AUTH_FILE"));
+    files.extend(var("XDG_RUNTIME_DIR").map(|d| d.join("containers/auth.json")));
+    match var("XDG_CONFIG_HOME") {
+        Some(d) => files.push(d.join("containers/auth.json")),
+        None => files.extend(home.as_ref().map(|h| h.join(".config/containers/auth.json"))),
     }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker").join("config.json"))
+    match var("DOCKER_CONFIG") {
+        Some(d) => files.push(d.join("config.json")),
+        None => files.extend(home.map(|h| h.join(".docker/config.json"))),
+    }
+    files
 }
 
-/// Look up credentials for `registry` in a docker `config.json`.
-///
-/// A missing file is not an error when `required` is false (the default
-/// locations); a file that exists but cannot be parsed always is.
-pub fn credentials_from_file(path: &Path, registry: &str, required: bool) -> Result<Option<Credentials>> {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::usage(format!("cannot read auth file {}: {e}", path.display())));
-        }
+/// Credentials for `registry` from the first auth file that has any: an
+/// explicit `--auth-file` (which must exist), else [`default_auth_files`].
+/// Credential helpers named by a file are run.
+pub fn credentials_from_files(
+    explicit: Option<&Path>,
+    registry: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<Credentials>> {
+    let files = match explicit {
+        Some(p) => vec![p.to_path_buf()],
+        None => default_auth_files(),
     };
-    credentials_from_config(&text, registry).map_err(|e| e.context(format!("auth file {}", path.display())))
-}
-
-/// Look up credentials for `registry` in the text of a docker `config.json`.
-pub fn credentials_from_config(text: &[u8], registry: &str) -> Result<Option<Credentials>> {
-    #[derive(serde::Deserialize)]
-    struct Config {
-        #[serde(default)]
-        auths: BTreeMap<String, Entry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        auth: Option<String>,
-        username: Option<String>,
-        password: Option<String>,
-    }
-    let config: Config = serde_json::from_slice(text)
-        .map_err(|e| Error::usage(format!("not a valid docker config.json ({})", e.classify_name())))?;
-    let wanted = auth_key_host(registry);
-    let entry = config
-        .auths
-        .iter()
-        .find(|(k, _)| auth_key_host(k) == wanted)
-        .map(|(_, v)| v);
-    let Some(entry) = entry else { return Ok(None) };
-    if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
-        if !u.is_empty() {
-            return Ok(Some(Credentials {
-                username: u.clone(),
-                password: Secret(p.clone()),
-            }));
+    for path in files {
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if explicit.is_none() && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::usage(format!("cannot read auth file {}: {e}", path.display()))),
+        };
+        let ctx = |e: Error| e.context(format!("auth file {}", path.display()));
+        let config = AuthConfig::parse(&text).map_err(ctx)?;
+        match config.lookup(registry).map_err(ctx)? {
+            Lookup::Found(c) => return Ok(Some(c)),
+            Lookup::Helper(name) => match run_helper(&name, registry)? {
+                Some(c) => return Ok(Some(c)),
+                None => {
+                    notes.push(format!("docker-credential-{name} has no credentials for {registry}"));
+                }
+            },
+            Lookup::Missing => {}
         }
     }
-    let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) else {
+    Ok(None)
+}
+
+/// A docker `config.json` or podman `auth.json`: the parts we use.
+#[derive(serde::Deserialize, Default)]
+pub struct AuthConfig {
+    #[serde(default)]
+    auths: BTreeMap<String, AuthEntry>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: BTreeMap<String, String>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct AuthEntry {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    identitytoken: Option<String>,
+}
+
+/// What an auth file says about one registry.
+#[derive(Debug)]
+pub enum Lookup {
+    Found(Credentials),
+    /// Ask `docker-credential-NAME`.
+    Helper(String),
+    Missing,
+}
+
+impl AuthConfig {
+    pub fn parse(text: &[u8]) -> Result<AuthConfig> {
+        serde_json::from_slice(text)
+            .map_err(|e| Error::usage(format!("not a valid docker config.json ({})", e.classify_name())))
+    }
+
+    /// Docker's order: a `credHelpers` entry for the host, then an `auths`
+    /// entry with credentials in it, then the `credsStore` helper.
+    pub fn lookup(&self, registry: &str) -> Result<Lookup> {
+        let wanted = auth_key_host(registry);
+        if let Some((_, helper)) = self.cred_helpers.iter().find(|(k, _)| auth_key_host(k) == wanted) {
+            return Ok(Lookup::Helper(helper.clone()));
+        }
+        let entry = self
+            .auths
+            .iter()
+            .find(|(k, _)| auth_key_host(k) == wanted)
+            .map(|(_, v)| v);
+        if let Some(c) = entry.map(|e| entry_credentials(e, registry)).transpose()?.flatten() {
+            return Ok(Lookup::Found(c));
+        }
+        match self.creds_store.as_deref().filter(|s| !s.is_empty()) {
+            Some(store) => Ok(Lookup::Helper(store.to_string())),
+            None => Ok(Lookup::Missing),
+        }
+    }
+}
+
+fn entry_credentials(entry: &AuthEntry, registry: &str) -> Result<Option<Credentials>> {
+    let (mut username, mut password) = (entry.username.clone(), entry.password.clone());
+    if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
+        let decoded = base64_decode(auth)
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| Error::usage(format!("the \"auth\" entry for {registry} is not valid base64")))?;
+        let (u, p) = decoded
+            .split_once(':')
+            .ok_or_else(|| Error::usage(format!("the \"auth\" entry for {registry} is not USER:PASSWORD")))?;
+        username.get_or_insert(u.to_string());
+        password.get_or_insert(p.to_string());
+    }
+    let identity_token = entry.identitytoken.clone().filter(|t| !t.is_empty()).map(Secret);
+    let username = username.unwrap_or_default();
+    if identity_token.is_none() && (username.is_empty() || password.is_none()) {
         return Ok(None);
-    };
-    let decoded = base64_decode(auth)
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| Error::usage(format!("the \"auth\" entry for {registry} is not valid base64")))?;
-    let (u, p) = decoded
-        .split_once(':')
-        .ok_or_else(|| Error::usage(format!("the \"auth\" entry for {registry} is not USER:PASSWORD")))?;
+    }
     Ok(Some(Credentials {
-        username: u.to_string(),
-        password: Secret(p.to_string()),
+        username,
+        password: Secret(password.unwrap_or_default()),
+        identity_token,
+    }))
+}
+
+/// Look up inline credentials for `registry` in the text of a docker
+/// `config.json` (helpers are not run).
+pub fn credentials_from_config(text: &[u8], registry: &str) -> Result<Option<Credentials>> {
+    match AuthConfig::parse(text)?.lookup(registry)? {
+        Lookup::Found(c) => Ok(Some(c)),
+        _ => Ok(None),
+    }
+}
+
+/// How long a credential helper may take (it may talk to a cloud API).
+const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Run `docker-credential-NAME get` with the registry on stdin and read its
+/// JSON answer. A helper that is not installed is a note, not an error, so a
+/// config.json copied from a desktop still pulls public images.
+pub fn run_helper(name: &str, registry: &str) -> Result<Option<Credentials>> {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(Error::usage(format!(
+            "credential helper name {name:?} is not a plain program name"
+        )));
+    }
+    let program = format!("docker-credential-{name}");
+    // Docker keys Docker Hub as its v1 URL, and helpers store it that way.
+    let server = if auth_key_host(registry) == "docker.io" {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        registry.to_string()
+    };
+    let mut child = match Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("minipull: warning: the auth file names the credential helper {program}, which is not installed; continuing without credentials for {registry}");
+            return Ok(None);
+        }
+        Err(e) => return Err(Error::auth(format!("cannot run {program}: {e}"))),
+    };
+    let fail = |why: String| Error::auth(format!("credential helper {program} failed for {registry}: {why}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(server.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    }
+    let deadline = std::time::Instant::now() + HELPER_TIMEOUT;
+    let status = loop {
+        match child.try_wait().map_err(|e| fail(e.to_string()))? {
+            Some(status) => break status,
+            None if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!("no answer in {} s", HELPER_TIMEOUT.as_secs())));
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let (mut out, mut err) = (Vec::new(), String::new());
+    if let Some(s) = child.stdout.take() {
+        let _ = s.take(1 << 20).read_to_end(&mut out);
+    }
+    if let Some(s) = child.stderr.take() {
+        let _ = s.take(64 << 10).read_to_string(&mut err);
+    }
+    if !status.success() {
+        let said = String::from_utf8_lossy(&out).to_string() + &err;
+        if said.to_ascii_lowercase().contains("credentials not found") {
+            return Ok(None);
+        }
+        let said: String = said.trim().chars().filter(|c| !c.is_control()).take(200).collect();
+        return Err(fail(format!("{status}: {said}")));
+    }
+    parse_helper_answer(&out).map_err(|e| e.context(format!("credential helper {program}")))
+}
+
+/// A credential helper's answer: `{"ServerURL", "Username", "Secret"}`; the
+/// username `<token>` marks the secret as an identity (refresh) token.
+pub fn parse_helper_answer(out: &[u8]) -> Result<Option<Credentials>> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(rename = "Username", default)]
+        username: String,
+        #[serde(rename = "Secret", default)]
+        secret: String,
+    }
+    let a: Answer = serde_json::from_slice(out)
+        .map_err(|e| Error::auth(format!("its answer is not the expected JSON ({})", e.classify_name())))?;
+    if a.secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(if a.username == "<token>" {
+        Credentials {
+            username: String::new(),
+            password: Secret(String::new()),
+            identity_token: Some(Secret(a.secret)),
+        }
+    } else {
+        Credentials::new(a.username, Secret(a.secret))
     }))
 }
 
@@ -397,11 +579,10 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let c = Credentials {
-            username: "u".into(),
-            password: Secret::new("hunter2"),
-        };
+        let mut c = Credentials::new("u", Secret::new("hunter2"));
+        c.identity_token = Some(Secret::new("refresh-me"));
         assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!format!("{c:?}").contains("refresh-me"));
         assert!(!format!("{}", c.password).contains("hunter2"));
         assert_eq!(c.basic_header().expose(), "Basic dTpodW50ZXIy");
     }
@@ -435,5 +616,49 @@ mod tests {
         let bad = br#"{"auths":{"ghcr.io":{"auth":"bm9jb2xvbg=="}}}"#;
         let e = credentials_from_config(bad, "ghcr.io").unwrap_err();
         assert!(e.message.contains("USER:PASSWORD"));
+    }
+
+    #[test]
+    fn helpers_and_identity_tokens() {
+        let cfg = AuthConfig::parse(
+            br#"{"auths":{"acr.example":{"identitytoken":"rt-1"},"plain.example":{"auth":"dTpw"}},
+                 "credHelpers":{"ecr.example":"ecr-login","https://plain.example":"over"},
+                 "credsStore":"desktop"}"#,
+        )
+        .unwrap();
+        match cfg.lookup("acr.example").unwrap() {
+            Lookup::Found(c) => assert_eq!(c.identity_token.unwrap().expose(), "rt-1"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(cfg.lookup("ecr.example").unwrap(), Lookup::Helper(h) if h == "ecr-login"));
+        // A credHelpers entry wins over an auths entry for the same host.
+        assert!(matches!(cfg.lookup("plain.example").unwrap(), Lookup::Helper(h) if h == "over"));
+        assert!(matches!(cfg.lookup("other.example").unwrap(), Lookup::Helper(h) if h == "desktop"));
+        let none = AuthConfig::parse(br#"{"auths":{"x.example":{}}}"#).unwrap();
+        assert!(matches!(none.lookup("x.example").unwrap(), Lookup::Missing));
+    }
+
+    #[test]
+    fn helper_answers() {
+        let c = parse_helper_answer(br#"{"ServerURL":"r","Username":"u","Secret":"s"}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.username.as_str(), c.password.expose()), ("u", "s"));
+        assert!(c.identity_token.is_none());
+        let t = parse_helper_answer(br#"{"Username":"<token>","Secret":"refresh"}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.identity_token.unwrap().expose(), "refresh");
+        assert!(parse_helper_answer(br#"{"Username":"u","Secret":""}"#)
+            .unwrap()
+            .is_none());
+        let e = parse_helper_answer(b"not json secret").unwrap_err();
+        assert!(!e.message.contains("secret"));
+    }
+
+    #[test]
+    fn helper_names_must_be_plain() {
+        assert!(run_helper("../../bin/sh", "r").is_err());
+        assert!(run_helper("", "r").is_err());
     }
 }

@@ -4,6 +4,7 @@ use crate::auth::{self, Credentials};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::manifest::Platform;
+use crate::mirror::{self, MirrorSpec, Sources};
 use crate::progress::Progress;
 use crate::pull::{self, PullOptions};
 use crate::reference::Reference;
@@ -30,8 +31,17 @@ OPTIONS:
     --all-platforms               keep the whole index and pull every platform
     --username USER               log in as USER (the password comes from stdin)
     --password-stdin              read the password from the first line of stdin
-    --auth-file PATH              docker config.json with credentials (default:
-                                  $DOCKER_CONFIG/config.json, ~/.docker/config.json)
+    --auth-file PATH              docker config.json or podman auth.json with credentials
+                                  (default: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/
+                                  auth.json, ~/.config/containers/auth.json,
+                                  $DOCKER_CONFIG/config.json, ~/.docker/config.json);
+                                  credHelpers, credsStore and identitytoken work
+    --mirror [http://]HOST[:PORT][/PREFIX]
+                                  try this mirror first (repeatable, in order; falls back
+                                  to the next and then to the registry; $MINIPULL_MIRROR
+                                  takes a comma-separated list)
+    --mirror-for REGISTRY         registries the mirrors serve (repeatable; default
+                                  docker.io; $MINIPULL_MIRROR_FOR)
     --plain-http                  talk plain HTTP to the registry
     --ca-file PATH                also trust the CA certificates in this PEM file
                                   (repeatable; built-in and system roots stay trusted)
@@ -47,6 +57,11 @@ OPTIONS:
     -h, --help                    print this help
     -V, --version                 print the version
 
+ENVIRONMENT:
+    MINIPULL_USERNAME, MINIPULL_PASSWORD   credentials for the registry (not mirrors)
+    HTTPS_PROXY, HTTP_PROXY, NO_PROXY      proxies (lowercase too)
+    SSL_CERT_FILE, SSL_CERT_DIR            the system's CA certificates
+
 EXIT CODES:
     0 ok, 1 other error, 2 usage or invalid reference, 3 not found,
     4 authentication refused, 5 network, 6 integrity, 7 local storage
@@ -60,6 +75,8 @@ struct Args {
     username: Option<String>,
     password_stdin: bool,
     auth_file: Option<PathBuf>,
+    mirrors: Vec<String>,
+    mirror_for: Vec<String>,
     plain_http: bool,
     ca_files: Vec<PathBuf>,
     insecure: bool,
@@ -98,6 +115,8 @@ fn parse_args() -> Result<Option<Args>> {
         auth_file: a
             .opt_value_from_os_str("--auth-file", |s| Ok::<_, String>(PathBuf::from(s)))
             .map_err(usage)?,
+        mirrors: a.values_from_str("--mirror").map_err(usage)?,
+        mirror_for: a.values_from_str("--mirror-for").map_err(usage)?,
         plain_http: a.contains("--plain-http"),
         ca_files: a
             .values_from_os_str("--ca-file", |s| Ok::<_, String>(PathBuf::from(s)))
@@ -137,16 +156,15 @@ fn parse_args() -> Result<Option<Args>> {
     }))
 }
 
-fn credentials(args: &Args, reference: &Reference) -> Result<Option<Credentials>> {
+/// Credentials for the registry: flags, then `MINIPULL_USERNAME` and
+/// `MINIPULL_PASSWORD`, then auth files (and the helpers they name).
+fn credentials(args: &Args, reference: &Reference, progress: Progress) -> Result<Option<Credentials>> {
     match (&args.username, args.password_stdin) {
         (Some(u), true) => {
             if u.is_empty() || u.contains(':') {
                 return Err(Error::usage("--username must be non-empty and must not contain ':'"));
             }
-            return Ok(Some(Credentials {
-                username: u.clone(),
-                password: registry::read_password_stdin()?,
-            }));
+            return Ok(Some(Credentials::new(u.clone(), registry::read_password_stdin()?)));
         }
         (Some(_), false) => {
             return Err(Error::usage("--username needs --password-stdin")
@@ -155,13 +173,76 @@ fn credentials(args: &Args, reference: &Reference) -> Result<Option<Credentials>
         (None, true) => return Err(Error::usage("--password-stdin needs --username")),
         (None, false) => {}
     }
-    match &args.auth_file {
-        Some(path) => auth::credentials_from_file(path, &reference.registry, true),
-        None => match auth::default_auth_file() {
-            Some(path) => auth::credentials_from_file(&path, &reference.registry, false),
-            None => Ok(None),
-        },
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (env("MINIPULL_USERNAME"), env("MINIPULL_PASSWORD")) {
+        (Some(u), Some(p)) => {
+            if u.contains(':') {
+                return Err(Error::usage("MINIPULL_USERNAME must not contain ':'"));
+            }
+            return Ok(Some(Credentials::new(u, auth::Secret::new(p))));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(Error::usage(
+                "set both MINIPULL_USERNAME and MINIPULL_PASSWORD, or neither",
+            ))
+        }
     }
+    stored_credentials(args, &reference.registry, progress)
+}
+
+/// Credentials an auth file (or its helper) holds for `host`.
+fn stored_credentials(args: &Args, host: &str, progress: Progress) -> Result<Option<Credentials>> {
+    let mut notes = Vec::new();
+    let found = auth::credentials_from_files(args.auth_file.as_deref(), host, &mut notes)?;
+    for n in notes {
+        progress.note(n);
+    }
+    Ok(found)
+}
+
+/// Clients for the mirrors that serve this reference, in order.
+fn mirror_clients(args: &Args, reference: &Reference, opts: &Options, progress: Progress) -> Result<Vec<Client>> {
+    let list = |flag: &[String], var: &str| -> Vec<String> {
+        if !flag.is_empty() {
+            return flag.to_vec();
+        }
+        std::env::var(var)
+            .unwrap_or_default()
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let mirrors = list(&args.mirrors, "MINIPULL_MIRROR");
+    let mirror_for = list(&args.mirror_for, "MINIPULL_MIRROR_FOR");
+    let specs = mirrors
+        .iter()
+        .map(|m| MirrorSpec::parse(m))
+        .collect::<Result<Vec<_>>>()?;
+    if specs.is_empty() || !mirror::applies_to(&reference.registry, &mirror_for) {
+        return Ok(Vec::new());
+    }
+    // A mirror gets one retry: the next source is a better bet than waiting.
+    let mirror_opts = Options {
+        retries: opts.retries.min(1),
+        ..opts.clone()
+    };
+    let mut clients = Vec::new();
+    for m in specs {
+        // Only credentials stored for the mirror's own host go to it.
+        let creds = stored_credentials(args, &m.host, progress)?;
+        let plain = m.plain.unwrap_or(opts.plain_http);
+        clients.push(Client::for_host(
+            &m.host,
+            plain,
+            &m.repository(&reference.repository),
+            creds,
+            mirror_opts.clone(),
+            progress,
+        ));
+    }
+    Ok(clients)
 }
 
 /// Parse the command line and pull. Returns the process exit code's error.
@@ -175,8 +256,8 @@ pub fn run() -> Result<()> {
     if args.all_platforms && args.platform.is_some() {
         return Err(Error::usage("--platform and --all-platforms exclude each other"));
     }
-    let creds = credentials(&args, &reference)?;
     let progress = Progress::new(args.quiet);
+    let creds = credentials(&args, &reference, progress)?;
     let (tls, roots) = tls::config(&TlsOptions {
         ca_files: args.ca_files.clone(),
         insecure: args.insecure,
@@ -198,15 +279,18 @@ pub fn run() -> Result<()> {
         speed_limit: args.speed_limit,
         speed_time: Duration::from_secs(args.speed_time),
         tls,
+        proxies: crate::proxy::ProxyEnv::from_env()?,
     };
-    let mut client = Client::new(&reference, creds, opts, progress);
+    let mirrors = mirror_clients(&args, &reference, &opts, progress)?;
+    let client = Client::new(&reference, creds, opts, progress);
     progress.note(format!("pulling {reference} from {}", client.host()));
+    let mut sources = Sources::new(mirrors, client, progress);
     let pull_opts = PullOptions {
         platform,
         all_platforms: args.all_platforms,
         verify: args.verify,
     };
-    let summary = pull::pull(&reference, &mut client, &layout, progress, &pull_opts)?;
+    let summary = pull::pull(&reference, &mut sources, &layout, progress, &pull_opts)?;
     let out = if args.json {
         serde_json::to_string_pretty(&summary).map_err(|e| Error::other(format!("cannot encode the summary: {e}")))?
     } else {

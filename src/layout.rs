@@ -145,8 +145,10 @@ impl Layout {
     pub fn commit_partial(&self, d: &Digest) -> Result<()> {
         self.ensure_blob_dir(d)?;
         let (from, to) = (self.partial_path(d), self.blob_path(d));
-        fs::rename(&from, &to).map_err(|e| Error::storage(format!("cannot move blob into {}", to.display()), &e))?;
-        sync_dir(to.parent().unwrap_or(&self.root))
+        // The content is already fsynced, so a rename that survives a crash
+        // names good bytes; the directory itself is synced once, before
+        // index.json names anything (see add_to_index).
+        fs::rename(&from, &to).map_err(|e| Error::storage(format!("cannot move blob into {}", to.display()), &e))
     }
 
     fn ensure_blob_dir(&self, d: &Digest) -> Result<()> {
@@ -204,6 +206,13 @@ impl Layout {
     /// Add `desc` to index.json, replacing any entry with the same ref name
     /// (or, for untagged pulls, the same image name). Call this last.
     pub fn add_to_index(&self, desc: &Descriptor) -> Result<()> {
+        // Make the renames into blobs/ durable before index.json points at them.
+        for alg in ["sha256", "sha512"] {
+            let dir = self.root.join("blobs").join(alg);
+            if dir.is_dir() {
+                sync_dir(&dir)?;
+            }
+        }
         let mut index = self.read_index()?;
         let key = |d: &serde_json::Value, k: &str| {
             d.pointer(&format!("/annotations/{}", k.replace('~', "~0").replace('/', "~1")))

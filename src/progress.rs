@@ -30,6 +30,11 @@ impl Progress {
         }
     }
 
+    /// A line that matters even with `--quiet`: a fallback, a risk taken.
+    pub fn warn(&self, msg: impl std::fmt::Display) {
+        eprintln!("minipull: warning: {msg}");
+    }
+
     /// Start reporting one blob download.
     pub fn blob(&self, label: String, size: u64) -> BlobProgress {
         let now = Instant::now();

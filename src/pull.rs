@@ -5,9 +5,9 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::{Layout, CONTAINERD_NAME, REF_NAME};
 use crate::manifest::{self, Descriptor, ImageManifest, Manifest, Platform};
+use crate::mirror::Sources;
 use crate::progress::{human, Progress};
 use crate::reference::Reference;
-use crate::registry::Client;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -54,9 +54,13 @@ pub struct ContentSummary {
     pub downloaded: u64,
     /// `downloaded`, `present` (already in OUTDIR) or `skipped` (foreign layer).
     pub status: &'static str,
+    /// The host it was fetched from (a mirror or the registry), when fetched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 struct Fetched {
+    source: String,
     bytes: Vec<u8>,
     media_type: String,
     manifest: Manifest,
@@ -64,7 +68,7 @@ struct Fetched {
 }
 
 struct Puller<'a> {
-    client: &'a mut Client,
+    sources: &'a mut Sources,
     layout: &'a Layout,
     progress: Progress,
     opts: &'a PullOptions,
@@ -74,14 +78,13 @@ struct Puller<'a> {
 /// Pull `reference` into `layout`.
 pub fn pull(
     reference: &Reference,
-    client: &mut Client,
+    sources: &mut Sources,
     layout: &Layout,
     progress: Progress,
     opts: &PullOptions,
 ) -> Result<Summary> {
-    client.ping()?;
     let mut p = Puller {
-        client,
+        sources,
         layout,
         progress,
         opts,
@@ -117,6 +120,9 @@ pub fn pull(
     // Last: only now does the layout name the image, and everything it names exists.
     p.layout.add_to_index(&entry)?;
     p.layout.tidy();
+    if let Some(line) = p.sources.report() {
+        progress.note(line);
+    }
 
     let mut summary = p.summary;
     summary.digest = digest.to_string();
@@ -187,8 +193,8 @@ impl Puller<'_> {
     /// Fetch and verify a manifest: against the digest we expect (from the
     /// reference or the parent index), and against `Docker-Content-Digest`.
     fn fetch_manifest(&mut self, reference: &str, expected: Option<(Digest, Option<u64>)>) -> Result<Fetched> {
-        let fetched = self
-            .client
+        let (fetched, source) = self
+            .sources
             .manifest(reference, manifest::ACCEPT, manifest::MAX_MANIFEST_BYTES)?;
         self.summary.manifest_bytes_downloaded += fetched.bytes.len() as u64;
         let bytes = fetched.bytes;
@@ -224,6 +230,7 @@ impl Puller<'_> {
         let (media_type, manifest) = manifest::parse(&bytes, fetched.content_type.as_deref())
             .map_err(|e| e.context(format!("manifest {reference}")))?;
         Ok(Fetched {
+            source,
             bytes,
             media_type,
             manifest,
@@ -243,6 +250,7 @@ impl Puller<'_> {
             size,
             downloaded: size,
             status: if present { "present" } else { "downloaded" },
+            source: Some(f.source.clone()),
         });
         Ok(())
     }
@@ -293,35 +301,44 @@ impl Puller<'_> {
                 digest.short(),
                 human(size)
             ));
-            self.record(desc, &digest, size, 0, "skipped");
+            self.record(desc, &digest, size, 0, "skipped", None);
             return Ok(());
         }
         if self.summary.blobs.iter().any(|b| b.digest == digest.to_string()) {
             return Ok(()); // the same blob twice in one pull
         }
         if self.layout.has_blob(&digest, size, self.opts.verify)? {
-            self.record(desc, &digest, size, 0, "present");
+            self.record(desc, &digest, size, 0, "present", None);
             return Ok(());
         }
         let mut bp = self
             .progress
             .blob(format!("{} {}", digest.short(), kind_of(&desc.media_type)), size);
         let part = self.layout.partial_path(&digest);
-        let downloaded = self.client.download_blob(&digest, size, &part, &mut bp)?;
+        let (downloaded, source) = self.sources.download_blob(&digest, size, &part, &mut bp)?;
         self.layout.commit_partial(&digest)?;
         bp.finish(downloaded);
         self.summary.bytes_downloaded += downloaded;
-        self.record(desc, &digest, size, downloaded, "downloaded");
+        self.record(desc, &digest, size, downloaded, "downloaded", Some(source));
         Ok(())
     }
 
-    fn record(&mut self, desc: &Descriptor, digest: &Digest, size: u64, downloaded: u64, status: &'static str) {
+    fn record(
+        &mut self,
+        desc: &Descriptor,
+        digest: &Digest,
+        size: u64,
+        downloaded: u64,
+        status: &'static str,
+        source: Option<String>,
+    ) {
         self.summary.blobs.push(ContentSummary {
             digest: digest.to_string(),
             media_type: desc.media_type.clone(),
             size,
             downloaded,
             status,
+            source,
         });
     }
 }

@@ -20,7 +20,7 @@ use ureq::Body;
 /// Tunables for talking to the registry.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Talk plain HTTP instead of HTTPS.
+    /// Talk plain HTTP instead of HTTPS (and allow credentials over it).
     pub plain_http: bool,
     /// Attempts after the first one, for failures that retrying can fix.
     pub retries: u32,
@@ -32,6 +32,8 @@ pub struct Options {
     pub speed_time: Duration,
     /// Trusted roots, or verification off.
     pub tls: ureq::tls::TlsConfig,
+    /// Proxies from the environment.
+    pub proxies: crate::proxy::ProxyEnv,
 }
 
 const MAX_REDIRECTS: usize = 10;
@@ -83,10 +85,16 @@ impl From<Error> for Failure {
 
 /// A client for one repository on one registry.
 pub struct Client {
+    /// Direct connections.
     agent: ureq::Agent,
+    /// Through the proxies the environment names, for http and https URLs.
+    http_proxied: Option<ureq::Agent>,
+    https_proxied: Option<ureq::Agent>,
     /// `https://host[:port]`: the only origin that receives the registry's Authorization.
     origin: String,
     host: String,
+    /// This client speaks plain HTTP (and accepts http redirects and realms).
+    plain: bool,
     repository: String,
     creds: Option<Credentials>,
     /// The Bearer challenge, kept to renew the token.
@@ -100,29 +108,62 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client for the registry a reference names.
     pub fn new(reference: &Reference, creds: Option<Credentials>, opts: Options, progress: Progress) -> Client {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(opts.timeout))
-            .timeout_per_read(Some(opts.timeout))
-            .timeout_per_write(Some(opts.timeout))
-            .user_agent(concat!("minipull/", env!("CARGO_PKG_VERSION")))
-            .tls_config(opts.tls.clone())
-            .build();
-        let scheme = if opts.plain_http { "http" } else { "https" };
-        let host = reference.api_host().to_string();
+        let plain = opts.plain_http;
+        Client::for_host(
+            reference.api_host(),
+            plain,
+            &reference.repository,
+            creds,
+            opts,
+            progress,
+        )
+    }
+
+    /// A client for `repository` on `host` (a mirror, or the registry itself).
+    pub fn for_host(
+        host: &str,
+        plain: bool,
+        repository: &str,
+        creds: Option<Credentials>,
+        opts: Options,
+        progress: Progress,
+    ) -> Client {
+        let agent = |proxy: Option<ureq::Proxy>| {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .proxy(proxy)
+                .timeout_connect(Some(opts.timeout))
+                .timeout_per_read(Some(opts.timeout))
+                .timeout_per_write(Some(opts.timeout))
+                .user_agent(concat!("minipull/", env!("CARGO_PKG_VERSION")))
+                .tls_config(opts.tls.clone())
+                .build()
+                .new_agent()
+        };
+        let (http_proxied, https_proxied) = (
+            opts.proxies.http.clone().map(|p| agent(Some(p))),
+            opts.proxies.https.clone().map(|p| agent(Some(p))),
+        );
+        let scheme = if plain { "http" } else { "https" };
         let seed = {
             use std::hash::{BuildHasher, Hasher as _};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
             h.write_u32(std::process::id());
             h.finish() | 1
         };
+        // Credentials travel over plain HTTP only when the user said --plain-http.
+        let creds = creds.filter(|_| !plain || opts.plain_http);
         Client {
-            agent: config.new_agent(),
+            agent: agent(None),
+            http_proxied,
+            https_proxied,
             origin: format!("{scheme}://{host}"),
-            host,
-            repository: reference.repository.clone(),
+            host: host.to_string(),
+            plain,
+            repository: repository.to_string(),
             creds,
             challenge: None,
             bearer: None,
@@ -130,6 +171,20 @@ impl Client {
             opts,
             progress,
             jitter_state: seed,
+        }
+    }
+
+    /// The agent for `url`: through the environment's proxy for its scheme,
+    /// unless NO_PROXY names its host.
+    fn agent_for(&self, url: &str) -> &ureq::Agent {
+        let proxied = if url.starts_with("https://") {
+            self.https_proxied.as_ref()
+        } else {
+            self.http_proxied.as_ref()
+        };
+        match proxied {
+            Some(a) if !self.opts.proxies.bypass(host_of(url)) => a,
+            _ => &self.agent,
         }
     }
 
@@ -440,7 +495,7 @@ impl Client {
         let authorization = if with_auth { self.authorization()? } else { None };
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
-            let mut req = self.agent.get(&url);
+            let mut req = self.agent_for(&url).get(&url);
             if let Some(a) = accept {
                 req = req.header("Accept", a);
             }
@@ -463,11 +518,11 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| Failure::fatal(Error::network(format!("HTTP {status} redirect without a Location"))))?;
             let next = resolve_url(&url, location);
-            if !(next.starts_with("https://") || (self.opts.plain_http && next.starts_with("http://"))) {
+            if !(next.starts_with("https://") || (self.plain && next.starts_with("http://"))) {
                 return Err(Failure::fatal(Error::network(format!(
                     "refusing a redirect to {} (only https{} is allowed)",
                     scheme_and_host(&next),
-                    if self.opts.plain_http { " or http" } else { "" }
+                    if self.plain { " or http" } else { "" }
                 ))));
             }
             url = next;
@@ -490,7 +545,7 @@ impl Client {
                 .map(|(t, _)| Secret::new(format!("Bearer {}", t.expose()))));
         }
         if self.basic {
-            if let Some(c) = &self.creds {
+            if let Some(c) = self.creds.as_ref().filter(|c| !c.username.is_empty()) {
                 return Ok(Some(c.basic_header()));
             }
         }
@@ -529,12 +584,12 @@ impl Client {
             return Ok(());
         };
         let realm = ch.param("realm").unwrap_or_default().to_string();
-        let realm_ok = realm.starts_with("https://") || (self.opts.plain_http && realm.starts_with("http://"));
+        let realm_ok = realm.starts_with("https://") || (self.plain && realm.starts_with("http://"));
         if !realm_ok {
             return Err(Error::auth(format!(
                 "refusing the token realm {} (it must be https{})",
                 scheme_and_host(&realm),
-                if self.opts.plain_http { " or http" } else { "" }
+                if self.plain { " or http" } else { "" }
             )));
         }
         let mut query = Vec::new();
@@ -547,15 +602,41 @@ impl Client {
         ));
         let sep = if realm.contains('?') { '&' } else { '?' };
         let url = format!("{realm}{sep}{}", query.join("&"));
-        let basic = self.creds.as_ref().map(Credentials::basic_header);
-        let started = Instant::now();
-        let agent = self.agent.clone();
-        let mut resp = self.with_retries("getting a token", |_| {
-            let mut req = agent.get(&url);
-            if let Some(b) = &basic {
-                req = req.header("Authorization", b.expose());
+        let basic = self
+            .creds
+            .as_ref()
+            .filter(|c| !c.username.is_empty())
+            .map(Credentials::basic_header);
+        // An identity token is an OAuth2 refresh token: POST it to the realm
+        // (the token spec's OAuth2 flow) instead of a GET with Basic.
+        let refresh = self.creds.as_ref().and_then(|c| c.identity_token.clone()).map(|t| {
+            let mut form = format!(
+                "grant_type=refresh_token&client_id=minipull&refresh_token={}&scope={}",
+                percent_encode(t.expose()),
+                percent_encode(&format!("repository:{}:pull", self.repository))
+            );
+            if let Some(service) = ch.param("service") {
+                form.push_str(&format!("&service={}", percent_encode(service)));
             }
-            req.call().map_err(|e| transport_error(&e, host_of(&url)))
+            Secret::new(form)
+        });
+        let started = Instant::now();
+        let agent = self.agent_for(&url).clone();
+        let mut resp = self.with_retries("getting a token", |_| {
+            let answer = match &refresh {
+                Some(form) => agent
+                    .post(&realm)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .send(form.expose()),
+                None => {
+                    let mut req = agent.get(&url);
+                    if let Some(b) = &basic {
+                        req = req.header("Authorization", b.expose());
+                    }
+                    req.call()
+                }
+            };
+            answer.map_err(|e| transport_error(&e, host_of(&url)))
         })?;
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
