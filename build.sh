@@ -162,8 +162,8 @@ case "${1:-build}" in
     test)
         # docker-registry: the real registry the tests pull from; skopeo, umoci and
         # oci-image-tool: consumers that check our layouts; apache2-utils: htpasswd;
-        # zstd, gzip, tar: to build fixture layers.
-        need_packages docker-registry skopeo umoci oci-image-tool apache2-utils zstd gzip tar musl-tools file curl python3
+        # zstd, gzip, tar: to build fixture layers; openssl: test CAs and token signing.
+        need_packages docker-registry skopeo umoci oci-image-tool apache2-utils zstd gzip tar musl-tools file curl python3 openssl
         say "running the tests"
         cargo test --locked
         # The shipped static binaries for two foreign machines, run under qemu-user.
