@@ -193,16 +193,10 @@ impl Drop for FaultServer {
 }
 
 /// Fire a once-only fault: true the first time.
-fn once(s: &mut State, name: &'static str) -> bool {
-    !std::mem::replace(s.fired.entry(name).or_insert(false), true)
-}
-
-fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -> std::io::Result<()> {
-    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(sock.try_clone()?);
+/// Read an HTTP request head: the request line and the headers, names lowercased.
+pub fn read_head(reader: &mut impl BufRead) -> std::io::Result<(String, HashMap<String, String>)> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
     let mut headers = HashMap::new();
     loop {
         let mut h = String::new();
@@ -213,6 +207,18 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
+    Ok((line, headers))
+}
+
+fn once(s: &mut State, name: &'static str) -> bool {
+    !std::mem::replace(s.fired.entry(name).or_insert(false), true)
+}
+
+fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -> std::io::Result<()> {
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(sock.try_clone()?);
+    let (line, headers) = read_head(&mut reader)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
     let range = headers.get("range").cloned();
     let authorization = headers.get("authorization").cloned();
     let mut out = sock;

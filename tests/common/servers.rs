@@ -3,9 +3,10 @@
 //! trusts) and an HTTP CONNECT proxy that counts its tunnels. Both run on
 //! 127.0.0.1 and stop when dropped.
 
+use super::fault::read_head;
 use super::*;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
@@ -132,21 +133,10 @@ fn serve_token(
     x5c: &str,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(sock.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
+    let (line, headers) = read_head(&mut reader)?;
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("/").to_string();
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
     let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut body = vec![0u8; len.min(1 << 20)];
     reader.read_exact(&mut body)?;
@@ -283,14 +273,7 @@ impl ConnectProxy {
 
 fn tunnel(sock: TcpStream, count: &AtomicUsize) -> std::io::Result<()> {
     let mut reader = BufReader::new(sock.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
-            break;
-        }
-    }
+    let (line, _) = read_head(&mut reader)?;
     let mut out = sock.try_clone()?;
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
