@@ -166,6 +166,8 @@ case "${1:-build}" in
         need_packages docker-registry skopeo umoci oci-image-tool apache2-utils zstd gzip tar musl-tools file curl python3 openssl
         say "running the tests"
         cargo test --locked
+        say "running the tests again without the default \"unpack\" feature"
+        cargo test --locked --no-default-features
         # The shipped static binaries for two foreign machines, run under qemu-user.
         need_packages qemu-user-static
         export TARGETS="aarch64-unknown-linux-musl riscv64gc-unknown-linux-musl"

@@ -11,7 +11,7 @@ use crate::reference::Reference;
 use crate::registry::{self, Client, Options};
 use crate::tls::{self, TlsOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const USAGE: &str = "\
@@ -19,6 +19,10 @@ minipull: pull a container image into an OCI image layout
 
 USAGE:
     minipull [OPTIONS] REF OUTDIR
+    minipull [OPTIONS] --unpack ROOTFS REF OUTDIR   pull, then unpack into ROOTFS
+    minipull unpack [--platform P] [--force] OUTDIR[:NAME] ROOTFS
+                                    unpack an image already in OUTDIR (no network)
+    minipull config OUTDIR[:NAME]   print the image config (Entrypoint, Cmd, Env...)
 
 ARGS:
     REF       image reference: alpine, alpine:3.20, ghcr.io/org/repo:tag,
@@ -51,6 +55,9 @@ OPTIONS:
     --timeout SECS                connect timeout and longest wait for data (default 30)
     --speed-limit BYTES           abandon and resume a download slower than this
     --speed-time SECS               many bytes a second for this long (default 1024, 30)
+    --unpack ROOTFS               after the pull, apply the image's layers into ROOTFS
+                                  (whiteouts, links, modes; owners and devices as root)
+    --force                       unpack into a ROOTFS that is not empty
     --verify                      re-hash blobs already in OUTDIR before trusting them
     --json                        print a JSON summary on stdout instead of the digest
     -q, --quiet                   no progress on stderr (warnings and errors remain)
@@ -67,7 +74,16 @@ EXIT CODES:
     4 authentication refused, 5 network, 6 integrity, 7 local storage
 ";
 
+/// What the command line asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Pull,
+    Unpack,
+    Config,
+}
+
 struct Args {
+    command: Command,
     reference: String,
     outdir: PathBuf,
     platform: Option<String>,
@@ -87,10 +103,22 @@ struct Args {
     verify: bool,
     json: bool,
     quiet: bool,
+    /// ROOTFS for `--unpack` and `minipull unpack`.
+    unpack: Option<PathBuf>,
+    force: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
-    let mut a = pico_args::Arguments::from_env();
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let command = match argv.first().and_then(|s| s.to_str()) {
+        Some("unpack") => Command::Unpack,
+        Some("config") => Command::Config,
+        _ => Command::Pull,
+    };
+    if command != Command::Pull {
+        argv.remove(0);
+    }
+    let mut a = pico_args::Arguments::from_vec(argv);
     if a.contains(["-h", "--help"]) {
         print!("{USAGE}");
         return Ok(None);
@@ -127,6 +155,11 @@ fn parse_args() -> Result<Option<Args>> {
         speed_limit: number(&mut a, "--speed-limit", 1024)?,
         speed_time: number(&mut a, "--speed-time", 30)?,
         verify: a.contains("--verify"),
+        unpack: a
+            .opt_value_from_os_str("--unpack", |s| Ok::<_, String>(PathBuf::from(s)))
+            .map_err(usage)?,
+        force: a.contains("--force"),
+        command,
         json: a.contains("--json"),
         quiet: a.contains(["-q", "--quiet"]),
         reference: String::new(),
@@ -136,22 +169,39 @@ fn parse_args() -> Result<Option<Args>> {
     if let Some(flag) = rest.iter().find(|s| s.to_string_lossy().starts_with('-')) {
         return Err(Error::usage(format!("unknown option {}", flag.to_string_lossy())).hint("see minipull --help"));
     }
-    if rest.len() != 2 {
-        return Err(
-            Error::usage(format!("expected REF and OUTDIR, got {} arguments", rest.len()))
-                .hint("usage: minipull [OPTIONS] REF OUTDIR"),
-        );
+    let (want, names) = match command {
+        Command::Pull => (2, "REF and OUTDIR"),
+        Command::Unpack => (2, "OUTDIR[:NAME] and ROOTFS"),
+        Command::Config => (1, "OUTDIR[:NAME]"),
+    };
+    if rest.len() != want {
+        return Err(Error::usage(format!("expected {names}, got {} arguments", rest.len())).hint("see minipull --help"));
     }
-    let reference = rest[0]
-        .to_str()
-        .ok_or_else(|| Error::usage("the image reference is not valid UTF-8"))?
-        .to_string();
+    if command == Command::Unpack && args.unpack.is_some() {
+        return Err(Error::usage(
+            "`minipull unpack` takes ROOTFS as its last argument, not --unpack",
+        ));
+    }
+    let reference = match command {
+        Command::Pull => rest[0]
+            .to_str()
+            .ok_or_else(|| Error::usage("the image reference is not valid UTF-8"))?
+            .to_string(),
+        // OUTDIR[:NAME] stays an OS string until it is split.
+        _ => String::new(),
+    };
+    let (outdir, unpack) = match command {
+        Command::Pull => (PathBuf::from(&rest[1]), args.unpack.clone()),
+        Command::Unpack => (PathBuf::from(&rest[0]), Some(PathBuf::from(&rest[1]))),
+        Command::Config => (PathBuf::from(&rest[0]), None),
+    };
     if args.timeout == 0 || args.speed_time == 0 {
         return Err(Error::usage("--timeout and --speed-time must be at least 1 second"));
     }
     Ok(Some(Args {
         reference,
-        outdir: PathBuf::from(&rest[1]),
+        outdir,
+        unpack,
         ..args
     }))
 }
@@ -248,16 +298,79 @@ fn mirror_clients(args: &Args, reference: &Reference, opts: &Options, progress: 
 /// Parse the command line and pull. Returns the process exit code's error.
 pub fn run() -> Result<()> {
     let Some(args) = parse_args()? else { return Ok(()) };
-    let reference = Reference::parse(&args.reference)?;
     let platform = match &args.platform {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
-    if args.all_platforms && args.platform.is_some() {
-        return Err(Error::usage("--platform and --all-platforms exclude each other"));
+    match args.command {
+        Command::Pull => pull_command(&args, platform),
+        Command::Unpack | Command::Config => local_command(&args, &platform),
     }
+}
+
+/// `OUTDIR[:NAME]`: a directory that exists as given is OUTDIR; otherwise the
+/// text after the last `:` names the image.
+#[cfg(feature = "unpack")]
+fn split_layout_arg(p: &Path) -> (PathBuf, Option<String>) {
+    if !p.is_dir() {
+        if let Some((dir, name)) = p.to_str().and_then(|s| s.rsplit_once(':')) {
+            if !name.is_empty() && !name.contains('/') && Path::new(dir).is_dir() {
+                return (PathBuf::from(dir), Some(name.to_string()));
+            }
+        }
+    }
+    (p.to_path_buf(), None)
+}
+
+/// `minipull unpack` and `minipull config`: work on a layout already on disk.
+#[cfg(feature = "unpack")]
+fn local_command(args: &Args, platform: &Platform) -> Result<()> {
+    use crate::unpack::{self, Select};
+    let (dir, name) = split_layout_arg(&args.outdir);
+    if !dir.join("oci-layout").is_file() {
+        return Err(Error::not_found(format!("no OCI image layout at {}", dir.display()))
+            .hint("pull into it first: minipull REF OUTDIR"));
+    }
+    let layout = Layout::open(&dir)?;
+    let select = match &name {
+        Some(n) => Select::Name(n),
+        None => Select::Only,
+    };
+    let image = unpack::find_image(&layout, select, platform)?;
+    if args.command == Command::Config {
+        let _ = std::io::stdout().write_all(&image.config);
+        let _ = writeln!(std::io::stdout());
+        return Ok(());
+    }
+    let rootfs = args
+        .unpack
+        .as_deref()
+        .ok_or_else(|| Error::usage("ROOTFS is missing"))?;
     let progress = Progress::new(args.quiet);
-    let creds = credentials(&args, &reference, progress)?;
+    unpack::prepare_rootfs(rootfs, args.force)?;
+    let s = unpack::unpack(&layout, &image, rootfs, progress)?;
+    progress.note(format!(
+        "unpacked {} layers ({} entries, {}) into {}; the image config is blob {}",
+        s.layers,
+        s.entries,
+        crate::progress::human(s.bytes),
+        rootfs.display(),
+        image.config_digest
+    ));
+    Ok(())
+}
+
+#[cfg(not(feature = "unpack"))]
+fn local_command(_: &Args, _: &Platform) -> Result<()> {
+    Err(Error::usage(
+        "this minipull was built without unpack support (cargo feature \"unpack\")",
+    ))
+}
+
+fn pull_command(args: &Args, platform: Platform) -> Result<()> {
+    let reference = Reference::parse(&args.reference)?;
+    let progress = Progress::new(args.quiet);
+    let creds = credentials(args, &reference, progress)?;
     let (tls, roots) = tls::config(&TlsOptions {
         ca_files: args.ca_files.clone(),
         insecure: args.insecure,
@@ -271,6 +384,10 @@ pub fn run() -> Result<()> {
     } else if !args.ca_files.is_empty() {
         progress.note(format!("trusting {roots}"));
     }
+    if let Some(rootfs) = &args.unpack {
+        // Before the download: a ROOTFS we may not use should not cost one.
+        unpack_ready(rootfs, args.force)?;
+    }
     let layout = Layout::open(&args.outdir)?;
     let opts = Options {
         plain_http: args.plain_http,
@@ -281,7 +398,7 @@ pub fn run() -> Result<()> {
         tls,
         proxies: crate::proxy::ProxyEnv::from_env()?,
     };
-    let mirrors = mirror_clients(&args, &reference, &opts, progress)?;
+    let mirrors = mirror_clients(args, &reference, &opts, progress)?;
     let client = Client::new(&reference, creds, opts, progress);
     progress.note(format!("pulling {reference} from {}", client.host()));
     let mut sources = Sources::new(mirrors, client, progress);
@@ -291,6 +408,9 @@ pub fn run() -> Result<()> {
         verify: args.verify,
     };
     let summary = pull::pull(&reference, &mut sources, &layout, progress, &pull_opts)?;
+    if let Some(rootfs) = &args.unpack {
+        unpack_pulled(&layout, &summary.digest, &pull_opts.platform, rootfs, progress)?;
+    }
     let out = if args.json {
         serde_json::to_string_pretty(&summary).map_err(|e| Error::other(format!("cannot encode the summary: {e}")))?
     } else {
@@ -298,5 +418,38 @@ pub fn run() -> Result<()> {
     };
     // A closed stdout (e.g. `| head`) is not worth failing a finished pull for.
     let _ = writeln!(std::io::stdout(), "{out}");
+    Ok(())
+}
+
+#[cfg(feature = "unpack")]
+fn unpack_ready(rootfs: &Path, force: bool) -> Result<()> {
+    crate::unpack::prepare_rootfs(rootfs, force)
+}
+
+#[cfg(feature = "unpack")]
+fn unpack_pulled(layout: &Layout, digest: &str, platform: &Platform, rootfs: &Path, progress: Progress) -> Result<()> {
+    use crate::unpack::{self, Select};
+    let image = unpack::find_image(layout, Select::Digest(digest), platform)?;
+    let s = unpack::unpack(layout, &image, rootfs, progress)?;
+    progress.note(format!(
+        "unpacked {} layers ({} entries, {}) into {}; the image config is blob {}",
+        s.layers,
+        s.entries,
+        crate::progress::human(s.bytes),
+        rootfs.display(),
+        image.config_digest
+    ));
+    Ok(())
+}
+
+#[cfg(not(feature = "unpack"))]
+fn unpack_ready(_: &Path, _: bool) -> Result<()> {
+    Err(Error::usage(
+        "this minipull was built without unpack support (cargo feature \"unpack\")",
+    ))
+}
+
+#[cfg(not(feature = "unpack"))]
+fn unpack_pulled(_: &Layout, _: &str, _: &Platform, _: &Path, _: Progress) -> Result<()> {
     Ok(())
 }

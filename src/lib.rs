@@ -14,4 +14,8 @@ pub mod proxy;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+#[cfg(feature = "unpack")]
+pub mod tar;
 pub mod tls;
+#[cfg(feature = "unpack")]
+pub mod unpack;

@@ -1,0 +1,498 @@
+//! Unpacking into a root filesystem: real images with whiteouts, opaque
+//! directories, links and modes, compared file by file with what
+//! `umoci unpack --rootless` makes of the same layout; and hostile layers
+//! that try to write outside ROOTFS.
+
+#![cfg(feature = "unpack")]
+
+mod common;
+use common::*;
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+/// Tar a staged directory with the system tar (owners 0, fixed mtimes).
+fn tar_dir(dir: &Path) -> Vec<u8> {
+    let out = Command::new("tar")
+        .args(["--sort=name", "--owner=0", "--group=0", "--numeric-owner", "-C"])
+        .arg(dir)
+        .args(["-cf", "-", "."])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn write(root: &Path, rel: &str, content: &[u8], mode: u32) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, content).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn layer(media_type: &'static str, tar: Vec<u8>) -> Layer {
+    let blob = match media_type {
+        OCI_LAYER_GZIP => gzip(&tar),
+        OCI_LAYER_ZSTD => zstd(&tar),
+        _ => tar.clone(),
+    };
+    Layer { media_type, tar, blob }
+}
+
+/// Three layers: gzip, `second` (gzip or zstd), plain tar.
+fn layered_image(work: &TempDir, second: &'static str) -> Image {
+    let l1 = work.join("l1");
+    write(&l1, "usr/bin/busybox", b"#!/bin/sh\necho busybox\n", 0o755);
+    std::os::unix::fs::symlink("busybox", l1.join("usr/bin/sh")).unwrap();
+    std::fs::hard_link(l1.join("usr/bin/busybox"), l1.join("usr/bin/ls")).unwrap();
+    write(&l1, "etc/hostname", b"first\n", 0o644);
+    write(&l1, "etc/remove-me", b"gone later\n", 0o644);
+    write(&l1, "etc/shadow", b"root:*:\n", 0o600);
+    write(&l1, "var/cache/old-1", b"old\n", 0o644);
+    write(&l1, "var/cache/sub/old-2", b"old\n", 0o644);
+    write(&l1, "opt/old/x", b"x\n", 0o644);
+    std::os::unix::fs::symlink("/etc/hostname", l1.join("etc/link-to-file")).unwrap();
+    std::fs::set_permissions(l1.join("var/cache"), std::fs::Permissions::from_mode(0o750)).unwrap();
+
+    let l2 = work.join("l2");
+    write(&l2, "etc/.wh.remove-me", b"", 0o644);
+    write(&l2, "var/cache/.wh..wh..opq", b"", 0o644);
+    write(&l2, "var/cache/new", b"new\n", 0o640);
+    write(&l2, "etc/hostname", b"second\n", 0o644);
+    // A symlink replaced by a file.
+    write(&l2, "etc/link-to-file", b"now a file\n", 0o644);
+
+    let l3 = work.join("l3");
+    write(&l3, "opt/.wh.old", b"", 0o644);
+    write(&l3, "srv/private/data", b"secret\n", 0o400);
+    std::fs::set_permissions(l3.join("srv/private"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    write(&l3, "usr/bin/.wh.ls", b"", 0o644);
+
+    Image::new(
+        "amd64",
+        vec![
+            layer(OCI_LAYER_GZIP, tar_dir(&l1)),
+            layer(second, tar_dir(&l2)),
+            layer(OCI_LAYER_TAR, tar_dir(&l3)),
+        ],
+    )
+}
+
+/// Every path under `root`: (kind, permission bits, content or link target, mtime for files).
+fn tree(root: &Path) -> BTreeMap<String, (char, u32, Vec<u8>, i64)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let perm = m.permissions().mode() & 0o7777;
+            let entry = if m.file_type().is_symlink() {
+                (
+                    'l',
+                    0,
+                    std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes(),
+                    0,
+                )
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                ('d', perm, Vec::new(), 0)
+            } else {
+                ('f', perm, std::fs::read(&p).unwrap(), m.mtime())
+            };
+            out.insert(rel, entry);
+        }
+    }
+    out
+}
+
+#[test]
+fn unpack_matches_umoci_and_reads_back_offline() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("unpack");
+    // umoci 0.4.7 knows no zstd: it gets gzip, and the zstd twin is compared below.
+    let image = layered_image(&work, OCI_LAYER_GZIP);
+    reg.push_image("app/layers", "v1", &image);
+    let out = work.join("oci");
+    let rootfs = work.join("rootfs");
+    let r = format!("{}/app/layers:v1", reg.host);
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--unpack",
+            rootfs.to_str().unwrap(),
+            &r,
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+
+    let bundle = work.join("bundle");
+    run_ok(
+        "umoci",
+        &[
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:v1", out.display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let ours = tree(&rootfs);
+    let theirs = tree(&bundle.join("rootfs"));
+    assert_eq!(ours.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>());
+    for (path, mine) in &ours {
+        assert_eq!(Some(mine), theirs.get(path), "{path} differs from umoci's");
+    }
+    // What the layers say happened, independently of umoci.
+    assert_eq!(std::fs::read(rootfs.join("etc/hostname")).unwrap(), b"second\n");
+    assert!(!rootfs.join("etc/remove-me").exists());
+    assert!(!rootfs.join("opt/old").exists() && rootfs.join("opt").is_dir());
+    assert!(!rootfs.join("var/cache/old-1").exists() && !rootfs.join("var/cache/sub").exists());
+    assert_eq!(std::fs::read(rootfs.join("var/cache/new")).unwrap(), b"new\n");
+    assert_eq!(
+        std::fs::read_link(rootfs.join("usr/bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    assert!(!rootfs.join("usr/bin/ls").exists());
+    assert_eq!(
+        std::fs::metadata(rootfs.join("etc/shadow"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(rootfs.join("srv/private"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+
+    // Offline, from the layout: the same tree; the config by `minipull config`.
+    let again = work.join("rootfs-again");
+    let o = minipull(
+        &["unpack", &format!("{}:v1", out.display()), again.to_str().unwrap()],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert_eq!(tree(&again), ours);
+    let o = minipull(&["config", &format!("{}:v1", out.display())], None);
+    assert_exit(&o, 0);
+    let config: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(config["config"]["Cmd"][0], "/bin/sh");
+
+    // A ROOTFS that is not empty needs --force.
+    let o = minipull(
+        &["unpack", &format!("{}:v1", out.display()), again.to_str().unwrap()],
+        None,
+    );
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let o = minipull(
+        &[
+            "unpack",
+            "--force",
+            &format!("{}:v1", out.display()),
+            again.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert_eq!(tree(&again), ours);
+
+    // The same layers with the middle one as zstd give the same tree.
+    let work2 = TempDir::new("unpack-zstd");
+    reg.push_image("app/layers-zstd", "v1", &layered_image(&work2, OCI_LAYER_ZSTD));
+    let (out2, rootfs2) = (work.join("oci-zstd"), work.join("rootfs-zstd"));
+    let r2 = format!("{}/app/layers-zstd:v1", reg.host);
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--unpack",
+            rootfs2.to_str().unwrap(),
+            &r2,
+            out2.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert_eq!(
+        tree(&rootfs2).keys().collect::<Vec<_>>(),
+        ours.keys().collect::<Vec<_>>()
+    );
+    for (path, (kind, mode, content, _)) in tree(&rootfs2) {
+        let (k, m, c, _) = &ours[&path];
+        assert_eq!((&kind, &mode, &content), (k, m, c), "{path}");
+    }
+}
+
+#[test]
+fn hard_link_chain_and_out_of_order_directories() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("unpack-order");
+    // Files before (and without) their directories' entries, and a hard link.
+    let t = raw_tar(&[
+        Raw::file("deep/a/b/file", b"deep\n", 0o644),
+        Raw::dir("deep/a", 0o711),
+        Raw::hardlink("deep/link", "deep/a/b/file"),
+        Raw::fifo("run/pipe"),
+    ]);
+    let image = Image::new("amd64", vec![layer(OCI_LAYER_GZIP, t)]);
+    reg.push_image("app/order", "v1", &image);
+    let (out, rootfs) = (work.join("oci"), work.join("rootfs"));
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--unpack",
+            rootfs.to_str().unwrap(),
+            &format!("{}/app/order:v1", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    let (a, b) = (rootfs.join("deep/a/b/file"), rootfs.join("deep/link"));
+    assert_eq!(std::fs::read(&b).unwrap(), b"deep\n");
+    assert_eq!(
+        std::fs::metadata(&a).unwrap().ino(),
+        std::fs::metadata(&b).unwrap().ino()
+    );
+    assert_eq!(
+        std::fs::metadata(rootfs.join("deep/a")).unwrap().permissions().mode() & 0o777,
+        0o711
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(rootfs.join("run/pipe"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+}
+
+/// Hostile layers: each must be refused with exit 6 and change nothing outside ROOTFS.
+#[test]
+fn hostile_layers_cannot_escape_rootfs() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("unpack-hostile");
+    let outside = work.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret"), b"host secret\n").unwrap();
+    let outside_s = outside.to_str().unwrap().to_string();
+    let cases: Vec<(&str, Vec<Raw>)> = vec![
+        ("dotdot", vec![Raw::file("../outside/planted", b"x", 0o644)]),
+        (
+            "dotdot-deep",
+            vec![Raw::dir("a", 0o755), Raw::file("a/../../outside/planted", b"x", 0o644)],
+        ),
+        (
+            "absolute",
+            vec![Raw::file(&format!("{outside_s}/planted"), b"x", 0o644)],
+        ),
+        (
+            "symlink-parent",
+            vec![Raw::symlink("a", &outside_s), Raw::file("a/planted", b"x", 0o644)],
+        ),
+        (
+            "symlink-parent-deep",
+            vec![
+                Raw::dir("d", 0o755),
+                Raw::symlink("d/e", &outside_s),
+                Raw::file("d/e/secret", b"overwritten", 0o644),
+            ],
+        ),
+        ("hardlink-out", vec![Raw::hardlink("h", "../outside/secret")]),
+        ("hardlink-abs", vec![Raw::hardlink("h", &format!("{outside_s}/secret"))]),
+        (
+            "hardlink-through-symlink",
+            vec![Raw::symlink("s", &outside_s), Raw::hardlink("h", "s/secret")],
+        ),
+        ("whiteout-out", vec![Raw::file("../outside/.wh.secret", b"", 0o644)]),
+    ];
+    for (name, entries) in cases {
+        let image = Image::new("amd64", vec![layer(OCI_LAYER_GZIP, raw_tar(&entries))]);
+        let repo = format!("hostile/{name}");
+        reg.push_image(&repo, "v1", &image);
+        let (out, rootfs) = (work.join(&format!("oci-{name}")), work.join(&format!("rootfs-{name}")));
+        let o = minipull(
+            &[
+                "--plain-http",
+                "--unpack",
+                rootfs.to_str().unwrap(),
+                &format!("{}/{repo}:v1", reg.host),
+                out.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_exit(&o, 6);
+        assert!(!outside.join("planted").exists(), "{name} planted a file outside");
+        assert_eq!(
+            std::fs::read(outside.join("secret")).unwrap(),
+            b"host secret\n",
+            "{name}"
+        );
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1, "{name}");
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn decompression_bomb_and_bad_diff_ids_are_refused() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("unpack-bomb");
+    // 600 MiB of zeros in one file compress to a few KB with zstd: far beyond
+    // 1100 times the blob's size plus 64 MiB.
+    let staged = work.join("bomb");
+    std::fs::create_dir_all(&staged).unwrap();
+    let f = std::fs::File::create(staged.join("zeros")).unwrap();
+    f.set_len(600 << 20).unwrap();
+    let t = tar_dir(&staged);
+    let bomb = layer(OCI_LAYER_ZSTD, t);
+    assert!(bomb.blob.len() < 1 << 20, "the bomb is small: {}", bomb.blob.len());
+    reg.push_image("hostile/bomb", "v1", &Image::new("amd64", vec![bomb]));
+    let (out, rootfs) = (work.join("oci"), work.join("rootfs"));
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--unpack",
+            rootfs.to_str().unwrap(),
+            &format!("{}/hostile/bomb:v1", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 6);
+    assert!(stderr(&o).contains("decompression bomb"), "{}", stderr(&o));
+    let written = std::fs::metadata(rootfs.join("zeros")).map(|m| m.len()).unwrap_or(0);
+    assert!(written < 100 << 20, "stopped early: {written}");
+
+    // A config whose diff_id does not match the layer.
+    let mut image = Image::new("amd64", vec![gz_layer(&[("f", b"content\n")])]);
+    image.config = Some(
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", "0".repeat(64))]},
+        }))
+        .unwrap(),
+    );
+    reg.push_image("hostile/diffid", "v1", &image);
+    let (out, rootfs) = (work.join("oci2"), work.join("rootfs2"));
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--unpack",
+            rootfs.to_str().unwrap(),
+            &format!("{}/hostile/diffid:v1", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 6);
+    assert!(stderr(&o).contains("config says"), "{}", stderr(&o));
+
+    // An unknown layer media type is a clear error.
+    let mut l = gz_layer(&[("f", b"x")]);
+    l.media_type = "application/vnd.oci.image.layer.v1.tar+lz4";
+    reg.push_image("hostile/lz4", "v1", &Image::new("amd64", vec![l]));
+    let (out, rootfs) = (work.join("oci3"), work.join("rootfs3"));
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--unpack",
+            rootfs.to_str().unwrap(),
+            &format!("{}/hostile/lz4:v1", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 6);
+    assert!(stderr(&o).contains("unsupported layer media type"), "{}", stderr(&o));
+}
+
+/// A tar entry written by hand, for layers no honest tar tool makes.
+struct Raw {
+    path: String,
+    kind: u8,
+    link: String,
+    mode: u32,
+    data: Vec<u8>,
+}
+
+impl Raw {
+    fn file(path: &str, data: &[u8], mode: u32) -> Raw {
+        Raw {
+            path: path.into(),
+            kind: b'0',
+            link: String::new(),
+            mode,
+            data: data.to_vec(),
+        }
+    }
+    fn dir(path: &str, mode: u32) -> Raw {
+        Raw {
+            path: path.into(),
+            kind: b'5',
+            link: String::new(),
+            mode,
+            data: Vec::new(),
+        }
+    }
+    fn symlink(path: &str, target: &str) -> Raw {
+        Raw {
+            path: path.into(),
+            kind: b'2',
+            link: target.into(),
+            mode: 0o777,
+            data: Vec::new(),
+        }
+    }
+    fn hardlink(path: &str, target: &str) -> Raw {
+        Raw {
+            path: path.into(),
+            kind: b'1',
+            link: target.into(),
+            mode: 0o644,
+            data: Vec::new(),
+        }
+    }
+    fn fifo(path: &str) -> Raw {
+        Raw {
+            path: path.into(),
+            kind: b'6',
+            link: String::new(),
+            mode: 0o644,
+            data: Vec::new(),
+        }
+    }
+}
+
+fn raw_tar(entries: &[Raw]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        let mut h = [0u8; 512];
+        assert!(e.path.len() < 100 && e.link.len() < 100, "raw_tar keeps to short names");
+        h[..e.path.len()].copy_from_slice(e.path.as_bytes());
+        h[100..107].copy_from_slice(format!("{:07o}", e.mode).as_bytes());
+        h[108..115].copy_from_slice(b"0000000");
+        h[116..123].copy_from_slice(b"0000000");
+        h[124..135].copy_from_slice(format!("{:011o}", e.data.len()).as_bytes());
+        h[136..147].copy_from_slice(b"14000000000");
+        h[156] = e.kind;
+        h[157..157 + e.link.len()].copy_from_slice(e.link.as_bytes());
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&e.data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
