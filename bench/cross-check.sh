@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Check the static binaries in dist/<target>/ (./build.sh all): `file` must say
 # statically linked for the right machine, and each must pull a real image from
-# a local docker-registry under qemu-user, giving a layout oci-image-tool accepts
-# with the layer's bytes intact.
+# a local docker-registry under qemu-user and unpack it, giving a layout
+# oci-image-tool accepts, the layer's bytes intact and the file it holds.
 #   bash bench/cross-check.sh TARGET...
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +36,7 @@ for target in "$@"; do
         echo "FAIL $target: file says: $what" >&2; failed=1; continue
     fi
     out=$WORK/out-$target
-    if ! ${qemu:+$qemu} "$bin" -q --plain-http "127.0.0.1:$PORT/cross/check:v1" "$out" >/dev/null; then
+    if ! ${qemu:+$qemu} "$bin" -q --plain-http --unpack "$out-rootfs" "127.0.0.1:$PORT/cross/check:v1" "$out" >/dev/null; then
         echo "FAIL $target: the pull failed" >&2; failed=1; continue
     fi
     if ! oci-image-tool validate --type image --ref name=v1 "$out" >/dev/null 2>&1; then
@@ -44,6 +44,9 @@ for target in "$@"; do
     fi
     if ! cmp -s "$WORK/layer.tar.gz" "$out/blobs/sha256/${LAYER_DIGEST#sha256:}"; then
         echo "FAIL $target: the layer differs" >&2; failed=1; continue
+    fi
+    if [ "$(cat "$out-rootfs/etc/cross" 2>/dev/null)" != cross ]; then
+        echo "FAIL $target: the unpacked rootfs lacks /etc/cross" >&2; failed=1; continue
     fi
     echo "ok   $target: $(stat -c %s "$bin") bytes, $what" | cut -c1-150
 done

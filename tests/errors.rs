@@ -220,9 +220,24 @@ fn unwritable_outdir_exits_7_and_unreachable_registry_exits_5() {
 #[test]
 fn unpack_commands_need_the_feature() {
     let work = TempDir::new("nounpack");
-    let o = minipull(&["unpack", work.path().to_str().unwrap(), work.join("rootfs").to_str().unwrap()], None);
+    let o = minipull(
+        &[
+            "unpack",
+            work.path().to_str().unwrap(),
+            work.join("rootfs").to_str().unwrap(),
+        ],
+        None,
+    );
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("without unpack support"), "{}", stderr(&o));
-    let o = minipull(&["--unpack", work.join("r").to_str().unwrap(), "127.0.0.1:1/a/b:c", work.join("o").to_str().unwrap()], None);
+    let o = minipull(
+        &[
+            "--unpack",
+            work.join("r").to_str().unwrap(),
+            "127.0.0.1:1/a/b:c",
+            work.join("o").to_str().unwrap(),
+        ],
+        None,
+    );
     assert_exit(&o, 2);
 }
