@@ -346,9 +346,14 @@ fn local_command(args: &Args, platform: &Platform) -> Result<()> {
         .unpack
         .as_deref()
         .ok_or_else(|| Error::usage("ROOTFS is missing"))?;
-    let progress = Progress::new(args.quiet);
     unpack::prepare_rootfs(rootfs, args.force)?;
-    let s = unpack::unpack(&layout, &image, rootfs, progress)?;
+    unpack_image(&layout, &image, rootfs, Progress::new(args.quiet))
+}
+
+/// Unpack and say where the config is.
+#[cfg(feature = "unpack")]
+fn unpack_image(layout: &Layout, image: &crate::unpack::Image, rootfs: &Path, progress: Progress) -> Result<()> {
+    let s = crate::unpack::unpack(layout, image, rootfs, progress)?;
     progress.note(format!(
         "unpacked {} layers ({} entries, {}) into {}; the image config is blob {}",
         s.layers,
@@ -430,16 +435,7 @@ fn unpack_ready(rootfs: &Path, force: bool) -> Result<()> {
 fn unpack_pulled(layout: &Layout, digest: &str, platform: &Platform, rootfs: &Path, progress: Progress) -> Result<()> {
     use crate::unpack::{self, Select};
     let image = unpack::find_image(layout, Select::Digest(digest), platform)?;
-    let s = unpack::unpack(layout, &image, rootfs, progress)?;
-    progress.note(format!(
-        "unpacked {} layers ({} entries, {}) into {}; the image config is blob {}",
-        s.layers,
-        s.entries,
-        crate::progress::human(s.bytes),
-        rootfs.display(),
-        image.config_digest
-    ));
-    Ok(())
+    unpack_image(layout, &image, rootfs, progress)
 }
 
 #[cfg(not(feature = "unpack"))]

@@ -2,7 +2,6 @@
 
 mod common;
 use common::*;
-use std::path::Path;
 
 fn simple_image() -> Image {
     Image::new(
@@ -18,21 +17,6 @@ fn simple_image() -> Image {
 }
 
 /// `umoci unpack --rootless` the layout's TAG and return the rootfs path.
-fn umoci_unpack(layout: &Path, tag: &str, work: &TempDir) -> std::path::PathBuf {
-    let bundle = work.join("bundle");
-    run_ok(
-        "umoci",
-        &[
-            "unpack",
-            "--rootless",
-            "--image",
-            &format!("{}:{tag}", layout.display()),
-            bundle.to_str().unwrap(),
-        ],
-    );
-    bundle.join("rootfs")
-}
-
 #[test]
 fn pulls_an_image_that_skopeo_umoci_and_oci_image_tool_accept() {
     let reg = Registry::start(Auth::None);

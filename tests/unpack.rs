@@ -130,19 +130,8 @@ fn unpack_matches_umoci_and_reads_back_offline() {
     );
     assert_exit(&o, 0);
 
-    let bundle = work.join("bundle");
-    run_ok(
-        "umoci",
-        &[
-            "unpack",
-            "--rootless",
-            "--image",
-            &format!("{}:v1", out.display()),
-            bundle.to_str().unwrap(),
-        ],
-    );
     let ours = tree(&rootfs);
-    let theirs = tree(&bundle.join("rootfs"));
+    let theirs = tree(&umoci_unpack(&out, "v1", &work));
     assert_eq!(ours.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>());
     for (path, mine) in &ours {
         assert_eq!(Some(mine), theirs.get(path), "{path} differs from umoci's");

@@ -622,3 +622,19 @@ pub fn make_ca(dir: &Path, name: &str) -> TestCa {
     );
     TestCa { ca, cert, key }
 }
+
+/// `umoci unpack --rootless` of `layout:tag` into `work/bundle`; returns its rootfs.
+pub fn umoci_unpack(layout: &Path, tag: &str, work: &TempDir) -> PathBuf {
+    let bundle = work.join("bundle");
+    run_ok(
+        "umoci",
+        &[
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:{tag}", layout.display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
+    bundle.join("rootfs")
+}
