@@ -66,13 +66,11 @@ pub enum Select<'a> {
 
 /// Find an image in a layout; an index is resolved to `platform`.
 pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Result<Image> {
-    let index_path = layout.root().join("index.json");
-    let index =
-        fs::read(&index_path).map_err(|e| Error::storage(format!("cannot read {}", index_path.display()), &e))?;
-    let index: manifest::Index = serde_json::from_slice(&index).map_err(|e| {
+    // Read and checked by the layout, as a pull reads it.
+    let index: manifest::Index = serde_json::from_value(layout.read_index()?).map_err(|e| {
         Error::new(
             ErrorKind::Storage,
-            format!("{} is not a valid image index: {e}", index_path.display()),
+            format!("{}/index.json is not a valid image index: {e}", layout.root().display()),
         )
     })?;
     let name_of = |d: &Descriptor| {
@@ -220,6 +218,8 @@ struct Hashing<R> {
     hasher: Hasher,
     count: u64,
     limit: u64,
+    /// What passing the limit means, for the error.
+    over_limit: &'static str,
 }
 
 impl<R: Read> Read for Hashing<R> {
@@ -228,7 +228,8 @@ impl<R: Read> Read for Hashing<R> {
         self.count += n as u64;
         if self.count > self.limit {
             return Err(std::io::Error::other(format!(
-                "the layer expands beyond {}, more than {MAX_EXPANSION} times its compressed size; refusing it as a decompression bomb",
+                "{} ({})",
+                self.over_limit,
                 human(self.limit)
             )));
         }
@@ -329,6 +330,7 @@ impl Applier {
             hasher: Hasher::new(digest.algorithm()),
             count: 0,
             limit: size,
+            over_limit: "the layer blob is longer than its descriptor says",
         };
         let limit = size.saturating_mul(MAX_EXPANSION).saturating_add(EXPANSION_SLACK);
         let (entries, bytes, got_diff) = {
@@ -338,6 +340,8 @@ impl Applier {
                 hasher: Hasher::new(diff_id.algorithm()),
                 count: 0,
                 limit,
+                over_limit: "the layer expands more than 1100 times its compressed size plus 64 MiB; \
+                             refusing it as a decompression bomb",
             };
             self.created.clear();
             let mut reader = tar::Reader::new(&mut unpacked);

@@ -12,6 +12,20 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
+/// `minipull --plain-http --unpack ROOTFS REF OUTDIR`.
+fn pull_unpack(reference: &str, rootfs: &Path, out: &Path) -> std::process::Output {
+    minipull(
+        &[
+            "--plain-http",
+            "--unpack",
+            rootfs.to_str().unwrap(),
+            reference,
+            out.to_str().unwrap(),
+        ],
+        None,
+    )
+}
+
 /// Tar a staged directory with the system tar (owners 0, fixed mtimes).
 fn tar_dir(dir: &Path) -> Vec<u8> {
     let out = Command::new("tar")
@@ -118,16 +132,7 @@ fn unpack_matches_umoci_and_reads_back_offline() {
     let out = work.join("oci");
     let rootfs = work.join("rootfs");
     let r = format!("{}/app/layers:v1", reg.host);
-    let o = minipull(
-        &[
-            "--plain-http",
-            "--unpack",
-            rootfs.to_str().unwrap(),
-            &r,
-            out.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = pull_unpack(&r, &rootfs, &out);
     assert_exit(&o, 0);
 
     let ours = tree(&rootfs);
@@ -201,16 +206,7 @@ fn unpack_matches_umoci_and_reads_back_offline() {
     reg.push_image("app/layers-zstd", "v1", &layered_image(&work2, OCI_LAYER_ZSTD));
     let (out2, rootfs2) = (work.join("oci-zstd"), work.join("rootfs-zstd"));
     let r2 = format!("{}/app/layers-zstd:v1", reg.host);
-    let o = minipull(
-        &[
-            "--plain-http",
-            "--unpack",
-            rootfs2.to_str().unwrap(),
-            &r2,
-            out2.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = pull_unpack(&r2, &rootfs2, &out2);
     assert_exit(&o, 0);
     assert_eq!(
         tree(&rootfs2).keys().collect::<Vec<_>>(),
@@ -236,16 +232,7 @@ fn hard_link_chain_and_out_of_order_directories() {
     let image = Image::new("amd64", vec![layer(OCI_LAYER_GZIP, t)]);
     reg.push_image("app/order", "v1", &image);
     let (out, rootfs) = (work.join("oci"), work.join("rootfs"));
-    let o = minipull(
-        &[
-            "--plain-http",
-            "--unpack",
-            rootfs.to_str().unwrap(),
-            &format!("{}/app/order:v1", reg.host),
-            out.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = pull_unpack(&format!("{}/app/order:v1", reg.host), &rootfs, &out);
     assert_exit(&o, 0);
     let (a, b) = (rootfs.join("deep/a/b/file"), rootfs.join("deep/link"));
     assert_eq!(std::fs::read(&b).unwrap(), b"deep\n");
@@ -308,16 +295,7 @@ fn hostile_layers_cannot_escape_rootfs() {
         let repo = format!("hostile/{name}");
         reg.push_image(&repo, "v1", &image);
         let (out, rootfs) = (work.join(&format!("oci-{name}")), work.join(&format!("rootfs-{name}")));
-        let o = minipull(
-            &[
-                "--plain-http",
-                "--unpack",
-                rootfs.to_str().unwrap(),
-                &format!("{}/{repo}:v1", reg.host),
-                out.to_str().unwrap(),
-            ],
-            None,
-        );
+        let o = pull_unpack(&format!("{}/{repo}:v1", reg.host), &rootfs, &out);
         assert_exit(&o, 6);
         assert!(!outside.join("planted").exists(), "{name} planted a file outside");
         assert_eq!(
@@ -345,16 +323,7 @@ fn decompression_bomb_and_bad_diff_ids_are_refused() {
     assert!(bomb.blob.len() < 1 << 20, "the bomb is small: {}", bomb.blob.len());
     reg.push_image("hostile/bomb", "v1", &Image::new("amd64", vec![bomb]));
     let (out, rootfs) = (work.join("oci"), work.join("rootfs"));
-    let o = minipull(
-        &[
-            "--plain-http",
-            "--unpack",
-            rootfs.to_str().unwrap(),
-            &format!("{}/hostile/bomb:v1", reg.host),
-            out.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = pull_unpack(&format!("{}/hostile/bomb:v1", reg.host), &rootfs, &out);
     assert_exit(&o, 6);
     assert!(stderr(&o).contains("decompression bomb"), "{}", stderr(&o));
     let written = std::fs::metadata(rootfs.join("zeros")).map(|m| m.len()).unwrap_or(0);
@@ -371,16 +340,7 @@ fn decompression_bomb_and_bad_diff_ids_are_refused() {
     );
     reg.push_image("hostile/diffid", "v1", &image);
     let (out, rootfs) = (work.join("oci2"), work.join("rootfs2"));
-    let o = minipull(
-        &[
-            "--plain-http",
-            "--unpack",
-            rootfs.to_str().unwrap(),
-            &format!("{}/hostile/diffid:v1", reg.host),
-            out.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = pull_unpack(&format!("{}/hostile/diffid:v1", reg.host), &rootfs, &out);
     assert_exit(&o, 6);
     assert!(stderr(&o).contains("config says"), "{}", stderr(&o));
 
@@ -389,16 +349,7 @@ fn decompression_bomb_and_bad_diff_ids_are_refused() {
     l.media_type = "application/vnd.oci.image.layer.v1.tar+lz4";
     reg.push_image("hostile/lz4", "v1", &Image::new("amd64", vec![l]));
     let (out, rootfs) = (work.join("oci3"), work.join("rootfs3"));
-    let o = minipull(
-        &[
-            "--plain-http",
-            "--unpack",
-            rootfs.to_str().unwrap(),
-            &format!("{}/hostile/lz4:v1", reg.host),
-            out.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = pull_unpack(&format!("{}/hostile/lz4:v1", reg.host), &rootfs, &out);
     assert_exit(&o, 6);
     assert!(stderr(&o).contains("unsupported layer media type"), "{}", stderr(&o));
 }
