@@ -174,7 +174,7 @@ impl Layout {
     }
 
     /// The current index.json as JSON, or a fresh empty index.
-    pub fn read_index(&self) -> Result<serde_json::Value> {
+    fn read_index(&self) -> Result<serde_json::Value> {
         let path = self.root.join("index.json");
         match fs::read(&path) {
             Ok(bytes) => {
