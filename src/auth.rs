@@ -4,7 +4,7 @@
 //! Secrets live in [`Secret`], whose `Debug` and `Display` never show the
 //! value, so an accidental `{:?}` cannot leak a password into output.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Quoted, Result};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -367,7 +367,8 @@ pub fn run_helper(name: &str, registry: &str) -> Result<Option<Credentials>> {
     use std::process::{Command, Stdio};
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         return Err(Error::usage(format!(
-            "credential helper name {name:?} is not a plain program name"
+            "credential helper name {} is not a plain program name",
+            Quoted(name)
         )));
     }
     let program = format!("docker-credential-{name}");

@@ -1,7 +1,7 @@
 //! Content digests: parsing (strict, because a digest becomes a file name),
 //! and streaming hashers.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Quoted, Result};
 use sha2::Digest as _;
 use std::fmt;
 
@@ -43,7 +43,7 @@ impl Digest {
         let bad = |why: &str| {
             // Never echo an absurdly long or control-character-laden value back.
             let shown: String = s.chars().take(80).filter(|c| !c.is_control()).collect();
-            Error::integrity(format!("invalid digest {shown:?}: {why}"))
+            Error::integrity(format!("invalid digest {}: {why}", Quoted(&shown)))
         };
         let (alg, hex) = s.split_once(':').ok_or_else(|| bad("expected ALGORITHM:HEX"))?;
         let algorithm = match alg {

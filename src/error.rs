@@ -105,11 +105,41 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.message)?;
+        // Messages quote what registries and layers sent: no control
+        // character of theirs reaches the terminal.
+        write!(f, "{}", Clean(&self.message))?;
         if let Some(h) = &self.hint {
-            write!(f, "\n  hint: {h}")?;
+            write!(f, "\n  hint: {}", Clean(h))?;
         }
         Ok(())
+    }
+}
+
+/// Text for a terminal: control characters (escape sequences, carriage
+/// returns, newlines) shown as escapes, the rest as it is.
+pub struct Clean<'a>(pub &'a str);
+
+impl fmt::Display for Clean<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_str(c.encode_utf8(&mut [0; 4]))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A string in double quotes with quotes, backslashes and control
+/// characters escaped: how messages show names that came from outside.
+/// (Not `{:?}`: release builds drop Debug formatting to save space.)
+pub struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.0.escape_debug())
     }
 }
 
@@ -132,6 +162,16 @@ mod tests {
         ];
         let codes: Vec<i32> = kinds.iter().map(|k| k.exit_code()).collect();
         assert_eq!(codes, vec![1, 2, 3, 4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn outside_text_cannot_reach_the_terminal_raw() {
+        let e = Error::integrity("media type \u{1b}[2Jevil\r\nline").hint("bell\u{7}");
+        let shown = e.to_string();
+        assert!(!shown.chars().any(|c| c.is_control() && c != '\n'), "{shown}");
+        assert_eq!(shown.matches('\n').count(), 1, "{shown}");
+        assert!(shown.contains("\\u{1b}[2Jevil\\r\\nline"), "{shown}");
+        assert_eq!(Quoted("a\"b\u{1b}").to_string(), "\"a\\\"b\\u{1b}\"");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Manifest and index types, media types, and platform selection.
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, Quoted, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -112,7 +112,7 @@ impl Platform {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
         };
         if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| ok_part(p)) {
-            return Err(Error::usage(format!("invalid platform {s:?}"))
+            return Err(Error::usage(format!("invalid platform {}", Quoted(s)))
                 .hint("use os/arch or os/arch/variant, e.g. linux/amd64 or linux/arm/v7"));
         }
         let (architecture, variant) = normalize_arch(parts[1], parts.get(2).copied().unwrap_or(""));
@@ -301,7 +301,12 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<(String, Manife
     let manifest = match media_type.as_str() {
         OCI_INDEX | DOCKER_LIST => Manifest::Index(serde_json::from_slice(bytes).map_err(malformed)?),
         OCI_MANIFEST | DOCKER_MANIFEST => Manifest::Image(serde_json::from_slice(bytes).map_err(malformed)?),
-        other => return Err(Error::integrity(format!("unsupported manifest media type {other:?}"))),
+        other => {
+            return Err(Error::integrity(format!(
+                "unsupported manifest media type {}",
+                Quoted(other)
+            )))
+        }
     };
     Ok((media_type, manifest))
 }

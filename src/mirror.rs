@@ -6,7 +6,7 @@
 //! one per blob. Everything a mirror serves is verified like anything else.
 
 use crate::digest::Digest;
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Kind, Quoted, Result};
 use crate::progress::{BlobProgress, Progress};
 use crate::registry::{Client, FetchedManifest};
 use std::path::Path;
@@ -25,7 +25,7 @@ pub struct MirrorSpec {
 impl MirrorSpec {
     pub fn parse(s: &str) -> Result<MirrorSpec> {
         let bad = |why: &str| {
-            Error::usage(format!("--mirror {s:?}: {why}"))
+            Error::usage(format!("--mirror {}: {why}", Quoted(s)))
                 .hint("write it as HOST[:PORT][/PREFIX], e.g. mirror.example:5000")
         };
         let (plain, rest) = if let Some(r) = s.strip_prefix("http://") {

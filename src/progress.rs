@@ -26,13 +26,13 @@ impl Progress {
     /// An informational line, silenced by `--quiet`.
     pub fn note(&self, msg: impl std::fmt::Display) {
         if !self.quiet {
-            eprintln!("minipull: {msg}");
+            eprintln!("minipull: {}", crate::error::Clean(&msg.to_string()));
         }
     }
 
     /// A line that matters even with `--quiet`: a fallback, a risk taken.
     pub fn warn(&self, msg: impl std::fmt::Display) {
-        eprintln!("minipull: warning: {msg}");
+        eprintln!("minipull: warning: {}", crate::error::Clean(&msg.to_string()));
     }
 
     /// Start reporting one blob download.

@@ -2,7 +2,7 @@
 //! distribution reference grammar and normalized the way docker does.
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, Quoted, Result};
 use std::fmt;
 
 /// The registry Docker Hub images are named under.
@@ -29,14 +29,14 @@ impl Reference {
     /// Parse a reference given on the command line.
     pub fn parse(input: &str) -> Result<Reference> {
         let invalid = |why: String| {
-            Error::usage(format!("invalid image reference {input:?}: {why}"))
+            Error::usage(format!("invalid image reference {}: {why}", Quoted(input)))
                 .hint("references look like alpine, alpine:3.20, ghcr.io/org/repo:tag or host:5000/a/b@sha256:<64 hex>")
         };
         if input.is_empty() {
             return Err(invalid("it is empty".into()));
         }
         if let Some(c) = input.chars().find(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid(format!("it contains the character {c:?}")));
+            return Err(invalid(format!("it contains the character '{}'", c.escape_debug())));
         }
 
         let (rest, digest) = match input.split_once('@') {
@@ -150,9 +150,9 @@ fn validate_registry(registry: &str) -> std::result::Result<(), String> {
         // IPv6 literal: [::1]:5000
         let (addr, after) = rest
             .split_once(']')
-            .ok_or_else(|| format!("registry {registry:?} has an unclosed '['"))?;
+            .ok_or_else(|| format!("registry {} has an unclosed '['", Quoted(registry)))?;
         if addr.is_empty() || !addr.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
-            return Err(format!("registry {registry:?} is not a valid IPv6 address"));
+            return Err(format!("registry {} is not a valid IPv6 address", Quoted(registry)));
         }
         match after {
             "" => return Ok(()),
@@ -160,7 +160,7 @@ fn validate_registry(registry: &str) -> std::result::Result<(), String> {
                 "",
                 Some(
                     p.strip_prefix(':')
-                        .ok_or_else(|| format!("registry {registry:?} is malformed"))?,
+                        .ok_or_else(|| format!("registry {} is malformed", Quoted(registry)))?,
                 ),
             ),
         }
@@ -172,7 +172,7 @@ fn validate_registry(registry: &str) -> std::result::Result<(), String> {
     };
     if let Some(port) = port {
         if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("registry port {port:?} is not a number"));
+            return Err(format!("registry port {} is not a number", Quoted(port)));
         }
     }
     if registry.starts_with('[') {
@@ -184,7 +184,7 @@ fn validate_registry(registry: &str) -> std::result::Result<(), String> {
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
-            return Err(format!("registry host {host:?} is not a valid host name"));
+            return Err(format!("registry host {} is not a valid host name", Quoted(host)));
         }
     }
     Ok(())
@@ -198,13 +198,14 @@ fn validate_path_component(c: &str) -> std::result::Result<(), String> {
         );
     }
     if c.chars().any(|ch| ch.is_ascii_uppercase()) {
-        return Err(format!("repository name component {c:?} must be lowercase"));
+        return Err(format!("repository name component {} must be lowercase", Quoted(c)));
     }
     let bytes = c.as_bytes();
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     if !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
         return Err(format!(
-            "repository name component {c:?} must start and end with a lowercase letter or digit"
+            "repository name component {} must start and end with a lowercase letter or digit",
+            Quoted(c)
         ));
     }
     let mut i = 0;
@@ -223,7 +224,9 @@ fn validate_path_component(c: &str) -> std::result::Result<(), String> {
         let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|b| b == b'-');
         if !ok {
             return Err(format!(
-                "repository name component {c:?} has an invalid separator {sep:?}"
+                "repository name component {} has an invalid separator {}",
+                Quoted(c),
+                Quoted(sep)
             ));
         }
     }
@@ -241,11 +244,15 @@ fn validate_tag(tag: &str) -> std::result::Result<(), String> {
         return Err(format!("the tag is longer than {MAX_TAG_LEN} characters"));
     }
     if !word(bytes[0]) {
-        return Err(format!("tag {tag:?} must start with a letter, digit or underscore"));
+        return Err(format!(
+            "tag {} must start with a letter, digit or underscore",
+            Quoted(tag)
+        ));
     }
     if !bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-') {
         return Err(format!(
-            "tag {tag:?} may only contain letters, digits, '_', '.' and '-'"
+            "tag {} may only contain letters, digits, '_', '.' and '-'",
+            Quoted(tag)
         ));
     }
     Ok(())

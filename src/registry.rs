@@ -31,7 +31,7 @@ pub struct Options {
     /// ... for this long is abandoned and resumed.
     pub speed_time: Duration,
     /// Trusted roots, or verification off.
-    pub tls: ureq::tls::TlsConfig,
+    pub tls: std::sync::Arc<rustls::ClientConfig>,
     /// Proxies from the environment.
     pub proxies: crate::proxy::ProxyEnv,
 }
@@ -131,7 +131,13 @@ impl Client {
         progress: Progress,
     ) -> Client {
         let agent = |proxy: Option<ureq::Proxy>| {
-            ureq::Agent::config_builder()
+            use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
+            // ureq's default chain with our TLS at the end (and no SOCKS).
+            let connector =
+                ().chain(ConnectProxyConnector::default())
+                    .chain(TcpConnector::default())
+                    .chain(crate::tls::TlsConnector(opts.tls.clone()));
+            let config = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .max_redirects(0)
                 .proxy(proxy)
@@ -139,9 +145,12 @@ impl Client {
                 .timeout_per_read(Some(opts.timeout))
                 .timeout_per_write(Some(opts.timeout))
                 .user_agent(concat!("minipull/", env!("CARGO_PKG_VERSION")))
-                .tls_config(opts.tls.clone())
-                .build()
-                .new_agent()
+                .build();
+            ureq::Agent::with_parts(
+                config,
+                connector,
+                ureq::unversioned::resolver::DefaultResolver::default(),
+            )
         };
         let (http_proxied, https_proxied) = (
             opts.proxies.http.clone().map(|p| agent(Some(p))),
@@ -811,14 +820,22 @@ fn transport_error(e: &ureq::Error, host: &str) -> Failure {
             Failure::transient(cannot_connect(host, "connection refused"))
         }
         U::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
-            Failure::fatal(tls_hint(Error::network(format!("TLS with {host} failed: {io}"))))
+            let why = io
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+                .map(crate::tls::describe)
+                .unwrap_or_default();
+            Failure::fatal(tls_hint(Error::network(format!("TLS with {host} failed: {why}"))))
         }
         U::Io(io) if io.to_string().contains("lookup address") => Failure::transient(
             Error::network(format!("cannot resolve {host}")).hint("check the registry name and the DNS setup"),
         ),
         U::Io(io) => Failure::transient(Error::network(format!("{host}: {}", describe_io(io)))),
         U::Tls(msg) => Failure::fatal(tls_hint(Error::network(format!("TLS with {host} failed: {msg}")))),
-        U::Rustls(r) => Failure::fatal(tls_hint(Error::network(format!("TLS with {host} failed: {r}")))),
+        U::Rustls(r) => Failure::fatal(tls_hint(Error::network(format!(
+            "TLS with {host} failed: {}",
+            crate::tls::describe(r)
+        )))),
         U::Protocol(p) => Failure::transient(Error::network(format!("{host} broke the HTTP protocol: {p}"))),
         other => Failure::transient(Error::network(format!("{host}: {other}"))),
     }

@@ -111,8 +111,8 @@ impl<R: Read> Reader<R> {
                 b'6' => Kind::Fifo,
                 other => {
                     return Err(bad(&format!(
-                        "unsupported entry type {:?}",
-                        char::from(other).escape_default().to_string()
+                        "unsupported entry type '{}'",
+                        char::from(other).escape_default()
                     )))
                 }
             };

@@ -11,7 +11,7 @@
 //! compressed size.
 
 use crate::digest::{Digest, Hasher};
-use crate::error::{Error, Kind as ErrorKind, Result};
+use crate::error::{Error, Kind as ErrorKind, Quoted, Result};
 use crate::layout::Layout;
 use crate::manifest::{self, Descriptor, ImageManifest, Manifest, Platform};
 use crate::progress::{human, Progress};
@@ -87,7 +87,7 @@ pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Resul
     let names = || index.manifests.iter().map(name_of).collect::<Vec<_>>().join(", ");
     let entry = match select {
         Select::Name(r) => index.manifests.iter().find(|d| name_of(d) == r).ok_or_else(|| {
-            Error::not_found(format!("no image named {r:?} in {}", layout.root().display()))
+            Error::not_found(format!("no image named {} in {}", Quoted(r), layout.root().display()))
                 .hint(format!("the layout has: {}", names()))
         })?,
         Select::Digest(d) => index
@@ -352,7 +352,7 @@ impl Applier {
             let mut entries = 0u64;
             while let Some(h) = reader.next_header()? {
                 self.entry(&h, &mut reader)
-                    .map_err(|e| e.context(format!("entry {:?}", h.path)))?;
+                    .map_err(|e| e.context(format!("entry {}", Quoted(&h.path))))?;
                 entries += 1;
             }
             // What follows the archive (padding) belongs to the diff_id too.
@@ -505,15 +505,16 @@ impl Applier {
         for (i, c) in comps.iter().enumerate() {
             p.push(c);
             let m = fs::symlink_metadata(&p)
-                .map_err(|_| Error::integrity(format!("hard link to {link:?}, which does not exist")))?;
+                .map_err(|_| Error::integrity(format!("hard link to {}, which does not exist", Quoted(link))))?;
             let last = i + 1 == comps.len();
             if !last && !m.is_dir() {
                 return Err(Error::integrity(format!(
-                    "hard link to {link:?} goes through a non-directory"
+                    "hard link to {} goes through a non-directory",
+                    Quoted(link)
                 )));
             }
             if last && m.is_dir() {
-                return Err(Error::integrity(format!("hard link to the directory {link:?}")));
+                return Err(Error::integrity(format!("hard link to the directory {}", Quoted(link))));
             }
         }
         if comps.is_empty() {
@@ -583,13 +584,18 @@ impl Applier {
 /// absolute paths and `..` refused.
 fn clean(path: &str) -> Result<Vec<String>> {
     if path.starts_with('/') {
-        return Err(Error::integrity(format!("absolute path {path:?} in a layer")));
+        return Err(Error::integrity(format!("absolute path {} in a layer", Quoted(path))));
     }
     let mut out = Vec::new();
     for c in path.split('/') {
         match c {
             "" | "." => {}
-            ".." => return Err(Error::integrity(format!("path {path:?} climbs out with \"..\""))),
+            ".." => {
+                return Err(Error::integrity(format!(
+                    "path {} climbs out with \"..\"",
+                    Quoted(path)
+                )))
+            }
             c if c.contains('\0') => return Err(Error::integrity("a path with a NUL byte")),
             c => out.push(c.to_string()),
         }
@@ -622,7 +628,7 @@ fn set_mode(p: &Path, mode: u32) -> Result<()> {
 fn set_mtime(p: &Path, mtime: i64) -> Result<()> {
     let c = c_path(p)?;
     let t = libc::timespec {
-        tv_sec: mtime as libc::time_t,
+        tv_sec: mtime as _,
         tv_nsec: 0,
     };
     // SAFETY: c is a valid NUL-terminated path and times points at two timespecs.

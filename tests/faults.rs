@@ -81,7 +81,7 @@ impl Setup {
     /// holds at least `bytes` (bounded: 20 s).
     fn spawn_until_partial(&self, bytes: u64) -> std::process::Child {
         let r = format!("{}/{REPO}:v1", self.server.host);
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_minipull"))
+        let mut child = std::process::Command::new(common::minipull_bin())
             .args(["--plain-http", &r, self.layout().to_str().unwrap()])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

@@ -443,13 +443,23 @@ pub fn tar_list(t: &[u8]) -> Vec<String> {
     String::from_utf8(out).unwrap().lines().map(str::to_string).collect()
 }
 
+/// The binary under test: cargo's debug build, or the one `MINIPULL_BIN`
+/// names (build.sh runs part of the suite against the shipped release
+/// binary, whose size flags change how panics and Debug output behave).
+pub fn minipull_bin() -> std::path::PathBuf {
+    match std::env::var_os("MINIPULL_BIN") {
+        Some(p) => std::fs::canonicalize(p).expect("MINIPULL_BIN names a file"),
+        None => env!("CARGO_BIN_EXE_minipull").into(),
+    }
+}
+
 /// Run minipull with `args`, optional stdin; returns its output.
 pub fn minipull(args: &[&str], stdin: Option<&str>) -> Output {
     minipull_env(args, stdin, &[])
 }
 
 pub fn minipull_env(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_minipull"));
+    let mut cmd = Command::new(minipull_bin());
     cmd.args(args)
         .env_remove("DOCKER_CONFIG")
         .env("HOME", "/nonexistent-minipull-home")
