@@ -58,6 +58,8 @@ OPTIONS:
     --unpack ROOTFS               after the pull, apply the image's layers into ROOTFS
                                   (whiteouts, links, modes; owners and devices as root)
     --force                       unpack into a ROOTFS that is not empty
+    --keep-setuid                 keep setuid/setgid bits when not unpacking as root
+                                  (dropped by default: owners are not applied then)
     --verify                      re-hash blobs already in OUTDIR before trusting them
     --json                        print a JSON summary on stdout instead of the digest
     -q, --quiet                   no progress on stderr (warnings and errors remain)
@@ -106,6 +108,7 @@ struct Args {
     /// ROOTFS for `--unpack` and `minipull unpack`.
     unpack: Option<PathBuf>,
     force: bool,
+    keep_setuid: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -159,6 +162,7 @@ fn parse_args() -> Result<Option<Args>> {
             .opt_value_from_os_str("--unpack", |s| Ok::<_, String>(PathBuf::from(s)))
             .map_err(usage)?,
         force: a.contains("--force"),
+        keep_setuid: a.contains("--keep-setuid"),
         command,
         json: a.contains("--json"),
         quiet: a.contains(["-q", "--quiet"]),
@@ -347,13 +351,19 @@ fn local_command(args: &Args, platform: &Platform) -> Result<()> {
         .as_deref()
         .ok_or_else(|| Error::usage("ROOTFS is missing"))?;
     unpack::prepare_rootfs(rootfs, args.force)?;
-    unpack_image(&layout, &image, rootfs, Progress::new(args.quiet))
+    unpack_image(&layout, &image, rootfs, Progress::new(args.quiet), args.keep_setuid)
 }
 
 /// Unpack and say where the config is.
 #[cfg(feature = "unpack")]
-fn unpack_image(layout: &Layout, image: &crate::unpack::Image, rootfs: &Path, progress: Progress) -> Result<()> {
-    let s = crate::unpack::unpack(layout, image, rootfs, progress)?;
+fn unpack_image(
+    layout: &Layout,
+    image: &crate::unpack::Image,
+    rootfs: &Path,
+    progress: Progress,
+    keep_setuid: bool,
+) -> Result<()> {
+    let s = crate::unpack::unpack(layout, image, rootfs, progress, keep_setuid)?;
     progress.note(format!(
         "unpacked {} layers ({} entries, {}) into {}; the image config is blob {}",
         s.layers,
@@ -414,7 +424,14 @@ fn pull_command(args: &Args, platform: Platform) -> Result<()> {
     };
     let summary = pull::pull(&reference, &mut sources, &layout, progress, &pull_opts)?;
     if let Some(rootfs) = &args.unpack {
-        unpack_pulled(&layout, &summary.digest, &pull_opts.platform, rootfs, progress)?;
+        unpack_pulled(
+            &layout,
+            &summary.digest,
+            &pull_opts.platform,
+            rootfs,
+            progress,
+            args.keep_setuid,
+        )?;
     }
     let out = if args.json {
         serde_json::to_string_pretty(&summary).map_err(|e| Error::other(format!("cannot encode the summary: {e}")))?
@@ -432,10 +449,17 @@ fn unpack_ready(rootfs: &Path, force: bool) -> Result<()> {
 }
 
 #[cfg(feature = "unpack")]
-fn unpack_pulled(layout: &Layout, digest: &str, platform: &Platform, rootfs: &Path, progress: Progress) -> Result<()> {
+fn unpack_pulled(
+    layout: &Layout,
+    digest: &str,
+    platform: &Platform,
+    rootfs: &Path,
+    progress: Progress,
+    keep_setuid: bool,
+) -> Result<()> {
     use crate::unpack::{self, Select};
     let image = unpack::find_image(layout, Select::Digest(digest), platform)?;
-    unpack_image(layout, &image, rootfs, progress)
+    unpack_image(layout, &image, rootfs, progress, keep_setuid)
 }
 
 #[cfg(not(feature = "unpack"))]
@@ -446,6 +470,6 @@ fn unpack_ready(_: &Path, _: bool) -> Result<()> {
 }
 
 #[cfg(not(feature = "unpack"))]
-fn unpack_pulled(_: &Layout, _: &str, _: &Platform, _: &Path, _: Progress) -> Result<()> {
+fn unpack_pulled(_: &Layout, _: &str, _: &Platform, _: &Path, _: Progress, _: bool) -> Result<()> {
     Ok(())
 }

@@ -81,8 +81,7 @@ impl<R: Read> Reader<R> {
             verify_checksum(&block)?;
             let size = number(&block[124..136]).ok_or_else(|| bad("size field"))?;
             let typeflag = block[156];
-            self.remaining = size;
-            self.padding = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
+            self.set_size(size)?;
             match typeflag {
                 b'L' | b'K' | b'x' => {
                     if size > MAX_META {
@@ -151,7 +150,8 @@ impl<R: Read> Reader<R> {
                     "size" => h.size = num().ok_or_else(|| bad("PAX size"))?,
                     "uid" => h.uid = num().ok_or_else(|| bad("PAX uid"))?,
                     "gid" => h.gid = num().ok_or_else(|| bad("PAX gid"))?,
-                    "mtime" => h.mtime = num().ok_or_else(|| bad("PAX mtime"))? as i64,
+                    // Before 1970 (or nonsense such as -1) is clamped, not refused.
+                    "mtime" => h.mtime = pax_time(&v).ok_or_else(|| bad("PAX mtime"))?,
                     _ => {}
                 }
             }
@@ -159,8 +159,7 @@ impl<R: Read> Reader<R> {
             if h.kind != Kind::File {
                 h.size = 0;
             }
-            self.remaining = h.size;
-            self.padding = (BLOCK as u64 - h.size % BLOCK as u64) % BLOCK as u64;
+            self.set_size(h.size)?;
             h.path = path;
             h.link = link;
             return Ok(Some(h));
@@ -172,7 +171,9 @@ impl<R: Read> Reader<R> {
         if self.remaining == 0 {
             return Ok(0);
         }
-        let want = buf.len().min(self.remaining as usize);
+        // Sizes stay u64: on 32-bit targets `remaining as usize` would wrap
+        // for entries of 4 GiB and more.
+        let want = usize::try_from(self.remaining).map_or(buf.len(), |r| r.min(buf.len()));
         let n = self.inner.read(&mut buf[..want]).map_err(io)?;
         if n == 0 {
             return Err(bad("the layer ends inside a file"));
@@ -186,8 +187,20 @@ impl<R: Read> Reader<R> {
         self.inner
     }
 
+    /// The data that follows the current header, and its padding to a block;
+    /// a size whose padded length does not fit in 64 bits is refused.
+    fn set_size(&mut self, size: u64) -> Result<()> {
+        padded(size).ok_or_else(|| bad("entry size out of range"))?;
+        self.remaining = size;
+        self.padding = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
+        Ok(())
+    }
+
     fn skip_rest(&mut self) -> Result<()> {
-        let n = self.remaining + self.padding;
+        let n = self
+            .remaining
+            .checked_add(self.padding)
+            .ok_or_else(|| bad("entry size out of range"))?;
         if n > 0 {
             let copied = std::io::copy(&mut (&mut self.inner).take(n), &mut std::io::sink()).map_err(io)?;
             if copied < n {
@@ -274,6 +287,23 @@ fn number(field: &[u8]) -> Option<u64> {
         v = v.checked_mul(8)?.checked_add(u64::from(b - b'0'))?;
     }
     Some(v)
+}
+
+/// A size rounded up to whole blocks, if that fits.
+fn padded(size: u64) -> Option<u64> {
+    size.checked_add(BLOCK as u64 - 1)
+        .map(|s| s / BLOCK as u64 * BLOCK as u64)
+}
+
+/// A PAX time (`SECONDS[.FRACTION]`, maybe negative) as whole seconds,
+/// negatives clamped to 0.
+fn pax_time(v: &str) -> Option<i64> {
+    let whole = v.split('.').next()?;
+    let secs: i64 = match whole {
+        "" | "-" => 0,
+        w => w.parse().ok()?,
+    };
+    Some(secs.max(0))
 }
 
 fn c_string(b: &[u8]) -> String {
@@ -402,6 +432,47 @@ mod tests {
         let a = header("p", b'x', 10 << 20, "");
         assert!(Reader::new(&a[..]).next_header().is_err());
         assert!(Reader::new(&[0u8; 0][..]).next_header().unwrap().is_none());
+    }
+
+    #[test]
+    fn sizes_that_overflow_are_refused() {
+        // GNU base-256 size of u64::MAX on a global header: its padding would
+        // wrap to 0 and the data would be read as headers.
+        let mut h = header("g", b'g', 0, "");
+        h[124] = 0x80;
+        h[125..128].fill(0);
+        h[128..136].fill(0xff);
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u64 = h.iter().map(|x| u64::from(*x)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        let a = archive(&[&h, &header("evil", b'0', 0, "")]);
+        assert!(Reader::new(&a[..]).next_header().is_err());
+        assert_eq!(padded(u64::MAX), None);
+        assert_eq!(padded(u64::MAX - 511), Some(u64::MAX - 511));
+        assert_eq!(padded(1), Some(512));
+        assert_eq!(padded((4 << 30) + 1), Some((4 << 30) + 512));
+    }
+
+    #[test]
+    fn large_entries_are_read_in_full_on_every_target() {
+        // 4 GiB + 5 left: the read is limited by the buffer, not by a
+        // truncated size (what `as usize` did on 32-bit targets).
+        let mut r = Reader::new(std::io::repeat(7));
+        r.remaining = (4 << 30) + 5;
+        let mut buf = [0u8; 64];
+        assert_eq!(r.read(&mut buf).unwrap(), 64);
+        r.remaining = 4 << 30;
+        assert_eq!(r.read(&mut buf).unwrap(), 64);
+        r.remaining = 3;
+        assert_eq!(r.read(&mut buf).unwrap(), 3);
+    }
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(pax_time("1700000000.5"), Some(1_700_000_000));
+        assert_eq!(pax_time("-1"), Some(0));
+        assert_eq!(pax_time("-1.5"), Some(0));
+        assert_eq!(pax_time("x"), None);
     }
 
     #[test]

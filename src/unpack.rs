@@ -16,12 +16,13 @@ use crate::layout::Layout;
 use crate::manifest::{self, Descriptor, ImageManifest, Manifest, Platform};
 use crate::progress::{human, Progress};
 use crate::tar::{self, Header, Kind};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::fs;
+use std::hash::{BuildHasher, RandomState};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// A layer may expand to this many times its compressed size (plus
@@ -159,7 +160,7 @@ fn missing_blob(path: &Path, e: &std::io::Error) -> Error {
 }
 
 /// Apply the image's layers into `rootfs` (see [`prepare_rootfs`]).
-pub fn unpack(layout: &Layout, image: &Image, rootfs: &Path, progress: Progress) -> Result<Summary> {
+pub fn unpack(layout: &Layout, image: &Image, rootfs: &Path, progress: Progress, keep_setuid: bool) -> Result<Summary> {
     #[derive(serde::Deserialize)]
     struct Config {
         rootfs: RootFs,
@@ -178,7 +179,7 @@ pub fn unpack(layout: &Layout, image: &Image, rootfs: &Path, progress: Progress)
             config.rootfs.diff_ids.len()
         )));
     }
-    let mut applier = Applier::new(rootfs.to_path_buf(), progress);
+    let mut applier = Applier::new(rootfs.to_path_buf(), progress, keep_setuid);
     let mut summary = Summary::default();
     for (i, (layer, diff_id)) in layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
         let diff_id = Digest::parse(diff_id).map_err(|e| e.context(format!("diff_id of layer {}", i + 1)))?;
@@ -293,30 +294,87 @@ fn decompress<'a>(media_type: &str, blob: impl Read + 'a) -> Result<Box<dyn Read
         .hint("minipull unpacks tar, tar+gzip and tar+zstd layers"))
 }
 
+/// Directory metadata deferred to the end of a layer is bounded: past this
+/// many bytes of remembered paths, a directory gets its mode and time at
+/// once (a later child may then move its mtime; said once).
+const MAX_DEFERRED_BYTES: usize = 4 * 1024 * 1024;
+/// One layer may hold at most this many entries: what it created is
+/// remembered (8 bytes each) for its opaque markers.
+const MAX_LAYER_ENTRIES: usize = 1_000_000;
+
 /// Places entries under the root, remembering what the end must fix up.
 struct Applier {
     root: PathBuf,
     progress: Progress,
     is_root: bool,
-    /// Directories to give their mode and mtime at the end (children change both).
-    dirs: Vec<(PathBuf, u32, i64)>,
-    /// Paths this layer created: an opaque marker must not remove them.
-    created: HashSet<PathBuf>,
+    keep_setuid: bool,
+    /// Directories to give their mode and mtime at the end of the layer
+    /// (children change both), each once, and the bytes their paths hold.
+    dirs: HashMap<PathBuf, (u32, i64)>,
+    dir_bytes: usize,
+    /// Paths this layer created or declared (as keyed hashes, 8 bytes each):
+    /// an opaque marker must not remove them.
+    created: HashSet<u64>,
+    hasher: RandomState,
+    /// Not root: directories whose mode keeps their owner out (no u+rwx)
+    /// get it only after the last layer, so later layers can still write.
+    tight: Vec<(PathBuf, u32)>,
     noted_rootless: bool,
+    noted_setuid: bool,
+    noted_dirs: bool,
 }
 
 impl Applier {
-    fn new(root: PathBuf, progress: Progress) -> Applier {
+    fn new(root: PathBuf, progress: Progress, keep_setuid: bool) -> Applier {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let is_root = unsafe { libc::geteuid() } == 0;
         Applier {
             root,
             progress,
             is_root,
-            dirs: Vec::new(),
+            keep_setuid,
+            dirs: HashMap::new(),
+            dir_bytes: 0,
             created: HashSet::new(),
+            hasher: RandomState::new(),
+            tight: Vec::new(),
             noted_rootless: false,
+            noted_setuid: false,
+            noted_dirs: false,
         }
+    }
+
+    /// Remember that this layer put `p` there. The hash is keyed per run, so
+    /// a layer cannot be crafted to collide with a path it wants kept.
+    fn mark_created(&mut self, p: &Path) -> Result<()> {
+        if self.created.len() >= MAX_LAYER_ENTRIES {
+            return Err(Error::integrity(format!(
+                "the layer has more than {MAX_LAYER_ENTRIES} entries; refusing it"
+            )));
+        }
+        self.created.insert(self.hasher.hash_one(p));
+        Ok(())
+    }
+
+    fn was_created(&self, p: &Path) -> bool {
+        self.created.contains(&self.hasher.hash_one(p))
+    }
+
+    /// The mode to give an entry: setuid and setgid bits only when owners
+    /// are applied too (as root), or when asked to keep them. Otherwise the
+    /// unpacking user would own a setuid program anyone who can reach ROOTFS
+    /// could run as them.
+    fn mode(&mut self, mode: u32) -> u32 {
+        let special = libc::S_ISUID | libc::S_ISGID;
+        if self.is_root || self.keep_setuid || mode & special == 0 {
+            return mode;
+        }
+        if !self.noted_setuid {
+            self.noted_setuid = true;
+            self.progress
+                .note("not running as root: setuid/setgid bits are dropped (--keep-setuid keeps them)");
+        }
+        mode & !special
     }
 
     /// Apply one layer; returns (entries, uncompressed bytes).
@@ -348,6 +406,8 @@ impl Applier {
                              refusing it as a decompression bomb",
             };
             self.created.clear();
+            self.dirs.clear();
+            self.dir_bytes = 0;
             let mut reader = tar::Reader::new(&mut unpacked);
             let mut entries = 0u64;
             while let Some(h) = reader.next_header()? {
@@ -355,6 +415,7 @@ impl Applier {
                     .map_err(|e| e.context(format!("entry {}", Quoted(&h.path))))?;
                 entries += 1;
             }
+            self.finish_layer()?;
             // What follows the archive (padding) belongs to the diff_id too.
             std::io::copy(&mut reader.into_inner(), &mut std::io::sink())
                 .map_err(|e| Error::integrity(format!("cannot read the layer: {e}")))?;
@@ -380,16 +441,22 @@ impl Applier {
         let Some((name, parents)) = comps.split_last() else {
             return Ok(()); // the root itself
         };
-        let dir = self.parent_dir(parents)?;
-        if name == OPAQUE {
-            return self.opaque(&dir);
-        }
-        if let Some(hidden) = name.strip_prefix(WHITEOUT) {
-            if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
+        if name == OPAQUE || name.starts_with(WHITEOUT) {
+            // A whiteout hides something below; where there is nothing to
+            // hide, it creates nothing either.
+            let Some(dir) = self.existing_dir(parents)? else {
+                return Ok(());
+            };
+            if name == OPAQUE {
+                return self.opaque(&dir);
+            }
+            let hidden = &name[WHITEOUT.len()..];
+            if hidden.is_empty() || hidden == "." || hidden == ".." {
                 return Err(Error::integrity("a whiteout with no name"));
             }
             return remove_any(&dir.join(hidden));
         }
+        let dir = self.parent_dir(parents)?;
         let target = dir.join(name);
         match h.kind {
             Kind::Directory => {
@@ -402,7 +469,8 @@ impl Applier {
                     Err(_) => mkdir(&target)?,
                 }
                 self.owner(&target, h)?;
-                self.dirs.push((target.clone(), h.mode, h.mtime));
+                let mode = self.mode(h.mode);
+                self.defer_dir(&target, mode, h.mtime)?;
             }
             Kind::File => {
                 remove_any(&target)?;
@@ -424,7 +492,8 @@ impl Applier {
                 }
                 drop(f);
                 self.owner(&target, h)?;
-                set_mode(&target, h.mode)?;
+                let mode = self.mode(h.mode);
+                set_mode(&target, mode)?;
                 set_mtime(&target, h.mtime)?;
             }
             Kind::Symlink => {
@@ -454,18 +523,42 @@ impl Applier {
                     _ => libc::S_IFIFO,
                 };
                 let dev = libc::makedev(h.dev_major, h.dev_minor);
+                let mode = self.mode(h.mode);
                 let c = c_path(&target)?;
                 // SAFETY: c is a valid NUL-terminated path.
-                if unsafe { libc::mknod(c.as_ptr(), kind | (h.mode & 0o7777) as libc::mode_t, dev) } != 0 {
+                if unsafe { libc::mknod(c.as_ptr(), kind | (mode & 0o7777) as libc::mode_t, dev) } != 0 {
                     let e = std::io::Error::last_os_error();
                     return Err(Error::storage(format!("cannot create {}", target.display()), &e));
                 }
                 self.owner(&target, h)?;
-                set_mode(&target, h.mode)?;
+                set_mode(&target, mode)?;
                 set_mtime(&target, h.mtime)?;
             }
         }
-        self.created.insert(target);
+        self.mark_created(&target)
+    }
+
+    /// Remember a directory's mode and mtime for the end of the layer, or,
+    /// past [`MAX_DEFERRED_BYTES`], apply them now.
+    fn defer_dir(&mut self, target: &Path, mode: u32, mtime: i64) -> Result<()> {
+        let rel = target.strip_prefix(&self.root).unwrap_or(target).to_path_buf();
+        if let Some(slot) = self.dirs.get_mut(&rel) {
+            *slot = (mode, mtime);
+            return Ok(());
+        }
+        if self.dir_bytes + rel.as_os_str().len() > MAX_DEFERRED_BYTES {
+            if !self.noted_dirs {
+                self.noted_dirs = true;
+                self.progress.note(
+                    "the layer declares more directories than minipull remembers; the rest get their \
+                     mode and time at once (a later entry may change such a directory's mtime)",
+                );
+            }
+            set_mode(target, mode)?;
+            return set_mtime(target, mtime);
+        }
+        self.dir_bytes += rel.as_os_str().len();
+        self.dirs.insert(rel, (mode, mtime));
         Ok(())
     }
 
@@ -491,11 +584,31 @@ impl Applier {
                 }
                 Err(_) => {
                     mkdir(&p)?;
-                    self.created.insert(p.clone());
+                    self.mark_created(&p)?;
                 }
             }
         }
         Ok(p)
+    }
+
+    /// The directory `parents` names, if it exists, reached without
+    /// symbolic links; None when it does not exist (nothing is created).
+    fn existing_dir(&self, parents: &[String]) -> Result<Option<PathBuf>> {
+        let mut p = self.root.clone();
+        for c in parents {
+            p.push(c);
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(Error::integrity(format!(
+                        "its parent {} is a symbolic link; refusing to write through it",
+                        self.shown(&p)
+                    )))
+                }
+                Ok(_) | Err(_) => return Ok(None),
+            }
+        }
+        Ok(Some(p))
     }
 
     /// A hard link's target: inside the root, reached without symlinks, not a directory.
@@ -523,13 +636,20 @@ impl Applier {
         Ok(p)
     }
 
-    /// `.wh..wh..opq`: hide what lower layers put in `dir`.
+    /// `.wh..wh..opq`: hide what lower layers put in `dir`. Directories this
+    /// layer declared again stay, but not the lower content inside them.
     fn opaque(&mut self, dir: &Path) -> Result<()> {
-        let entries = fs::read_dir(dir).map_err(|e| Error::storage(format!("cannot list {}", dir.display()), &e))?;
-        for entry in entries.flatten() {
-            let p = entry.path();
-            if !self.created.contains(&p) {
-                remove_any(&p)?;
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            let entries =
+                fs::read_dir(&dir).map_err(|e| Error::storage(format!("cannot list {}", dir.display()), &e))?;
+            for entry in entries.flatten() {
+                let p = entry.path();
+                if !self.was_created(&p) {
+                    remove_any(&p)?;
+                } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    pending.push(p);
+                }
             }
         }
         Ok(())
@@ -566,14 +686,54 @@ impl Applier {
         format!("/{}", p.strip_prefix(&self.root).unwrap_or(p).display())
     }
 
-    /// Give directories their modes and times, deepest first.
+    /// Give this layer's directories their modes and times, deepest first.
+    /// Each is found again from the root one component at a time without
+    /// following a symbolic link: a directory the layer replaced by a link
+    /// since (`x/` then `x -> /etc`) is skipped, never followed.
+    fn finish_layer(&mut self) -> Result<()> {
+        let mut dirs: Vec<(PathBuf, (u32, i64))> = self.dirs.drain().collect();
+        self.dir_bytes = 0;
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        let root = open_dir_at(None, &self.root, false)?;
+        let mut skipped = 0usize;
+        for (rel, (mut mode, mtime)) in dirs {
+            if !self.is_root && mode & 0o700 != 0o700 {
+                if self.tight.len() < MAX_LAYER_ENTRIES / 16 {
+                    self.tight.push((rel.clone(), mode));
+                }
+                mode |= 0o700;
+            }
+            match open_beneath(&root, &rel)? {
+                Some(dir) => apply_dir_meta(&dir, mode, mtime).map_err(|e| {
+                    Error::storage(
+                        format!("cannot set the mode and time of {}", self.shown(&self.root.join(&rel))),
+                        &e,
+                    )
+                })?,
+                None => skipped += 1,
+            }
+        }
+        if skipped > 0 {
+            self.progress.note(format!(
+                "{skipped} directories of the layer were replaced or removed before its end; their modes and times were not applied"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Applier {
+    /// After the last layer: the modes that would have locked us out.
     fn finish(&mut self) -> Result<()> {
-        self.dirs
-            .sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
-        for (p, mode, mtime) in &self.dirs {
-            if fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
-                set_mode(p, *mode)?;
-                set_mtime(p, *mtime)?;
+        let root = open_dir_at(None, &self.root, false)?;
+        self.tight
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (rel, mode) in std::mem::take(&mut self.tight) {
+            if let Some(dir) = open_beneath(&root, &rel)? {
+                let shown = self.shown(&self.root.join(&rel));
+                let mtime = dir.metadata().map(|m| m.mtime()).unwrap_or(0);
+                apply_dir_meta(&dir, mode, mtime)
+                    .map_err(|e| Error::storage(format!("cannot set the mode of {shown}"), &e))?;
             }
         }
         Ok(())
@@ -636,6 +796,81 @@ fn set_mtime(p: &Path, mtime: i64) -> Result<()> {
     if r != 0 {
         let e = std::io::Error::last_os_error();
         return Err(Error::storage(format!("cannot set the time of {}", p.display()), &e));
+    }
+    Ok(())
+}
+
+/// Open a directory without following a symbolic link (`O_NOFOLLOW`), at
+/// `parent` or, for the root, by path; `O_PATH` when `path_only`.
+fn open_dir_at(parent: Option<&fs::File>, name: &Path, path_only: bool) -> Result<fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let c = c_path(name)?;
+    let mode = if path_only { libc::O_PATH } else { libc::O_RDONLY };
+    let flags = mode | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let at = parent.map_or(libc::AT_FDCWD, |f| f.as_raw_fd());
+    // SAFETY: c is a valid NUL-terminated path; at is a directory fd or AT_FDCWD.
+    let fd = unsafe { libc::openat(at, c.as_ptr(), flags) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Error::storage(format!("cannot open {}", name.display()), &e));
+    }
+    // SAFETY: fd was just opened and is owned by nobody else.
+    Ok(unsafe { fs::File::from_raw_fd(fd) })
+}
+
+/// The directory `rel` names under `root`, walked one component at a time
+/// with `O_NOFOLLOW`; None if a component is missing or not a directory
+/// (a symbolic link included).
+fn open_beneath(root: &fs::File, rel: &Path) -> Result<Option<fs::File>> {
+    let comps: Vec<_> = rel.components().collect();
+    let mut dir: Option<fs::File> = None;
+    for (i, c) in comps.iter().enumerate() {
+        let std::path::Component::Normal(name) = c else {
+            return Ok(None);
+        };
+        let last = i + 1 == comps.len();
+        let parent = dir.as_ref().unwrap_or(root);
+        let opened = match open_dir_at(Some(parent), Path::new(name), !last) {
+            Ok(f) => f,
+            // Not root and the directory is not readable: a handle for the
+            // path only (fchmod and futimens are done through /proc then).
+            Err(_) if last => match open_dir_at(Some(parent), Path::new(name), true) {
+                Ok(f) => f,
+                Err(_) => return Ok(None),
+            },
+            Err(_) => return Ok(None),
+        };
+        dir = Some(opened);
+    }
+    Ok(dir)
+}
+
+/// fchmod and futimens on an open directory. An `O_PATH` handle cannot be
+/// changed directly; its /proc/self/fd name refers to that same directory,
+/// whatever happens to its path meanwhile.
+fn apply_dir_meta(dir: &fs::File, mode: u32, mtime: i64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let t = libc::timespec {
+        tv_sec: mtime as _,
+        tv_nsec: 0,
+    };
+    let fd = dir.as_raw_fd();
+    // SAFETY: fd is an open descriptor; times points at two timespecs.
+    let direct = unsafe { libc::fchmod(fd, (mode & 0o7777) as libc::mode_t) } == 0
+        && unsafe { libc::futimens(fd, [t, t].as_ptr()) } == 0;
+    if direct {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EBADF) {
+        return Err(e);
+    }
+    let proc = PathBuf::from(format!("/proc/self/fd/{fd}"));
+    fs::set_permissions(&proc, fs::Permissions::from_mode(mode & 0o7777))?;
+    let c = CString::new(proc.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: c is a valid NUL-terminated path and times points at two timespecs.
+    if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

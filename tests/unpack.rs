@@ -10,7 +10,7 @@ use common::*;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// `minipull --plain-http --unpack ROOTFS REF OUTDIR`.
 fn pull_unpack(reference: &str, rootfs: &Path, out: &Path) -> std::process::Output {
@@ -435,4 +435,187 @@ fn raw_tar(entries: &[Raw]) -> Vec<u8> {
     }
     out.extend_from_slice(&[0u8; 1024]);
     out
+}
+
+/// Push `layers` (raw tars, gzip) as one image and pull it with --unpack.
+fn unpack_layers(reg: &Registry, work: &TempDir, name: &str, layers: Vec<Vec<u8>>) -> (Output, std::path::PathBuf) {
+    let image = Image::new("amd64", layers.into_iter().map(|t| layer(OCI_LAYER_GZIP, t)).collect());
+    let repo = format!("trust/{name}");
+    reg.push_image(&repo, "v1", &image);
+    let (out, rootfs) = (work.join(&format!("oci-{name}")), work.join(&format!("rootfs-{name}")));
+    let o = pull_unpack(&format!("{}/{repo}:v1", reg.host), &rootfs, &out);
+    (o, rootfs)
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn item_1_deferred_directory_metadata_never_follows_a_swapped_symlink() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("trust-1");
+    let outside = work.join("outside");
+    std::fs::create_dir_all(outside.join("victim")).unwrap();
+    std::fs::set_permissions(outside.join("victim"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let before = std::fs::metadata(outside.join("victim")).unwrap().mtime();
+    let entries = [
+        Raw::dir("x", 0o755),
+        Raw::dir("x/victim", 0o7777),
+        Raw::symlink("x", outside.to_str().unwrap()),
+    ];
+    let (o, rootfs) = unpack_layers(&reg, &work, "swap", vec![raw_tar(&entries)]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        mode_of(&outside.join("victim")),
+        0o755,
+        "the host directory was chmodded"
+    );
+    assert_eq!(std::fs::metadata(outside.join("victim")).unwrap().mtime(), before);
+    assert!(std::fs::symlink_metadata(rootfs.join("x"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn item_2_opaque_directory_hides_lower_content_even_when_redeclared() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("trust-2");
+    let lower = [
+        Raw::dir("a", 0o755),
+        Raw::dir("a/b", 0o755),
+        Raw::file("a/b/secret", b"key\n", 0o600),
+    ];
+    let upper = [
+        Raw::dir("a", 0o755),
+        Raw::dir("a/b", 0o755),
+        Raw::file("a/b/new", b"new\n", 0o644),
+        Raw::file("a/.wh..wh..opq", b"", 0o644),
+    ];
+    let (o, rootfs) = unpack_layers(&reg, &work, "opaque", vec![raw_tar(&lower), raw_tar(&upper)]);
+    assert_exit(&o, 0);
+    assert!(!rootfs.join("a/b/secret").exists(), "a deleted file came back");
+    assert_eq!(std::fs::read(rootfs.join("a/b/new")).unwrap(), b"new\n");
+}
+
+#[test]
+fn item_3_whited_out_directory_recreated_implicitly_is_fresh() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("trust-3");
+    let lower = [Raw::dir("d", 0o700), Raw::file("d/old", b"old\n", 0o644)];
+    let upper = [Raw::file(".wh.d", b"", 0o644), Raw::file("d/f", b"f\n", 0o644)];
+    let (o, rootfs) = unpack_layers(&reg, &work, "recreate", vec![raw_tar(&lower), raw_tar(&upper)]);
+    assert_exit(&o, 0);
+    assert_eq!(mode_of(&rootfs.join("d")), 0o755, "the lower layer's mode came back");
+    assert!(!rootfs.join("d/old").exists());
+    assert_eq!(std::fs::read(rootfs.join("d/f")).unwrap(), b"f\n");
+}
+
+#[test]
+fn item_4_whiteout_of_a_missing_path_creates_nothing() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("trust-4");
+    let entries = [
+        Raw::file("p/q/.wh.z", b"", 0o644),
+        Raw::file("o/.wh..wh..opq", b"", 0o644),
+        Raw::file("f", b"f\n", 0o644),
+    ];
+    let (o, rootfs) = unpack_layers(&reg, &work, "missing", vec![raw_tar(&entries)]);
+    assert_exit(&o, 0);
+    assert!(!rootfs.join("p").exists(), "a whiteout created p/");
+    assert!(!rootfs.join("o").exists(), "an opaque marker created o/");
+    assert!(rootfs.join("f").exists());
+}
+
+#[test]
+fn item_5_setuid_dropped_when_not_root_unless_kept() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("trust-5");
+    let entries = [
+        Raw::dir("bin", 0o755),
+        Raw::file("bin/sh", b"#!sh\n", 0o4755),
+        Raw::file("bin/g", b"g\n", 0o2755),
+    ];
+    let image = Image::new("amd64", vec![layer(OCI_LAYER_GZIP, raw_tar(&entries))]);
+    reg.push_image("trust/setuid", "v1", &image);
+    let out = work.join("oci");
+    let o = minipull(
+        &[
+            "--plain-http",
+            &format!("{}/trust/setuid:v1", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    // The unpack runs as nobody, into a directory nobody may write.
+    let shared = work.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&work.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    let as_nobody = |rootfs: &Path, extra: &[&str]| {
+        let o = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(minipull_bin())
+            .arg("unpack")
+            .args(extra)
+            .arg(&out)
+            .arg(rootfs)
+            .output()
+            .expect("setpriv (util-linux) runs; this test needs root to become another user");
+        assert_exit(&o, 0);
+        o
+    };
+    let dropped = shared.join("dropped");
+    let o = as_nobody(&dropped, &[]);
+    assert_eq!(
+        mode_of(&dropped.join("bin/sh")),
+        0o755,
+        "setuid kept for a non-root unpack"
+    );
+    assert_eq!(
+        mode_of(&dropped.join("bin/g")),
+        0o755,
+        "setgid kept for a non-root unpack"
+    );
+    assert_eq!(
+        stderr(&o).matches("setuid/setgid bits are dropped").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    let kept = shared.join("kept");
+    as_nobody(&kept, &["--keep-setuid"]);
+    assert_eq!(mode_of(&kept.join("bin/sh")), 0o4755);
+    // As root, owners are applied and the bits stay.
+    let rootfs = work.join("as-root");
+    let o = minipull(&["unpack", out.to_str().unwrap(), rootfs.to_str().unwrap()], None);
+    assert_exit(&o, 0);
+    assert_eq!(mode_of(&rootfs.join("bin/sh")), 0o4755);
+}
+
+#[test]
+fn item_7_tar_sizes_that_overflow_are_refused() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("trust-7");
+    // A global header whose GNU base-256 size is u64::MAX, then what would be
+    // read as an entry if the padding wrapped to 0.
+    let mut t = raw_tar(&[Raw::file("g", b"", 0o644), Raw::file("evil", b"planted\n", 0o644)]);
+    t[156] = b'g';
+    t[124] = 0x80;
+    t[125..128].fill(0);
+    t[128..136].fill(0xff);
+    t[148..156].copy_from_slice(b"        ");
+    let sum: u32 = t[..512].iter().map(|b| u32::from(*b)).sum();
+    t[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let (o, rootfs) = unpack_layers(&reg, &work, "overflow", vec![t]);
+    assert_exit(&o, 6);
+    assert!(stderr(&o).contains("out of range"), "{}", stderr(&o));
+    assert!(!rootfs.join("evil").exists());
 }
