@@ -97,8 +97,9 @@ pub struct Client {
     plain: bool,
     repository: String,
     creds: Option<Credentials>,
-    /// The Bearer challenge, kept to renew the token.
-    challenge: Option<Challenge>,
+    /// The Bearer challenge, kept to renew the token: only ever one that the
+    /// registry's own origin sent, since its realm gets the credentials.
+    challenge: Option<OwnChallenge>,
     bearer: Option<(Secret, Instant)>,
     /// The registry asked for Basic auth.
     basic: bool,
@@ -563,21 +564,15 @@ impl Client {
 
     /// Remember what a 401 asked for.
     fn learn_challenge(&mut self, resp: &Response<Body>) -> Result<()> {
-        let challenges: Vec<Challenge> = resp
-            .headers()
-            .get_all("www-authenticate")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(auth::parse_challenges)
-            .collect();
-        if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
-            if bearer.param("realm").is_none_or(str::is_empty) {
+        let challenges = OwnChallenge::of(resp, &self.origin, &self.host)?;
+        if let Some(bearer) = challenges.iter().find(|c| c.0.scheme == "bearer") {
+            if bearer.0.param("realm").is_none_or(str::is_empty) {
                 return Err(Error::auth(
                     "the registry asked for a bearer token but named no realm to get it from",
                 ));
             }
             self.challenge = Some(bearer.clone());
-        } else if challenges.iter().any(|c| c.scheme == "basic") {
+        } else if challenges.iter().any(|c| c.0.scheme == "basic") {
             self.basic = true;
             if self.creds.is_none() {
                 return Err(Error::auth(format!("{} requires a username and password", self.host))
@@ -589,7 +584,7 @@ impl Client {
 
     /// Get a bearer token for pulling this repository from the challenge's realm.
     fn fetch_token(&mut self) -> Result<()> {
-        let Some(ch) = self.challenge.clone() else {
+        let Some(OwnChallenge(ch)) = self.challenge.clone() else {
             return Ok(());
         };
         let realm = ch.param("realm").unwrap_or_default().to_string();
@@ -804,6 +799,37 @@ fn registry_error_summary(body: &[u8]) -> Option<String> {
         .take(200)
         .collect();
     (!s.is_empty()).then_some(s)
+}
+
+/// A challenge sent by the registry's own origin: the only kind whose realm
+/// may receive the user's credentials or whose token goes to the registry.
+/// [`OwnChallenge::of`] is the one way to make one; a 401 from a redirect
+/// target (a CDN, or anyone a hostile registry points at) cannot.
+#[derive(Clone)]
+struct OwnChallenge(Challenge);
+
+impl OwnChallenge {
+    /// The challenges of a 401, if the registry's origin sent it; an error
+    /// naming the host if a redirect target did.
+    fn of(resp: &Response<Body>, origin: &str, registry: &str) -> Result<Vec<OwnChallenge>> {
+        use ureq::ResponseExt;
+        let from = resp.get_uri().to_string();
+        if !same_origin(&from, origin) {
+            return Err(Error::auth(format!(
+                "{} refused the download (HTTP 401) after {registry} redirected us there",
+                scheme_and_host(&from)
+            ))
+            .hint("the registry's credentials and tokens are only ever sent to the registry and its own token realm"));
+        }
+        Ok(resp
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(auth::parse_challenges)
+            .map(OwnChallenge)
+            .collect())
+    }
 }
 
 /// Classify a transport failure. Everything but certificate and protocol

@@ -51,8 +51,10 @@ fn hostile_pull(server: &FaultServer, code: i32) -> String {
         &[
             "--plain-http",
             "--json",
+            // Generous: a loaded 2-core machine can pause a pull for seconds,
+            // and no case here waits on a timeout to end.
             "--timeout",
-            "2",
+            "20",
             "--retries",
             "1",
             "--username",
@@ -273,4 +275,29 @@ fn sha512_blobs_are_verified_and_stored_under_sha512() {
     );
     assert_exit(&o, 6);
     assert!(!work.join("b/blobs/sha512").join(&hex).exists());
+}
+
+#[test]
+fn item_9_a_401_from_a_redirect_target_never_gets_the_password() {
+    // The third host whose realm the CDN names: it must see nothing.
+    let third = FaultServer::start(Faults::default());
+    let cdn = FaultServer::start(Faults {
+        token_lifetime: Some(Duration::from_secs(300)),
+        token_realm: Some(format!("http://{}/token", third.host)),
+        ..Faults::default()
+    });
+    let server = FaultServer::start(Faults {
+        redirect_blobs_to: Some(format!("http://{}", cdn.host)),
+        ..token_faults()
+    });
+    let (_, layer) = server.add_image(REPO, "v1", b"layer bytes".to_vec());
+    cdn.add_blob(&layer, b"layer bytes".to_vec());
+    let err = hostile_pull(&server, 4);
+    assert!(err.contains(&cdn.host), "names the host that refused: {err}");
+    assert!(third.log().is_empty(), "the third host was asked: {:?}", third.log());
+    assert!(
+        cdn.log().iter().all(|r| r.authorization.is_none()),
+        "credentials reached the CDN: {:?}",
+        cdn.log()
+    );
 }
