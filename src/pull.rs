@@ -105,9 +105,7 @@ pub fn pull(
     let (digest, media_type, size, platform) = p.pull_node(&reference.manifest_reference(), expected, 0)?;
 
     let mut annotations = BTreeMap::from([(CONTAINERD_NAME.to_string(), reference.to_string())]);
-    if let Some(tag) = &reference.tag {
-        annotations.insert(REF_NAME.to_string(), tag.clone());
-    }
+    annotations.insert(REF_NAME.to_string(), ref_name(&reference));
     let entry = Descriptor {
         media_type: media_type.clone(),
         digest: digest.to_string(),
@@ -375,5 +373,17 @@ fn kind_of(media_type: &str) -> &str {
         "layer"
     } else {
         media_type
+    }
+}
+
+/// The `org.opencontainers.image.ref.name` of a pulled image: its tag, or for
+/// a pull by digest alone `<algorithm>_<hex>`. That fits the image-spec's
+/// ref.name grammar (no `:`), and cannot be mistaken for cosign's tags
+/// (`sha256-<hex>`, `sha256-<hex>.sig`), so `OUTDIR:NAME` can address it.
+pub fn ref_name(reference: &Reference) -> String {
+    match (&reference.tag, &reference.digest) {
+        (Some(tag), _) => tag.clone(),
+        (None, Some(d)) => d.to_string().replacen(':', "_", 1),
+        (None, None) => "latest".to_string(),
     }
 }

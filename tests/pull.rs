@@ -405,7 +405,29 @@ fn pulls_by_digest_and_verifies_it() {
     assert_exit(&o, 0);
     let entry = &read_json(&out.join("index.json"))["manifests"][0];
     assert_eq!(entry["digest"], d);
-    assert!(entry["annotations"].get("org.opencontainers.image.ref.name").is_none());
+    // Item 14 of the trust issue: a pull by digest is named too, so it can be
+    // addressed once the layout holds more than one image.
+    let name = d.replacen(':', "_", 1);
+    assert_eq!(entry["annotations"]["org.opencontainers.image.ref.name"], name.as_str());
+    let other = Image::new("amd64", vec![gz_layer(&[("etc/other.txt", b"other\n")])]);
+    let (d2, _) = reg.push_image("demo/other", "v2", &other);
+    let o = minipull(
+        &[
+            "--plain-http",
+            &format!("{}/demo/other:v2", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert_ne!(d, d2);
+    let rootfs = umoci_unpack(&out, &name, &work);
+    assert_eq!(
+        std::fs::read(rootfs.join("etc/hello.txt")).unwrap(),
+        b"hello from minipull\n"
+    );
+    assert!(!rootfs.join("etc/other.txt").exists());
+    run_ok("skopeo", &["inspect", &format!("oci:{}:{name}", out.display())]);
 
     // A digest the registry does not have: not found.
     let missing = format!("sha256:{}", "ab".repeat(32));
