@@ -363,7 +363,7 @@ const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
 /// JSON answer. A helper that is not installed is a note, not an error, so a
 /// config.json copied from a desktop still pulls public images.
 pub fn run_helper(name: &str, registry: &str) -> Result<Option<Credentials>> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::process::{Command, Stdio};
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         return Err(Error::usage(format!(
@@ -396,7 +396,19 @@ pub fn run_helper(name: &str, registry: &str) -> Result<Option<Credentials>> {
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(server.as_bytes()).map_err(|e| fail(e.to_string()))?;
     }
+    drop(child.stdin.take());
     let deadline = std::time::Instant::now() + HELPER_TIMEOUT;
+    // Read while it runs: a helper that writes more than a pipe holds would
+    // otherwise block until the timeout, waiting for us to read.
+    let (out, err) = match read_outputs(&mut child, deadline) {
+        Ok(both) => both,
+        Err(why) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail(why));
+        }
+    };
+    let err = String::from_utf8_lossy(&err).into_owned();
     let status = loop {
         match child.try_wait().map_err(|e| fail(e.to_string()))? {
             Some(status) => break status,
@@ -408,13 +420,6 @@ pub fn run_helper(name: &str, registry: &str) -> Result<Option<Credentials>> {
             None => std::thread::sleep(Duration::from_millis(20)),
         }
     };
-    let (mut out, mut err) = (Vec::new(), String::new());
-    if let Some(s) = child.stdout.take() {
-        let _ = s.take(1 << 20).read_to_end(&mut out);
-    }
-    if let Some(s) = child.stderr.take() {
-        let _ = s.take(64 << 10).read_to_string(&mut err);
-    }
     if !status.success() {
         let said = String::from_utf8_lossy(&out).to_string() + &err;
         if said.to_ascii_lowercase().contains("credentials not found") {
@@ -424,6 +429,66 @@ pub fn run_helper(name: &str, registry: &str) -> Result<Option<Credentials>> {
         return Err(fail(format!("{status}: {said}")));
     }
     parse_helper_answer(&out).map_err(|e| e.context(format!("credential helper {program}")))
+}
+
+/// A helper's stdout (at most 1 MiB) and stderr (at most 64 KiB), read as
+/// they come, with poll(2), until both end or the deadline passes.
+fn read_outputs(
+    child: &mut std::process::Child,
+    deadline: std::time::Instant,
+) -> std::result::Result<(Vec<u8>, Vec<u8>), String> {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, OwnedFd};
+    const LIMITS: [usize; 2] = [1 << 20, 64 << 10];
+    let mut pipes: [Option<std::fs::File>; 2] = [
+        child.stdout.take().map(|p| OwnedFd::from(p).into()),
+        child.stderr.take().map(|p| OwnedFd::from(p).into()),
+    ];
+    let mut got = [Vec::new(), Vec::new()];
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let open: Vec<usize> = (0..2).filter(|i| pipes[*i].is_some()).collect();
+        if open.is_empty() {
+            let [out, err] = got;
+            return Ok((out, err));
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!("no answer in {} s", HELPER_TIMEOUT.as_secs()));
+        }
+        let mut set: Vec<libc::pollfd> = open
+            .iter()
+            .filter_map(|i| pipes[*i].as_ref())
+            .map(|f| libc::pollfd {
+                fd: f.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let ms = left.as_millis().min(1000) as libc::c_int;
+        // SAFETY: set points at set.len() initialised pollfd structs.
+        if unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, ms) } < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e.to_string());
+            }
+            continue;
+        }
+        for (i, p) in open.into_iter().zip(&set) {
+            if p.revents == 0 {
+                continue;
+            }
+            let Some(pipe) = pipes[i].as_mut() else { continue };
+            let n = pipe.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                pipes[i] = None;
+            } else if got[i].len() + n > LIMITS[i] {
+                return Err(format!("it wrote more than {} KiB", LIMITS[i] >> 10));
+            } else {
+                got[i].extend_from_slice(&buf[..n]);
+            }
+        }
+    }
 }
 
 /// A credential helper's answer: `{"ServerURL", "Username", "Secret"}`; the

@@ -335,7 +335,7 @@ fn local_command(args: &Args, platform: &Platform) -> Result<()> {
         return Err(Error::not_found(format!("no OCI image layout at {}", dir.display()))
             .hint("pull into it first: minipull REF OUTDIR"));
     }
-    let layout = Layout::open(&dir)?;
+    let layout = Layout::open_waiting(&dir, crate::layout::LOCK_WAIT, Progress::new(args.quiet))?;
     let select = match &name {
         Some(n) => Select::Name(n),
         None => Select::Only,
@@ -403,7 +403,7 @@ fn pull_command(args: &Args, platform: Platform) -> Result<()> {
         // Before the download: a ROOTFS we may not use should not cost one.
         unpack_ready(rootfs, args.force)?;
     }
-    let layout = Layout::open(&args.outdir)?;
+    let layout = Layout::open_waiting(&args.outdir, crate::layout::LOCK_WAIT, progress)?;
     let opts = Options {
         plain_http: args.plain_http,
         retries: args.retries,

@@ -9,9 +9,12 @@
 use crate::digest::{hash_into, Algorithm, Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, OCI_INDEX};
+use crate::progress::Progress;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Annotation holding the tag (OCI image-spec).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -28,26 +31,25 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Create (or reuse) a layout at `root`, and take its lock.
+    /// Create (or reuse) a layout at `root`, and take its lock (waiting up
+    /// to [`LOCK_WAIT`] for another minipull to let go of it).
     pub fn open(root: &Path) -> Result<Layout> {
+        Layout::open_waiting(root, LOCK_WAIT, Progress::new(false))
+    }
+
+    /// [`Layout::open`] with its own wait and a place for the waiting note.
+    pub fn open_waiting(root: &Path, wait: Duration, progress: Progress) -> Result<Layout> {
         let work = root.join(WORK_DIR);
-        for dir in [root.to_path_buf(), root.join("blobs"), work.join("partial")] {
-            fs::create_dir_all(&dir).map_err(|e| Error::storage(format!("cannot create {}", dir.display()), &e))?;
+        fs::create_dir_all(root).map_err(|e| Error::storage(format!("cannot create {}", root.display()), &e))?;
+        for dir in [
+            root.to_path_buf(),
+            root.join("blobs"),
+            work.clone(),
+            work.join("partial"),
+        ] {
+            ensure_private_dir(&dir)?;
         }
-        let lock_path = work.join("lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::storage(format!("cannot create {}", lock_path.display()), &e))?;
-        if lock.try_lock().is_err() {
-            return Err(Error::new(
-                crate::error::Kind::Storage,
-                format!("another minipull is already writing to {}", root.display()),
-            )
-            .hint("wait for it to finish, or pull into another directory"));
-        }
+        let lock = take_lock(root, &work.join("lock"), wait, progress)?;
         let layout = Layout {
             root: root.to_path_buf(),
             _lock: lock,
@@ -105,7 +107,7 @@ impl Layout {
     /// is removed so it gets downloaded again.
     pub fn has_blob(&self, d: &Digest, size: u64, verify: bool) -> Result<bool> {
         let path = self.blob_path(d);
-        let Ok(meta) = fs::metadata(&path) else {
+        let Ok(meta) = fs::symlink_metadata(&path) else {
             return Ok(false);
         };
         if !meta.is_file() || meta.len() != size {
@@ -113,7 +115,8 @@ impl Layout {
             return Ok(false);
         }
         if verify {
-            let file = File::open(&path).map_err(|e| Error::storage(format!("cannot read {}", path.display()), &e))?;
+            let file =
+                open_no_follow(&path).map_err(|e| Error::storage(format!("cannot read {}", path.display()), &e))?;
             let (got, len) = hash_reader(file, d.algorithm(), u64::MAX)
                 .map_err(|e| Error::storage(format!("cannot read {}", path.display()), &e))?;
             if got != *d || len != size {
@@ -152,16 +155,33 @@ impl Layout {
     }
 
     fn ensure_blob_dir(&self, d: &Digest) -> Result<()> {
-        let dir = self.root.join("blobs").join(d.algorithm().name());
-        fs::create_dir_all(&dir).map_err(|e| Error::storage(format!("cannot create {}", dir.display()), &e))
+        ensure_private_dir(&self.root.join("blobs").join(d.algorithm().name()))
     }
 
     /// Write `bytes` to `path` through a temporary file, fsync, rename.
     fn write_file_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
         let tmp = self.root.join(WORK_DIR).join(format!("{name}.tmp"));
+        if fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(planted_or(
+                &tmp,
+                std::io::Error::from_raw_os_error(libc::ELOOP),
+                "cannot write",
+            ));
+        }
         let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            // A stale temporary from a crash goes; the new one is created,
+            // never opened through a link.
+            match fs::remove_file(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
             fs::rename(&tmp, path)
@@ -176,7 +196,7 @@ impl Layout {
     /// The current index.json as JSON, or a fresh empty index.
     fn read_index(&self) -> Result<serde_json::Value> {
         let path = self.root.join("index.json");
-        match fs::read(&path) {
+        match read_no_follow(&path) {
             Ok(bytes) => {
                 let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
                     Error::new(
@@ -243,6 +263,118 @@ impl Layout {
             let _ = fs::remove_dir(self.root.join(WORK_DIR));
         }
     }
+}
+
+/// How long a pull waits for another minipull to let go of OUTDIR: a
+/// process killed while the kernel still writes back its data lives on for a
+/// moment, and a supervisor restarts it at once.
+pub const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// Take OUTDIR's lock, waiting up to `wait` for another minipull. The lock
+/// file may be removed by the holder as it finishes (see [`Layout::tidy`]),
+/// so the lock counts only if the name still refers to the file we locked.
+fn take_lock(root: &Path, path: &Path, wait: Duration, progress: Progress) -> Result<File> {
+    let deadline = Instant::now() + wait;
+    let mut said = false;
+    loop {
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| planted_or(path, e, "cannot create"))?;
+        if lock.try_lock().is_ok() {
+            let same = match (lock.metadata(), fs::symlink_metadata(path)) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if same {
+                return Ok(lock);
+            }
+            continue;
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::new(
+                crate::error::Kind::Storage,
+                format!("another minipull is still writing to {}", root.display()),
+            )
+            .hint("wait for it to finish, or pull into another directory"));
+        }
+        if !said {
+            said = true;
+            progress.note(format!(
+                "another minipull is writing to {}; waiting up to {} s for it to finish",
+                root.display(),
+                wait.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Make sure `dir` is a directory we may trust with files: created if
+/// missing; not a symbolic link; owned by us or root; not writable by
+/// group or others unless sticky (the way ssh treats `~/.ssh`). Another
+/// local user who could write there could plant links for us to follow.
+fn ensure_private_dir(dir: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o755).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::storage(format!("cannot create {}", dir.display()), &e)),
+    }
+    let meta = fs::symlink_metadata(dir).map_err(|e| Error::storage(format!("cannot read {}", dir.display()), &e))?;
+    let refuse = |why: String| {
+        Err(Error::new(
+            crate::error::Kind::Storage,
+            format!("refusing {}: {why}", dir.display()),
+        )
+        .hint("minipull runs as root on devices: give it a directory only you (or root) can write to"))
+    };
+    if meta.file_type().is_symlink() {
+        return refuse("it is a symbolic link".into());
+    }
+    if !meta.is_dir() {
+        return refuse("it is not a directory".into());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return refuse(format!("it belongs to another user (uid {})", meta.uid()));
+    }
+    let mode = meta.mode();
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return refuse(format!("others may write to it (mode {:o})", mode & 0o7777));
+    }
+    Ok(())
+}
+
+/// An error for opening `path`, saying so when a symbolic link was planted there.
+pub fn planted_or(path: &Path, e: std::io::Error, what: &str) -> Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        Error::new(
+            crate::error::Kind::Storage,
+            format!(
+                "refusing {}: it is a symbolic link, which minipull never follows inside OUTDIR",
+                path.display()
+            ),
+        )
+        .hint("remove it; if you did not put it there, someone else can write to OUTDIR")
+    } else {
+        Error::storage(format!("{what} {}", path.display()), &e)
+    }
+}
+
+/// Open a file for reading without following a symbolic link.
+pub fn open_no_follow(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+}
+
+fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_no_follow(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Hash at most `limit` bytes from `r`; returns the digest and the length read.
@@ -330,7 +462,9 @@ mod tests {
     fn second_writer_is_refused_and_bad_index_fails_early() {
         let root = tempdir("lock");
         let l = Layout::open(&root).unwrap();
-        let e = Layout::open(&root).err().unwrap();
+        let e = Layout::open_waiting(&root, Duration::from_millis(300), Progress::new(true))
+            .err()
+            .unwrap();
         assert!(e.message.contains("another minipull"));
         drop(l);
         fs::write(root.join("index.json"), b"{oops").unwrap();

@@ -105,7 +105,7 @@ pub fn pull(
     let (digest, media_type, size, platform) = p.pull_node(&reference.manifest_reference(), expected, 0)?;
 
     let mut annotations = BTreeMap::from([(CONTAINERD_NAME.to_string(), reference.to_string())]);
-    annotations.insert(REF_NAME.to_string(), ref_name(&reference));
+    annotations.insert(REF_NAME.to_string(), ref_name(reference));
     let entry = Descriptor {
         media_type: media_type.clone(),
         digest: digest.to_string(),

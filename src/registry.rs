@@ -12,6 +12,7 @@ use crate::progress::{human, BlobProgress, Progress};
 use crate::reference::Reference;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use ureq::http::Response;
@@ -729,13 +730,15 @@ impl<'a> Partial<'a> {
     /// part of a blob of `size` bytes, and re-hash it to restore the state.
     fn open(path: &'a Path, digest: &Digest, size: u64) -> Result<Partial<'a>> {
         let err = |e: std::io::Error| Error::storage(format!("cannot open {}", path.display()), &e);
+        // Never through a link planted in its place (refused, exit 7).
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
-            .map_err(err)?;
+            .map_err(|e| crate::layout::planted_or(path, e, "cannot open"))?;
         let algorithm = digest.algorithm();
         let mut hasher = Hasher::new(algorithm);
         let mut have = file.metadata().map_err(err)?.len();

@@ -389,3 +389,43 @@ fn https_proxy_tunnels_and_no_proxy_goes_direct() {
     );
     assert_exit(&o, 5);
 }
+
+#[test]
+fn item_13_a_credential_helper_that_writes_more_than_a_pipe_holds() {
+    let work = TempDir::new("helper-big");
+    let (_plain, reg, _ts, _) = token_registry(&work);
+    let private = format!("{}/private/app:v1", reg.host);
+    let bin = work.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-chatty");
+    // 300 KB of padding in the answer: more than a pipe buffer (64 KiB), so
+    // the helper blocks until somebody reads.
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread -r server\npad=$(head -c 300000 /dev/zero | tr '\\0' x)\nprintf '{{\"Pad\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$pad\"\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let docker = work.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(docker.join("config.json"), r#"{"credsStore":"chatty"}"#).unwrap();
+    let out = work.join("out");
+    let started = std::time::Instant::now();
+    let o = minipull_env(
+        &["--plain-http", &private, out.to_str().unwrap()],
+        None,
+        &[("DOCKER_CONFIG", docker.to_str().unwrap()), ("PATH", &path)],
+    );
+    assert_exit(&o, 0);
+    no_secret_in(&o, &[PASSWORD]);
+    // The helper's own limit is 60 s; reading as it writes takes well under that.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -575,3 +575,78 @@ fn disk_filling_up_mid_pull_exits_7_keeps_the_partial_and_resumes_later() {
     s.assert_complete();
     assert_eq!(Setup::layer_downloaded(&summary, &s.layer_digest), SIZE as u64 - held);
 }
+
+#[test]
+fn item_10_links_planted_in_outdir_are_never_followed() {
+    let victim_dir = TempDir::new("victim");
+    let victim = victim_dir.join("victim");
+    std::fs::write(&victim, b"precious\n").unwrap();
+    // The partial of the layer, a temporary of index.json, and the lock: each
+    // planted as a link to the victim, each refused with exit 7.
+    for planted in ["partial", "index.json.tmp", "lock"] {
+        let s = setup(Faults::default(), 50_000);
+        let work_dir = s.layout().join(".minipull");
+        std::fs::create_dir_all(work_dir.join("partial")).unwrap();
+        let link = match planted {
+            "partial" => s.partial(),
+            name => work_dir.join(name),
+        };
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let (o, _) = s.pull(&[]);
+        assert_exit(&o, 7);
+        assert!(stderr(&o).contains("symbolic link"), "{planted}: {}", stderr(&o));
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n", "{planted}");
+        assert!(!s.layout().join("index.json").exists(), "{planted}");
+    }
+    // An OUTDIR others may write to, or one that belongs to another user.
+    let s = setup(Faults::default(), 1000);
+    std::fs::create_dir_all(s.layout()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.layout(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (o, _) = s.pull(&[]);
+    assert_exit(&o, 7);
+    assert!(stderr(&o).contains("others may write"), "{}", stderr(&o));
+    std::fs::set_permissions(s.layout(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let chown = std::process::Command::new("chown")
+        .arg("65534")
+        .arg(s.layout())
+        .status()
+        .unwrap();
+    assert!(chown.success(), "this test runs as root");
+    let (o, _) = s.pull(&[]);
+    assert_exit(&o, 7);
+    assert!(stderr(&o).contains("another user"), "{}", stderr(&o));
+    // The same directory made safe again: the pull goes through.
+    let chown = std::process::Command::new("chown")
+        .arg("0")
+        .arg(s.layout())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let (o, _) = s.pull(&[]);
+    assert_exit(&o, 0);
+    s.assert_complete();
+}
+
+#[test]
+fn item_11_a_rerun_waits_for_the_lock_instead_of_failing() {
+    let s = setup(Faults::default(), 50_000);
+    let work_dir = s.layout().join(".minipull");
+    std::fs::create_dir_all(&work_dir).unwrap();
+    let lock = std::fs::File::create(work_dir.join("lock")).unwrap();
+    lock.lock().unwrap();
+    let r = format!("{}/{REPO}:v1", s.server.host);
+    let child = std::process::Command::new(common::minipull_bin())
+        .args(["--plain-http", &r, s.layout().to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // What a killed process does a moment after SIGKILL: let go of the lock.
+    std::thread::sleep(Duration::from_secs(2));
+    drop(lock);
+    let o = child.wait_with_output().unwrap();
+    assert_exit(&o, 0);
+    assert_eq!(stderr(&o).matches("waiting up to 60 s").count(), 1, "{}", stderr(&o));
+    s.assert_complete();
+}

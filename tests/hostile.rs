@@ -301,3 +301,44 @@ fn item_9_a_401_from_a_redirect_target_never_gets_the_password() {
         cdn.log()
     );
 }
+
+#[test]
+fn item_12_registry_strings_reach_the_terminal_escaped() {
+    // A digest and a media type carrying terminal escape sequences (clear
+    // screen, set window title, bell) and a carriage return.
+    let evil = "\u{1b}[2J\u{1b}]0;pwned\u{7}\rX";
+    let digest = format!("sha256:{}{evil}", "a".repeat(10));
+    let server = FaultServer::start(token_faults());
+    server.add_manifest(REPO, "v1", OCI_MANIFEST, &manifest_with_layer(&digest, 10));
+    let err = hostile_pull(&server, 6);
+    assert!(
+        !err.contains('\u{1b}') && !err.contains('\u{7}') && !err.contains('\r'),
+        "{err:?}"
+    );
+    assert!(err.contains("[2J"), "shown, without its control characters: {err}");
+
+    // Platform fields, listed when none matches.
+    let server = FaultServer::start(token_faults());
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": OCI_MANIFEST,
+            "digest": format!("sha256:{}", "b".repeat(64)),
+            "size": 10,
+            "platform": {"architecture": format!("arm{evil}"), "os": "linux"},
+        }],
+    });
+    server.add_manifest(
+        REPO,
+        "v1",
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::to_vec(&m).unwrap(),
+    );
+    let err = hostile_pull(&server, 3);
+    assert!(
+        !err.contains('\u{1b}') && !err.contains('\u{7}') && !err.contains('\r'),
+        "{err:?}"
+    );
+    assert!(err.contains("\\u{1b}[2J"), "shown escaped: {err}");
+}
