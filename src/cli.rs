@@ -57,7 +57,9 @@ OPTIONS:
     --speed-time SECS               many bytes a second for this long (default 1024, 30)
     --unpack ROOTFS               after the pull, apply the image's layers into ROOTFS
                                   (whiteouts, links, modes; owners and devices as root)
-    --force                       unpack into a ROOTFS that is not empty
+    --force                       replace a ROOTFS that is not empty (atomically: the
+                                  new tree is staged beside it, then swapped in)
+    --keep-old                    keep the replaced tree as ROOTFS.old (A/B switching)
     --keep-setuid                 keep setuid/setgid bits when not unpacking as root
                                   (dropped by default: owners are not applied then)
     --verify                      re-hash blobs already in OUTDIR before trusting them
@@ -107,7 +109,10 @@ struct Args {
     quiet: bool,
     /// ROOTFS for `--unpack` and `minipull unpack`.
     unpack: Option<PathBuf>,
+    #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
     force: bool,
+    #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
+    keep_old: bool,
     keep_setuid: bool,
 }
 
@@ -163,6 +168,7 @@ fn parse_args() -> Result<Option<Args>> {
             .map_err(usage)?,
         force: a.contains("--force"),
         keep_setuid: a.contains("--keep-setuid"),
+        keep_old: a.contains("--keep-old"),
         command,
         json: a.contains("--json"),
         quiet: a.contains(["-q", "--quiet"]),
@@ -350,27 +356,48 @@ fn local_command(args: &Args, platform: &Platform) -> Result<()> {
         .unpack
         .as_deref()
         .ok_or_else(|| Error::usage("ROOTFS is missing"))?;
-    unpack::prepare_rootfs(rootfs, args.force)?;
-    unpack_image(&layout, &image, rootfs, Progress::new(args.quiet), args.keep_setuid)
+    let plan = crate::rootfs::Plan::new(rootfs, args.force, args.keep_old)?;
+    unpack_image(&layout, &image, &plan, Progress::new(args.quiet), args.keep_setuid)
 }
 
-/// Unpack and say where the config is.
+/// Unpack as the plan says (staged and swapped, or in place), and say how
+/// and where the config is.
 #[cfg(feature = "unpack")]
 fn unpack_image(
     layout: &Layout,
     image: &crate::unpack::Image,
-    rootfs: &Path,
+    plan: &crate::rootfs::Plan,
     progress: Progress,
     keep_setuid: bool,
 ) -> Result<()> {
-    let s = crate::unpack::unpack(layout, image, rootfs, progress, keep_setuid)?;
+    if plan.in_place() {
+        // Nothing to throw away in place: no unverified byte goes in.
+        crate::unpack::verify_layers(layout, image)?;
+    }
+    let into = plan.begin()?;
+    let s = match crate::unpack::unpack(layout, image, &into, progress, keep_setuid) {
+        Ok(s) => s,
+        Err(e) => {
+            plan.abort();
+            return Err(e);
+        }
+    };
+    let installed = match plan.commit(&image.digest, &image.name) {
+        Ok(i) => i,
+        Err(e) => {
+            plan.abort();
+            return Err(e);
+        }
+    };
     progress.note(format!(
-        "unpacked {} layers ({} entries, {}) into {}; the image config is blob {}",
+        "unpacked {} layers ({} entries, {}) into {}: {}; the image config is blob {}; recorded in {}",
         s.layers,
         s.entries,
         crate::progress::human(s.bytes),
-        rootfs.display(),
-        image.config_digest
+        plan.rootfs().display(),
+        installed.how,
+        image.config_digest,
+        plan.record_path().display()
     ));
     Ok(())
 }
@@ -399,10 +426,8 @@ fn pull_command(args: &Args, platform: Platform) -> Result<()> {
     } else if !args.ca_files.is_empty() {
         progress.note(format!("trusting {roots}"));
     }
-    if let Some(rootfs) = &args.unpack {
-        // Before the download: a ROOTFS we may not use should not cost one.
-        unpack_ready(rootfs, args.force)?;
-    }
+    // Before the download: a ROOTFS we may not use should not cost one.
+    let plan = args.unpack.as_deref().map(|r| unpack_ready(r, args)).transpose()?;
     let layout = Layout::open_waiting(&args.outdir, crate::layout::LOCK_WAIT, progress)?;
     let opts = Options {
         plain_http: args.plain_http,
@@ -423,12 +448,12 @@ fn pull_command(args: &Args, platform: Platform) -> Result<()> {
         verify: args.verify,
     };
     let summary = pull::pull(&reference, &mut sources, &layout, progress, &pull_opts)?;
-    if let Some(rootfs) = &args.unpack {
+    if let Some(plan) = &plan {
         unpack_pulled(
             &layout,
             &summary.digest,
             &pull_opts.platform,
-            rootfs,
+            plan,
             progress,
             args.keep_setuid,
         )?;
@@ -444,8 +469,13 @@ fn pull_command(args: &Args, platform: Platform) -> Result<()> {
 }
 
 #[cfg(feature = "unpack")]
-fn unpack_ready(rootfs: &Path, force: bool) -> Result<()> {
-    crate::unpack::prepare_rootfs(rootfs, force)
+type UnpackPlan = crate::rootfs::Plan;
+#[cfg(not(feature = "unpack"))]
+type UnpackPlan = ();
+
+#[cfg(feature = "unpack")]
+fn unpack_ready(rootfs: &Path, args: &Args) -> Result<UnpackPlan> {
+    crate::rootfs::Plan::new(rootfs, args.force, args.keep_old)
 }
 
 #[cfg(feature = "unpack")]
@@ -453,23 +483,23 @@ fn unpack_pulled(
     layout: &Layout,
     digest: &str,
     platform: &Platform,
-    rootfs: &Path,
+    plan: &UnpackPlan,
     progress: Progress,
     keep_setuid: bool,
 ) -> Result<()> {
     use crate::unpack::{self, Select};
     let image = unpack::find_image(layout, Select::Digest(digest), platform)?;
-    unpack_image(layout, &image, rootfs, progress, keep_setuid)
+    unpack_image(layout, &image, plan, progress, keep_setuid)
 }
 
 #[cfg(not(feature = "unpack"))]
-fn unpack_ready(_: &Path, _: bool) -> Result<()> {
+fn unpack_ready(_: &Path, _: &Args) -> Result<UnpackPlan> {
     Err(Error::usage(
         "this minipull was built without unpack support (cargo feature \"unpack\")",
     ))
 }
 
 #[cfg(not(feature = "unpack"))]
-fn unpack_pulled(_: &Layout, _: &str, _: &Platform, _: &Path, _: Progress, _: bool) -> Result<()> {
+fn unpack_pulled(_: &Layout, _: &str, _: &Platform, _: &UnpackPlan, _: Progress, _: bool) -> Result<()> {
     Ok(())
 }

@@ -15,6 +15,8 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 #[cfg(feature = "unpack")]
+pub mod rootfs;
+#[cfg(feature = "unpack")]
 pub mod tar;
 pub mod tls;
 #[cfg(feature = "unpack")]

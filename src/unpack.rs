@@ -50,6 +50,9 @@ pub struct Summary {
 /// The image an OCI layout holds under `refname` (or its only image), for
 /// `platform` when it is an index.
 pub struct Image {
+    /// The digest of the image manifest, and the name the layout gives it.
+    pub digest: String,
+    pub name: String,
     pub manifest: ImageManifest,
     pub config_digest: Digest,
     pub config: Vec<u8>,
@@ -110,6 +113,15 @@ pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Resul
             }
         },
     };
+    let name = entry
+        .annotations
+        .as_ref()
+        .and_then(|a| {
+            a.get(crate::layout::CONTAINERD_NAME)
+                .or_else(|| a.get(crate::layout::REF_NAME))
+        })
+        .cloned()
+        .unwrap_or_default();
     let mut desc = entry.clone();
     for _ in 0..4 {
         let bytes = read_blob(layout, &desc, manifest::MAX_MANIFEST_BYTES)?;
@@ -119,6 +131,8 @@ pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Resul
                 let config_digest = m.config.checked_digest()?;
                 let config = read_blob(layout, &m.config, MAX_CONFIG_BYTES)?;
                 return Ok(Image {
+                    digest: desc.digest.clone(),
+                    name,
                     manifest: *m,
                     config_digest,
                     config,
@@ -200,21 +214,26 @@ pub fn unpack(layout: &Layout, image: &Image, rootfs: &Path, progress: Progress,
     Ok(summary)
 }
 
-/// ROOTFS must be new or empty, unless `force`; a new one is created.
-pub fn prepare_rootfs(rootfs: &Path, force: bool) -> Result<()> {
-    match fs::read_dir(rootfs) {
-        Ok(mut entries) => {
-            if entries.next().is_some() && !force {
-                return Err(Error::usage(format!("{} is not empty", rootfs.display()))
-                    .hint("unpack into a new directory, or add --force to unpack over what is there"));
-            }
-            Ok(())
+/// Hash every layer blob against its digest before anything is extracted:
+/// what an in-place unpack (no staging to throw away) needs.
+pub fn verify_layers(layout: &Layout, image: &Image) -> Result<()> {
+    for layer in &image.manifest.layers {
+        if layer.is_foreign() && layer.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+            continue;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(rootfs).map_err(|e| Error::storage(format!("cannot create {}", rootfs.display()), &e))
+        let (digest, size) = (layer.checked_digest()?, layer.checked_size()?);
+        let path = layout.blob_path(&digest);
+        let file = crate::layout::open_no_follow(&path).map_err(|e| missing_blob(&path, &e))?;
+        let (got, len) = crate::layout::hash_reader(file, digest.algorithm(), size.saturating_add(1))
+            .map_err(|e| Error::storage(format!("cannot read {}", path.display()), &e))?;
+        if got != digest || len != size {
+            return Err(
+                Error::integrity(format!("{} does not match its digest", path.display()))
+                    .hint("pull the image again with --verify"),
+            );
         }
-        Err(e) => Err(Error::storage(format!("cannot open {}", rootfs.display()), &e)),
     }
+    Ok(())
 }
 
 /// A reader that hashes what passes through and refuses to go past a limit.

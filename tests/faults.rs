@@ -493,39 +493,6 @@ fn killed_pull_resumes_with_only_the_missing_bytes() {
     );
 }
 
-/// Unmounts on drop, so a failing assertion does not leave a mount behind.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(path: std::path::PathBuf, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(&path).unwrap();
-        run_ok(
-            "mount",
-            &[
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                path.to_str().unwrap(),
-            ],
-        );
-        Tmpfs(path)
-    }
-    fn resize(&self, size: &str) {
-        run_ok(
-            "mount",
-            &["-o", &format!("remount,size={size}"), self.0.to_str().unwrap()],
-        );
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn an_image_too_big_for_the_disk_is_refused_up_front() {
     let s = setup(Faults::default(), 3 * 1024 * 1024);

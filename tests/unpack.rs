@@ -593,7 +593,9 @@ fn item_5_setuid_dropped_when_not_root_unless_kept() {
     let kept = shared.join("kept");
     as_nobody(&kept, &["--keep-setuid"]);
     assert_eq!(mode_of(&kept.join("bin/sh")), 0o4755);
-    // As root, owners are applied and the bits stay.
+    // As root, owners are applied and the bits stay (OUTDIR is root's again:
+    // root refuses a layout that belongs to another user).
+    Command::new("chown").args(["-R", "0:0"]).arg(&out).status().unwrap();
     let rootfs = work.join("as-root");
     let o = minipull(&["unpack", out.to_str().unwrap(), rootfs.to_str().unwrap()], None);
     assert_exit(&o, 0);
@@ -618,4 +620,168 @@ fn item_7_tar_sizes_that_overflow_are_refused() {
     assert_exit(&o, 6);
     assert!(stderr(&o).contains("out of range"), "{}", stderr(&o));
     assert!(!rootfs.join("evil").exists());
+}
+
+/// A one-layer image (a plain tar, so a test can change bytes and keep it
+/// a valid tar) pushed as `trust/NAME:TAG` and pulled into `out`.
+fn pull_plain(reg: &Registry, out: &Path, name: &str, tag: &str, content: &[u8]) -> String {
+    let t = raw_tar(&[Raw::dir("etc", 0o755), Raw::file("etc/version", content, 0o644)]);
+    let (digest, _) = reg.push_image(
+        &format!("trust/{name}"),
+        tag,
+        &Image::new("amd64", vec![layer(OCI_LAYER_TAR, t)]),
+    );
+    let o = minipull(
+        &[
+            "--plain-http",
+            &format!("{}/trust/{name}:{tag}", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    digest
+}
+
+/// Flip the content of `etc/version` in the layer blob of `out:tag`: same
+/// size, still a valid tar, wrong digest.
+fn tamper(out: &Path, tag: &str) {
+    let index = read_json(&out.join("index.json"));
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap()
+        .clone();
+    let manifest = read_json(&blob_path(out, entry["digest"].as_str().unwrap()));
+    let layer = blob_path(out, manifest["layers"][0]["digest"].as_str().unwrap());
+    let mut bytes = std::fs::read(&layer).unwrap();
+    let at = bytes
+        .windows(3)
+        .position(|w| w == b"v2-")
+        .expect("the layer holds the content");
+    bytes[at..at + 3].copy_from_slice(b"EVL");
+    std::fs::write(&layer, bytes).unwrap();
+}
+
+#[test]
+fn item_8_a_rootfs_is_replaced_atomically_and_never_shows_unverified_bytes() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("trust-8");
+    let out = work.join("oci");
+    let d1 = pull_plain(&reg, &out, "app", "v1", b"v1-content\n");
+    let d2 = pull_plain(&reg, &out, "app", "v2", b"v2-content\n");
+    let rootfs = work.join("rootfs");
+    let record = work.join("rootfs.minipull.json");
+    let unpack = |tag: &str, extra: &[&str]| {
+        let mut args = vec!["unpack"];
+        args.extend_from_slice(extra);
+        let src = format!("{}:{tag}", out.display());
+        args.push(&src);
+        args.push(rootfs.to_str().unwrap());
+        minipull(&args, None)
+    };
+    let o = unpack("v1", &[]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("staged, then moved into place"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(rootfs.join("etc/version")).unwrap(), b"v1-content\n");
+    assert_eq!(read_json(&record)["digest"], d1.as_str());
+    assert_eq!(std::fs::metadata(&rootfs).unwrap().permissions().mode() & 0o777, 0o755);
+
+    // Not empty: only with --force, and then swapped, the old tree kept on request.
+    assert_exit(&unpack("v2", &[]), 2);
+    let o = unpack("v2", &["--force", "--keep-old"]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("swapped in atomically"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(rootfs.join("etc/version")).unwrap(), b"v2-content\n");
+    assert_eq!(
+        std::fs::read(work.join("rootfs.old/etc/version")).unwrap(),
+        b"v1-content\n"
+    );
+    assert_eq!(read_json(&record)["digest"], d2.as_str());
+
+    // A tampered layer (same size, other bytes): refused, and ROOTFS is
+    // exactly what it was; the bytes never appeared in it.
+    let o = unpack("v1", &["--force"]);
+    assert_exit(&o, 0);
+    tamper(&out, "v2");
+    let before = tree(&rootfs);
+    let o = unpack("v2", &["--force"]);
+    assert_exit(&o, 6);
+    assert_eq!(tree(&rootfs), before);
+    assert_eq!(read_json(&record)["digest"], d1.as_str());
+    let left: Vec<_> = std::fs::read_dir(&work.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!left.iter().any(|n| n.contains("staging")), "{left:?}");
+    // Into a ROOTFS that does not exist yet: still nothing there afterwards.
+    let fresh = work.join("fresh");
+    let o = minipull(
+        &["unpack", &format!("{}:v2", out.display()), fresh.to_str().unwrap()],
+        None,
+    );
+    assert_exit(&o, 6);
+    assert!(!fresh.exists());
+}
+
+#[test]
+fn an_interrupted_unpack_is_cleaned_up_and_a_cut_swap_repaired() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("trust-8b");
+    let out = work.join("oci");
+    pull_plain(&reg, &out, "app", "v1", b"v1-content\n");
+    let rootfs = work.join("rootfs");
+    // What a killed unpack leaves: a staging tree. What a power cut between
+    // the two renames of the fallback swap leaves: the old tree parked and
+    // no ROOTFS.
+    std::fs::create_dir_all(work.join(".rootfs.minipull-staging/half")).unwrap();
+    std::fs::create_dir_all(work.join(".rootfs.minipull-previous/etc")).unwrap();
+    std::fs::write(work.join(".rootfs.minipull-previous/etc/version"), b"previous\n").unwrap();
+    // A run that is refused (not empty, no --force) still repairs first.
+    let o = minipull(
+        &["unpack", &format!("{}:v1", out.display()), rootfs.to_str().unwrap()],
+        None,
+    );
+    assert_exit(&o, 2);
+    assert_eq!(std::fs::read(rootfs.join("etc/version")).unwrap(), b"previous\n");
+    assert!(!work.join(".rootfs.minipull-staging").exists());
+    assert!(!work.join(".rootfs.minipull-previous").exists());
+}
+
+#[test]
+fn an_empty_mount_point_is_unpacked_in_place_after_verifying_every_blob() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("trust-8c");
+    let out = work.join("oci");
+    let d1 = pull_plain(&reg, &out, "app", "v1", b"v1-content\n");
+    pull_plain(&reg, &out, "app", "v2", b"v2-content\n");
+    let mnt = Tmpfs::mount(work.join("newroot"), "16m");
+    tamper(&out, "v2");
+    let unpack = |tag: &str, extra: &[&str]| {
+        let mut args = vec!["unpack"];
+        args.extend_from_slice(extra);
+        let src = format!("{}:{tag}", out.display());
+        args.push(&src);
+        args.push(mnt.0.to_str().unwrap());
+        minipull(&args, None)
+    };
+    // Verified before the first byte: nothing of the tampered image lands.
+    let o = unpack("v2", &[]);
+    assert_exit(&o, 6);
+    assert_eq!(std::fs::read_dir(&mnt.0).unwrap().count(), 0);
+    let o = unpack("v1", &[]);
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).contains("in place into the empty mount point"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(mnt.0.join("etc/version")).unwrap(), b"v1-content\n");
+    assert_eq!(read_json(&work.join("newroot.minipull.json"))["digest"], d1.as_str());
+    // Not empty: refused even with --force (no atomic swap is possible there).
+    let o = unpack("v1", &["--force"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("mount point"), "{}", stderr(&o));
 }

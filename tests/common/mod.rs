@@ -648,3 +648,37 @@ pub fn umoci_unpack(layout: &Path, tag: &str, work: &TempDir) -> PathBuf {
     );
     bundle.join("rootfs")
 }
+
+/// Unmounts on drop, so a failing assertion does not leave a mount behind.
+pub struct Tmpfs(pub std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(path: std::path::PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&path).unwrap();
+        run_ok(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                path.to_str().unwrap(),
+            ],
+        );
+        Tmpfs(path)
+    }
+    #[allow(dead_code)]
+    pub fn resize(&self, size: &str) {
+        run_ok(
+            "mount",
+            &["-o", &format!("remount,size={size}"), self.0.to_str().unwrap()],
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
