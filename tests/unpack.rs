@@ -785,3 +785,94 @@ fn an_empty_mount_point_is_unpacked_in_place_after_verifying_every_blob() {
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("mount point"), "{}", stderr(&o));
 }
+
+/// Peak RSS in KiB of a command, as the kernel counts it for a child of a
+/// fresh python3 (so no other process of the test run is counted).
+fn peak_rss_kib(cmd: &[&str]) -> (Output, u64) {
+    let script = "import resource, subprocess, sys\n\
+                  r = subprocess.run(sys.argv[1:], capture_output=True)\n\
+                  sys.stdout.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) + '\\n')\n\
+                  sys.stderr.buffer.write(r.stderr)\n\
+                  sys.exit(r.returncode)";
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(cmd)
+        .output()
+        .expect("python3 runs");
+    let kib = stdout(&o).trim().parse().unwrap_or(u64::MAX);
+    (o, kib)
+}
+
+#[test]
+fn item_6_memory_stays_bounded_whatever_the_layer_declares() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("trust-6");
+    // 20,000 directories whose PAX paths are about 2 KB each: some 40 MB of
+    // paths, deferred one by one before the fix.
+    let deep = format!("d/{}", format!("{}/", "x".repeat(200)).repeat(9));
+    let record = |path: &str| {
+        let body = format!(" path={path}\n");
+        let mut len = body.len() + 1;
+        while format!("{len}{body}").len() != len {
+            len += 1;
+        }
+        format!("{len}{body}").into_bytes()
+    };
+    let mut entries = vec![Raw::dir("d", 0o755)];
+    let mut prefix = String::from("d/");
+    for _ in 0..9 {
+        prefix.push_str(&"x".repeat(200));
+        entries.push(Raw {
+            path: "p".into(),
+            kind: b'x',
+            link: String::new(),
+            mode: 0o644,
+            data: record(&prefix),
+        });
+        entries.push(Raw::dir("placeholder", 0o755));
+        prefix.push('/');
+    }
+    for i in 0..20_000 {
+        entries.push(Raw {
+            path: "p".into(),
+            kind: b'x',
+            link: String::new(),
+            mode: 0o644,
+            data: record(&format!("{deep}n{i}")),
+        });
+        entries.push(Raw::dir("placeholder", 0o750));
+    }
+    let image = Image::new("amd64", vec![layer(OCI_LAYER_GZIP, raw_tar(&entries))]);
+    reg.push_image("trust/dirs", "v1", &image);
+    let out = work.join("oci");
+    let o = minipull(
+        &[
+            "--plain-http",
+            &format!("{}/trust/dirs:v1", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    let rootfs = work.join("rootfs");
+    let bin = minipull_bin();
+    let (o, kib) = peak_rss_kib(&[
+        bin.to_str().unwrap(),
+        "unpack",
+        out.to_str().unwrap(),
+        rootfs.to_str().unwrap(),
+    ]);
+    assert_exit(&o, 0);
+    assert!(
+        kib < 16 * 1024,
+        "peak RSS {kib} KiB for a layer of 20,000 long-named directories"
+    );
+    assert!(rootfs.join(format!("{deep}n19999")).is_dir());
+    let mode = std::fs::metadata(rootfs.join(format!("{deep}n7")))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o750);
+}
