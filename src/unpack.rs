@@ -214,6 +214,16 @@ pub fn unpack(layout: &Layout, image: &Image, rootfs: &Path, progress: Progress,
     Ok(summary)
 }
 
+/// Apply plain tar streams as successive layers into `root` (no blobs, no
+/// digests): what the property test and the unpack fuzz target drive.
+pub fn apply_tar_layers(root: &Path, layers: &[&[u8]]) -> Result<()> {
+    let mut applier = Applier::new(root.to_path_buf(), Progress::new(true), false);
+    for layer in layers {
+        applier.tar_stream(*layer)?;
+    }
+    applier.finish()
+}
+
 /// Hash every layer blob against its digest before anything is extracted:
 /// what an in-place unpack (no staging to throw away) needs.
 pub fn verify_layers(layout: &Layout, image: &Image) -> Result<()> {
@@ -424,19 +434,9 @@ impl Applier {
                 over_limit: "the layer expands more than 1100 times its compressed size plus 64 MiB; \
                              refusing it as a decompression bomb",
             };
-            self.created.clear();
-            self.dirs.clear();
-            self.dir_bytes = 0;
-            let mut reader = tar::Reader::new(&mut unpacked);
-            let mut entries = 0u64;
-            while let Some(h) = reader.next_header()? {
-                self.entry(&h, &mut reader)
-                    .map_err(|e| e.context(format!("entry {}", Quoted(&h.path))))?;
-                entries += 1;
-            }
-            self.finish_layer()?;
+            let entries = self.tar_stream(&mut unpacked)?;
             // What follows the archive (padding) belongs to the diff_id too.
-            std::io::copy(&mut reader.into_inner(), &mut std::io::sink())
+            std::io::copy(&mut unpacked, &mut std::io::sink())
                 .map_err(|e| Error::integrity(format!("cannot read the layer: {e}")))?;
             (entries, unpacked.count, unpacked.hasher.finish())
         };
@@ -453,6 +453,22 @@ impl Applier {
             )));
         }
         Ok((entries, bytes))
+    }
+
+    /// Apply one layer's tar stream; returns how many entries it held.
+    fn tar_stream(&mut self, stream: impl Read) -> Result<u64> {
+        self.created.clear();
+        self.dirs.clear();
+        self.dir_bytes = 0;
+        let mut reader = tar::Reader::new(stream);
+        let mut entries = 0u64;
+        while let Some(h) = reader.next_header()? {
+            self.entry(&h, &mut reader)
+                .map_err(|e| e.context(format!("entry {}", Quoted(&h.path))))?;
+            entries += 1;
+        }
+        self.finish_layer()?;
+        Ok(entries)
     }
 
     fn entry<R: Read>(&mut self, h: &Header, data: &mut tar::Reader<R>) -> Result<()> {
@@ -910,6 +926,157 @@ mod tests {
         assert!(clean("/etc/passwd").is_err());
         assert!(clean("a/../../etc").is_err());
         assert!(clean("..").is_err());
+    }
+
+    /// A tiny deterministic PRNG (xorshift64*): no dependency for tests.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[(self.next() % from.len() as u64) as usize]
+        }
+    }
+
+    fn tar_entry(out: &mut Vec<u8>, path: &str, kind: u8, link: &str, mode: u32, data: &[u8]) {
+        let mut h = [0u8; 512];
+        let path = &path.as_bytes()[..path.len().min(99)];
+        let link = &link.as_bytes()[..link.len().min(99)];
+        h[..path.len()].copy_from_slice(path);
+        h[100..107].copy_from_slice(format!("{mode:07o}").as_bytes());
+        h[108..115].copy_from_slice(b"0000000");
+        h[116..123].copy_from_slice(b"0000000");
+        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        h[136..147].copy_from_slice(b"00000000000");
+        h[156] = kind;
+        h[157..157 + link.len()].copy_from_slice(link);
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+
+    /// Everything under `dir`: path, type, mode, mtime, content or target.
+    fn snapshot(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let m = fs::symlink_metadata(&d).unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&d).unwrap().display())
+            } else if m.is_file() {
+                format!("{:?}", fs::read(&d).unwrap())
+            } else {
+                String::new()
+            };
+            out.push(format!("{} {:o} {} {what}", d.display(), m.mode(), m.mtime()));
+            if m.is_dir() {
+                for e in fs::read_dir(&d).unwrap() {
+                    stack.push(e.unwrap().path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Property: whatever a stream of random entries does (symlinks to the
+    /// outside, `..`, absolute paths, hard links out, whiteouts, directories
+    /// swapped for links between layers), nothing outside ROOTFS changes.
+    #[test]
+    fn random_layers_never_touch_anything_outside_rootfs() {
+        let base = std::env::temp_dir().join(format!("minipull-prop-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let outside = base.join("outside");
+        fs::create_dir_all(outside.join("dir/sub")).unwrap();
+        fs::write(outside.join("canary"), b"canary").unwrap();
+        fs::write(outside.join("dir/sub/file"), b"inner").unwrap();
+        let abs = outside.to_str().unwrap().to_string();
+        let before = snapshot(&outside);
+        let names = [
+            "a",
+            "b",
+            "c",
+            "a",
+            "b",
+            ".",
+            "dir",
+            ".wh.a",
+            ".wh.b",
+            ".wh..wh..opq",
+            "sub",
+            "a",
+            "b",
+            "..",
+        ];
+        let abs_file = format!("{abs}/canary");
+        let abs_dir = format!("{abs}/dir");
+        let targets = [
+            "a",
+            "b",
+            "../outside",
+            "../../outside/canary",
+            "/",
+            &abs,
+            &abs_file,
+            &abs_dir,
+            "a/b",
+            "..",
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut refused, mut applied) = (0, 0);
+        for round in 0..300 {
+            let root = base.join(format!("rootfs-{round}"));
+            fs::create_dir_all(&root).unwrap();
+            let mut layers = Vec::new();
+            for _ in 0..1 + rng.next() % 3 {
+                let mut t = Vec::new();
+                for _ in 0..1 + rng.next() % 8 {
+                    let depth = 1 + rng.next() % 2;
+                    let path = (0..depth).map(|_| rng.pick(&names)).collect::<Vec<_>>().join("/");
+                    let path = if rng.next().is_multiple_of(40) {
+                        format!("{abs}/{path}")
+                    } else {
+                        path
+                    };
+                    let mode = [0o755, 0o7777, 0o000, 0o644][(rng.next() % 4) as usize];
+                    match rng.next() % 5 {
+                        0 => tar_entry(&mut t, &path, b'5', "", mode, b""),
+                        1 => tar_entry(&mut t, &path, b'0', "", mode, b"planted"),
+                        2 => tar_entry(&mut t, &path, b'2', rng.pick(&targets), 0o777, b""),
+                        3 => tar_entry(&mut t, &path, b'1', rng.pick(&targets), 0o644, b""),
+                        _ => tar_entry(&mut t, &path, b'6', "", mode, b""),
+                    }
+                }
+                t.extend_from_slice(&[0u8; 1024]);
+                layers.push(t);
+            }
+            let refs: Vec<&[u8]> = layers.iter().map(|l| l.as_slice()).collect();
+            match apply_tar_layers(&root, &refs) {
+                Ok(()) => applied += 1,
+                Err(_) => refused += 1,
+            }
+            assert_eq!(snapshot(&outside), before, "round {round} changed the outside");
+            // Modes like 0000 must not stop the cleanup.
+            let _ = std::process::Command::new("chmod")
+                .arg("-R")
+                .arg("u+rwx")
+                .arg(&root)
+                .status();
+            let _ = fs::remove_dir_all(&root);
+        }
+        assert!(
+            applied > 30 && refused > 30,
+            "both outcomes exercised: {applied} applied, {refused} refused"
+        );
+        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
