@@ -1,0 +1,227 @@
+//! One blob download: ranged requests that resume where the partial file
+//! ends, a running hash, and a retry budget counted in attempts without
+//! progress.
+
+use super::*;
+
+impl Client {
+    /// Download a blob into `part`, resuming from whatever `part` already
+    /// holds, verify it, and leave it fsynced. Returns the bytes fetched
+    /// over the network by this call.
+    pub fn download_blob(&mut self, digest: &Digest, size: u64, part: &Path, bp: &mut BlobProgress) -> Result<u64> {
+        let mut p = Partial::open(part, digest, size)?;
+        bp.resumed_from(p.have);
+        let url = format!("{}/v2/{}/blobs/{}", self.origin, self.repository, digest);
+        let what = format!("blob {}", digest.short());
+        let mut downloaded = 0u64;
+        // A wrong digest or an over-long body gets one more try from zero.
+        let mut bad_content = 0;
+        // Attempts in a row that brought no new bytes.
+        let mut failures = 0u32;
+        let mut buf = vec![0u8; BUF_SIZE];
+        loop {
+            if p.have == size {
+                let got = p.hasher.clone().finish();
+                if got == *digest {
+                    p.file.sync_all().map_err(|e| p.write_error(e))?;
+                    return Ok(downloaded);
+                }
+                bad_content += 1;
+                let e = Error::integrity(format!("{what}: the downloaded content hashes to {got}"));
+                if bad_content >= 2 {
+                    p.discard();
+                    return Err(e.hint("the registry or something between it and us serves corrupt data; try a mirror or another network"));
+                }
+                bp.retrying("does not match its digest; discarding it and downloading it once more");
+                p.restart()?;
+                continue;
+            }
+
+            let range = (p.have > 0).then_some(p.have);
+            let mut resp = self.get(&what, &url, None, range)?;
+            // How many bytes of the answer we already hold; None: unusable.
+            let skip = match resp.status().as_u16() {
+                200 => Some(p.have), // the server ignored Range
+                206 => content_range_start(&resp)
+                    .filter(|start| *start <= p.have)
+                    .map(|start| p.have - start),
+                // 416: the server says our range does not exist, so our partial
+                // disagrees with it.
+                416 => None,
+                _ => return Err(self.status_error(&what, &mut resp)),
+            };
+            let Some(mut skip) = skip else {
+                bp.retrying("the server refused our resume range; starting this blob over");
+                p.restart()?;
+                failures += 1;
+                self.check_budget(failures, &what)?;
+                continue;
+            };
+
+            let mut reader = resp.into_body().into_reader();
+            let attempt_start = p.have;
+            let mut window_start = Instant::now();
+            let mut window_bytes = 0u64;
+            let outcome = loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => break Attempt::Broken("the connection closed early".into()),
+                    Ok(n) => n,
+                    Err(e) => break Attempt::Broken(describe_io(&e)),
+                };
+                let k = skip.min(n as u64) as usize;
+                skip -= k as u64;
+                downloaded += k as u64; // skipped, but still paid for
+                let chunk = &buf[k..n];
+                if chunk.is_empty() {
+                    continue;
+                }
+                if p.have + chunk.len() as u64 > size {
+                    break Attempt::TooLong;
+                }
+                p.append(chunk)?;
+                downloaded += chunk.len() as u64;
+                window_bytes += chunk.len() as u64;
+                bp.update(p.have);
+                if p.have == size {
+                    // Read on once to see whether the body ends where the descriptor says.
+                    break match reader.read(&mut buf) {
+                        Ok(n) if n > 0 => Attempt::TooLong,
+                        _ => Attempt::Complete,
+                    };
+                }
+                let elapsed = window_start.elapsed();
+                if elapsed >= self.opts.speed_time {
+                    let rate = (window_bytes as f64 / elapsed.as_secs_f64()) as u64;
+                    if rate < self.opts.speed_limit {
+                        break Attempt::Broken(format!(
+                            "the transfer is too slow ({}/s for {}s)",
+                            human(rate),
+                            elapsed.as_secs()
+                        ));
+                    }
+                    window_start = Instant::now();
+                    window_bytes = 0;
+                }
+            };
+            match outcome {
+                // Verified at the top of the loop.
+                Attempt::Complete => {}
+                Attempt::TooLong => {
+                    bad_content += 1;
+                    let e = Error::integrity(format!(
+                        "{what}: the registry sent more than the {size} bytes its descriptor says"
+                    ));
+                    if bad_content >= 2 {
+                        p.discard();
+                        return Err(e);
+                    }
+                    bp.retrying("is longer than its descriptor says; discarding it and downloading it once more");
+                    p.restart()?;
+                }
+                Attempt::Broken(why) => {
+                    failures = if p.have > attempt_start { 0 } else { failures + 1 };
+                    let at = format!("{why} at {} of {}", human(p.have), human(size));
+                    self.check_budget(failures, &what).map_err(|e| e.context(&at))?;
+                    bp.retrying(format!("{at}; resuming"));
+                    self.sleep_backoff(failures, None);
+                }
+            }
+        }
+    }
+
+    pub(super) fn check_budget(&self, failures: u32, what: &str) -> Result<()> {
+        if failures > self.opts.retries {
+            return Err(
+                Error::network(format!("{what}: gave up after {} attempts without progress", failures))
+                    .hint("the partial download is kept; run the same command again to resume, or raise --retries"),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// How one request for a blob ended.
+enum Attempt {
+    /// The body ended exactly at the descriptor's size.
+    Complete,
+    /// The body went past the descriptor's size.
+    TooLong,
+    /// The body broke off (or crawled); the reason, for the user.
+    Broken(String),
+}
+
+/// A blob being downloaded: the file, how much of it is valid, and the
+/// running hash of those bytes.
+struct Partial<'a> {
+    path: &'a Path,
+    file: std::fs::File,
+    have: u64,
+    hasher: Hasher,
+    algorithm: crate::digest::Algorithm,
+}
+
+impl<'a> Partial<'a> {
+    /// Open `path`, keeping what a previous run left if it can still be
+    /// part of a blob of `size` bytes, and re-hash it to restore the state.
+    fn open(path: &'a Path, digest: &Digest, size: u64) -> Result<Partial<'a>> {
+        let err = |e: std::io::Error| Error::storage(format!("cannot open {}", path.display()), &e);
+        // Never through a link planted in its place (refused, exit 7).
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| crate::layout::planted_or(path, e, "cannot open"))?;
+        let algorithm = digest.algorithm();
+        let mut hasher = Hasher::new(algorithm);
+        let mut have = file.metadata().map_err(err)?.len();
+        if have > size {
+            have = 0;
+        } else if have > 0 {
+            have = hash_into(&mut file, &mut hasher, have).map_err(err)?;
+        }
+        file.set_len(have).map_err(err)?;
+        file.seek(SeekFrom::Start(have)).map_err(err)?;
+        Ok(Partial {
+            path,
+            file,
+            have,
+            hasher,
+            algorithm,
+        })
+    }
+
+    fn write_error(&self, e: std::io::Error) -> Error {
+        Error::storage(format!("cannot write {}", self.path.display()), &e)
+    }
+
+    fn append(&mut self, chunk: &[u8]) -> Result<()> {
+        self.file.write_all(chunk).map_err(|e| self.write_error(e))?;
+        self.hasher.update(chunk);
+        self.have += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Throw away what we hold and start the blob from zero.
+    fn restart(&mut self) -> Result<()> {
+        self.file.set_len(0).map_err(|e| self.write_error(e))?;
+        self.file.seek(SeekFrom::Start(0)).map_err(|e| self.write_error(e))?;
+        self.have = 0;
+        self.hasher = Hasher::new(self.algorithm);
+        Ok(())
+    }
+
+    /// Remove the file: its content is known to be bad.
+    fn discard(&self) {
+        let _ = std::fs::remove_file(self.path);
+    }
+}
+
+/// The start offset of a `Content-Range: bytes START-END/TOTAL` header.
+fn content_range_start(resp: &Response<Body>) -> Option<u64> {
+    let v = resp.headers().get("content-range")?.to_str().ok()?;
+    let range = v.trim().strip_prefix("bytes ")?;
+    range.split('-').next()?.trim().parse().ok()
+}

@@ -1,0 +1,348 @@
+//! Sending requests: the agent for a URL (proxies), redirects followed by
+//! hand so the registry's `Authorization` reaches only its own origin,
+//! retries with backoff, and what a transport failure means.
+
+use super::*;
+
+/// A failed HTTP exchange, and whether trying again may help.
+pub(super) struct Failure {
+    pub(super) error: Error,
+    pub(super) retryable: bool,
+    pub(super) retry_after: Option<Duration>,
+}
+
+impl Failure {
+    pub(super) fn fatal(error: Error) -> Failure {
+        Failure {
+            error,
+            retryable: false,
+            retry_after: None,
+        }
+    }
+    pub(super) fn transient(error: Error) -> Failure {
+        Failure {
+            error,
+            retryable: true,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::fatal(e)
+    }
+}
+
+/// Classify a transport failure. Everything but certificate and protocol
+/// setup problems may go away on a retry.
+pub(super) fn transport_error(e: &ureq::Error, host: &str) -> Failure {
+    use ureq::Error as U;
+    match e {
+        U::Timeout(t) => Failure::transient(Error::network(format!("{host} timed out ({t})"))),
+        U::HostNotFound => Failure::transient(
+            Error::network(format!("cannot resolve {host}")).hint("check the registry name and the DNS setup"),
+        ),
+        U::ConnectionFailed => Failure::transient(cannot_connect(host, "connection failed")),
+        U::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Failure::transient(cannot_connect(host, "connection refused"))
+        }
+        U::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
+            let why = io
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+                .map(crate::tls::describe)
+                .unwrap_or_default();
+            Failure::fatal(tls_hint(Error::network(format!("TLS with {host} failed: {why}"))))
+        }
+        U::Io(io) if io.to_string().contains("lookup address") => Failure::transient(
+            Error::network(format!("cannot resolve {host}")).hint("check the registry name and the DNS setup"),
+        ),
+        U::Io(io) => Failure::transient(Error::network(format!("{host}: {}", describe_io(io)))),
+        U::Tls(msg) => Failure::fatal(tls_hint(Error::network(format!("TLS with {host} failed: {msg}")))),
+        U::Rustls(r) => Failure::fatal(tls_hint(Error::network(format!(
+            "TLS with {host} failed: {}",
+            crate::tls::describe(r)
+        )))),
+        U::Protocol(p) => Failure::transient(Error::network(format!("{host} broke the HTTP protocol: {p}"))),
+        other => Failure::transient(Error::network(format!("{host}: {other}"))),
+    }
+}
+
+pub(super) fn cannot_connect(host: &str, why: &str) -> Error {
+    Error::network(format!("cannot connect to {host} ({why})"))
+        .hint("check that the registry is running and reachable, and its port")
+}
+
+pub(super) fn tls_hint(e: Error) -> Error {
+    let m = e.message.to_ascii_lowercase();
+    if m.contains("certificate") || m.contains("issuer") || m.contains("notvalidforname") {
+        e.hint("if the registry's certificate comes from a private CA, trust it with --ca-file CA.pem (or, at your own risk, --insecure)")
+    } else {
+        e.hint("if the registry speaks plain HTTP, add --plain-http")
+    }
+}
+
+pub(super) fn describe_io(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::TimedOut | K::WouldBlock => "no data arrived in time".into(),
+        K::ConnectionReset => "the connection was reset".into(),
+        K::ConnectionAborted => "the connection was aborted".into(),
+        K::UnexpectedEof => "the connection closed early".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// `scheme://host[:port]` of a URL, lowercased, default port dropped.
+pub(super) fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // Drop any userinfo: it is never part of the origin.
+    let authority = authority.rsplit('@').next().unwrap_or(authority).to_ascii_lowercase();
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = match (
+        scheme.as_str(),
+        authority.strip_suffix(":443"),
+        authority.strip_suffix(":80"),
+    ) {
+        ("https", Some(h), _) => h.to_string(),
+        ("http", _, Some(h)) => h.to_string(),
+        _ => authority,
+    };
+    format!("{scheme}://{authority}")
+}
+
+pub(super) fn same_origin(a: &str, b: &str) -> bool {
+    origin_of(a) == origin_of(b)
+}
+
+pub(super) fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?', '#']).next().unwrap_or(rest)
+}
+
+/// For messages: never the path or query, which may carry a signed token.
+pub(super) fn scheme_and_host(url: &str) -> String {
+    match url.split_once("://") {
+        Some((s, _)) => format!("{s}://{}", host_of(url)),
+        None => "a URL without a scheme".into(),
+    }
+}
+
+/// Resolve a `Location` header against the URL it came from.
+pub(super) fn resolve_url(base: &str, location: &str) -> String {
+    let location = location.trim();
+    let lower = location.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") || lower.contains("://") {
+        return location.to_string();
+    }
+    let scheme = base.split_once("://").map_or("https", |(s, _)| s);
+    if let Some(rest) = location.strip_prefix("//") {
+        return format!("{scheme}://{rest}");
+    }
+    let origin = format!("{scheme}://{}", host_of(base));
+    if location.starts_with('/') {
+        return format!("{origin}{location}");
+    }
+    let path = base[origin.len()..].split(['?', '#']).next().unwrap_or("/");
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    format!("{origin}{}{location}", if dir.is_empty() { "/" } else { dir })
+}
+
+impl Client {
+    /// The agent for `url`: through the environment's proxy for its scheme,
+    /// unless NO_PROXY names its host.
+    pub(super) fn agent_for(&self, url: &str) -> &ureq::Agent {
+        let proxied = if url.starts_with("https://") {
+            self.https_proxied.as_ref()
+        } else {
+            self.http_proxied.as_ref()
+        };
+        match proxied {
+            Some(a) if !self.opts.proxies.bypass(host_of(url)) => a,
+            _ => &self.agent,
+        }
+    }
+
+    /// A GET with authentication, retries, and one re-authentication on 401.
+    pub(super) fn get(
+        &mut self,
+        what: &str,
+        url: &str,
+        accept: Option<&str>,
+        range: Option<u64>,
+    ) -> Result<Response<Body>> {
+        let resp = self.with_retries(what, |c| c.send(url, accept, range, true))?;
+        if resp.status().as_u16() != 401 {
+            return Ok(resp);
+        }
+        // The token expired or lacks scope, or the registry wants credentials.
+        self.learn_challenge(&resp)?;
+        if self.challenge.is_some() {
+            self.fetch_token()?;
+        } else if !self.basic {
+            return Err(Error::auth(format!(
+                "{what}: the registry refused us (HTTP 401) without saying how to log in"
+            )));
+        }
+        let mut resp = self.with_retries(what, |c| c.send(url, accept, range, true))?;
+        if resp.status().as_u16() == 401 {
+            return Err(self.status_error(what, &mut resp));
+        }
+        Ok(resp)
+    }
+
+    /// Run `f` until it succeeds, fails for good, or the retry budget is spent.
+    pub(super) fn with_retries<F>(&mut self, what: &str, mut f: F) -> Result<Response<Body>>
+    where
+        F: FnMut(&mut Client) -> std::result::Result<Response<Body>, Failure>,
+    {
+        let mut attempt = 0;
+        loop {
+            let failure = match f(self) {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if status != 429 && !(500..=599).contains(&status) {
+                        return Ok(resp);
+                    }
+                    let retry_after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+                    let mut resp = resp;
+                    if attempt >= self.opts.retries {
+                        return Err(self.status_error(what, &mut resp));
+                    }
+                    Failure {
+                        error: Error::network(format!("HTTP {status}")),
+                        retryable: true,
+                        retry_after,
+                    }
+                }
+                Err(f) => f,
+            };
+            if !failure.retryable || attempt >= self.opts.retries {
+                let mut e = failure.error.context(what);
+                if failure.retryable {
+                    e.message.push_str(&format!(" (after {} attempts)", attempt + 1));
+                }
+                return Err(e);
+            }
+            attempt += 1;
+            self.pause_before_retry(what, &failure, attempt);
+        }
+    }
+
+    /// Say what failed and that we try again, then back off.
+    pub(super) fn pause_before_retry(&mut self, what: &str, failure: &Failure, attempt: u32) {
+        self.progress.note(format!(
+            "{what}: {}; retrying ({attempt}/{})",
+            failure.error.message, self.opts.retries
+        ));
+        self.sleep_backoff(attempt, failure.retry_after);
+    }
+
+    /// Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... up to 30 s,
+    /// each scaled by a random factor in [0.5, 1); `Retry-After` wins.
+    pub(super) fn sleep_backoff(&mut self, attempt: u32, retry_after: Option<Duration>) {
+        if let Some(d) = retry_after {
+            std::thread::sleep(d);
+            return;
+        }
+        // xorshift: enough randomness to spread out clients that failed together.
+        let mut x = self.jitter_state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.jitter_state = x;
+        let base = 500u64.saturating_mul(1 << attempt.saturating_sub(1).min(6)).min(30_000);
+        let factor = 0.5 + (x % 1000) as f64 / 2000.0;
+        std::thread::sleep(Duration::from_millis((base as f64 * factor) as u64));
+    }
+
+    /// One GET, following redirects. The Authorization header goes only to
+    /// the registry's origin; a redirect elsewhere is followed without it.
+    pub(super) fn send(
+        &mut self,
+        url: &str,
+        accept: Option<&str>,
+        range: Option<u64>,
+        with_auth: bool,
+    ) -> std::result::Result<Response<Body>, Failure> {
+        let authorization = if with_auth { self.authorization()? } else { None };
+        let mut url = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            let mut req = self.agent_for(&url).get(&url);
+            if let Some(a) = accept {
+                req = req.header("Accept", a);
+            }
+            if let Some(from) = range {
+                req = req.header("Range", format!("bytes={from}-"));
+            }
+            if let Some(auth) = &authorization {
+                if same_origin(&url, &self.origin) {
+                    req = req.header("Authorization", auth.expose());
+                }
+            }
+            let resp = req.call().map_err(|e| transport_error(&e, host_of(&url)))?;
+            let status = resp.status().as_u16();
+            if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+                return Ok(resp);
+            }
+            let location = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| Failure::fatal(Error::network(format!("HTTP {status} redirect without a Location"))))?;
+            let next = resolve_url(&url, location);
+            if !(next.starts_with("https://") || (self.plain && next.starts_with("http://"))) {
+                return Err(Failure::fatal(Error::network(format!(
+                    "refusing a redirect to {} (only https{} is allowed)",
+                    scheme_and_host(&next),
+                    if self.plain { " or http" } else { "" }
+                ))));
+            }
+            url = next;
+        }
+        Err(Failure::fatal(Error::network(format!(
+            "more than {MAX_REDIRECTS} redirects in a row"
+        ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        assert!(same_origin("https://r.io/v2/x", "https://R.io:443"));
+        assert!(!same_origin("https://r.io/v2/x", "https://cdn.r.io/x"));
+        assert!(!same_origin("http://r.io/v2/x", "https://r.io"));
+        assert!(!same_origin("https://r.io:5000/", "https://r.io"));
+        assert!(!same_origin("https://r.io@evil.io/", "https://r.io"));
+        assert_eq!(origin_of("http://127.0.0.1:80/x"), "http://127.0.0.1");
+    }
+
+    #[test]
+    fn resolves_locations() {
+        let base = "https://r.io/v2/a/blobs/sha256:1?x=1";
+        assert_eq!(resolve_url(base, "https://cdn.io/b?sig=1"), "https://cdn.io/b?sig=1");
+        assert_eq!(resolve_url(base, "/other"), "https://r.io/other");
+        assert_eq!(resolve_url(base, "//cdn.io/p"), "https://cdn.io/p");
+        assert_eq!(resolve_url(base, "rel"), "https://r.io/v2/a/blobs/rel");
+        assert_eq!(resolve_url("http://h:1", "x"), "http://h:1/x");
+    }
+
+    #[test]
+    fn messages_never_show_paths_or_queries() {
+        assert_eq!(
+            scheme_and_host("https://s3.io/bucket/obj?X-Amz-Signature=abc"),
+            "https://s3.io"
+        );
+        assert_eq!(scheme_and_host("file:///etc/passwd"), "file://");
+    }
+}
