@@ -1,0 +1,507 @@
+//! Applying tar entries to a tree: files, directories, links, devices,
+//! whiteouts and opaque directories, as the OCI image-spec describes layer
+//! changesets. Every change goes through [`Dir`] handles reached from the
+//! root without following a link; nothing here takes a full path.
+
+use super::dirfd::{Dir, Found};
+use crate::error::{Error, Quoted, Result};
+use crate::progress::Progress;
+use crate::tar::{self, Header, Kind};
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::hash::{BuildHasher, RandomState};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+const WHITEOUT: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+/// Directory metadata deferred to the end of a layer is bounded: past this
+/// many bytes of remembered paths, a directory gets its mode and time at
+/// once (a later child may then move its mtime; said once).
+const MAX_DEFERRED_BYTES: usize = 4 * 1024 * 1024;
+/// One layer may hold at most this many entries: what it created is
+/// remembered (8 bytes each) for its opaque markers.
+const MAX_LAYER_ENTRIES: usize = 1_000_000;
+/// Paths deeper than this are refused: no tool can use them (PATH_MAX is
+/// 4096 bytes), and removing a tree holds one handle per level.
+const MAX_DEPTH: usize = 256;
+
+/// Places entries under the root, remembering what the end must fix up.
+pub struct Applier {
+    root: Dir,
+    progress: Progress,
+    is_root: bool,
+    keep_setuid: bool,
+    /// Directories (relative paths) to give their mode and mtime at the end
+    /// of the layer (children change both), each once, and their bytes.
+    dirs: HashMap<String, (u32, i64)>,
+    dir_bytes: usize,
+    /// Paths this layer created or declared (as keyed hashes, 8 bytes each):
+    /// an opaque marker must not remove them.
+    created: HashSet<u64>,
+    hasher: RandomState,
+    /// Not root: directories whose mode keeps their owner out (no u+rwx)
+    /// get it only after the last layer, so later layers can still write.
+    tight: Vec<(String, u32)>,
+    noted_rootless: bool,
+    noted_setuid: bool,
+    noted_dirs: bool,
+}
+
+/// A storage error about `rel` (shown as `/rel` inside the tree).
+fn failed(what: &str, rel: &str, e: std::io::Error) -> Error {
+    Error::storage(format!("cannot {what} /{rel}"), &e)
+}
+
+impl Applier {
+    pub fn new(root: &Path, progress: Progress, keep_setuid: bool) -> Result<Applier> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let is_root = unsafe { libc::geteuid() } == 0;
+        let handle = Dir::open_root(root).map_err(|e| Error::storage(format!("cannot open {}", root.display()), &e))?;
+        Ok(Applier {
+            root: handle,
+            progress,
+            is_root,
+            keep_setuid,
+            dirs: HashMap::new(),
+            dir_bytes: 0,
+            created: HashSet::new(),
+            hasher: RandomState::new(),
+            tight: Vec::new(),
+            noted_rootless: false,
+            noted_setuid: false,
+            noted_dirs: false,
+        })
+    }
+
+    /// Remember that this layer put `rel` there. The hash is keyed per run,
+    /// so a layer cannot be crafted to collide with a path it wants kept.
+    fn mark_created(&mut self, rel: &str) -> Result<()> {
+        if self.created.len() >= MAX_LAYER_ENTRIES {
+            return Err(Error::integrity(format!(
+                "the layer has more than {MAX_LAYER_ENTRIES} entries; refusing it"
+            )));
+        }
+        self.created.insert(self.hasher.hash_one(rel));
+        Ok(())
+    }
+
+    fn was_created(&self, rel: &str) -> bool {
+        self.created.contains(&self.hasher.hash_one(rel))
+    }
+
+    /// The mode to give an entry: setuid and setgid bits only when owners
+    /// are applied too (as root), or when asked to keep them. Otherwise the
+    /// unpacking user would own a setuid program anyone who can reach ROOTFS
+    /// could run as them.
+    fn mode(&mut self, mode: u32) -> u32 {
+        let special = libc::S_ISUID | libc::S_ISGID;
+        if self.is_root || self.keep_setuid || mode & special == 0 {
+            return mode;
+        }
+        if !self.noted_setuid {
+            self.noted_setuid = true;
+            self.progress
+                .note("not running as root: setuid/setgid bits are dropped (--keep-setuid keeps them)");
+        }
+        mode & !special
+    }
+
+    /// Apply one layer's tar stream; returns how many entries it held.
+    pub fn tar_stream(&mut self, stream: impl Read) -> Result<u64> {
+        self.created.clear();
+        self.dirs.clear();
+        self.dir_bytes = 0;
+        let mut reader = tar::Reader::new(stream);
+        let mut entries = 0u64;
+        while let Some(h) = reader.next_header()? {
+            self.entry(&h, &mut reader)
+                .map_err(|e| e.context(format!("entry {}", Quoted(&h.path))))?;
+            entries += 1;
+        }
+        self.finish_layer()?;
+        Ok(entries)
+    }
+
+    fn entry<R: Read>(&mut self, h: &Header, data: &mut tar::Reader<R>) -> Result<()> {
+        let comps = clean(&h.path)?;
+        let Some((name, parents)) = comps.split_last() else {
+            return Ok(()); // the root itself
+        };
+        let name_os = OsStr::new(name.as_str());
+        if name == OPAQUE || name.starts_with(WHITEOUT) {
+            // A whiteout hides something below; where there is nothing to
+            // hide, it creates nothing either.
+            let Some(dir) = self.walk(parents, false)? else {
+                return Ok(());
+            };
+            let dir_rel = parents.join("/");
+            if name == OPAQUE {
+                return self.opaque(&dir, &dir_rel);
+            }
+            let hidden = &name[WHITEOUT.len()..];
+            if hidden.is_empty() || hidden == "." || hidden == ".." {
+                return Err(Error::integrity("a whiteout with no name"));
+            }
+            let rel = join(&dir_rel, hidden);
+            return dir.remove(OsStr::new(hidden)).map_err(|e| failed("remove", &rel, e));
+        }
+        let dir = self
+            .walk(parents, true)?
+            .ok_or_else(|| Error::integrity("no parent directory"))?;
+        let rel = comps.join("/");
+        match h.kind {
+            Kind::Directory => {
+                match dir.find(name_os).map_err(|e| failed("read", &rel, e))? {
+                    Found::Dir => {}
+                    Found::Nothing => dir.mkdir(name_os, 0o755).map_err(|e| failed("create", &rel, e))?,
+                    _ => {
+                        dir.remove(name_os).map_err(|e| failed("remove", &rel, e))?;
+                        dir.mkdir(name_os, 0o755).map_err(|e| failed("create", &rel, e))?;
+                    }
+                }
+                self.owner(&dir, name_os, &rel, h)?;
+                let mode = self.mode(h.mode);
+                self.defer_dir(&dir, name_os, &rel, mode, h.mtime)?;
+            }
+            Kind::File => {
+                dir.remove(name_os).map_err(|e| failed("remove", &rel, e))?;
+                let mut f = dir.create_file(name_os, 0o600).map_err(|e| failed("create", &rel, e))?;
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = data.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    f.write_all(&buf[..n]).map_err(|e| failed("write", &rel, e))?;
+                }
+                drop(f);
+                self.owner(&dir, name_os, &rel, h)?;
+                let mode = self.mode(h.mode);
+                dir.chmod(name_os, mode & 0o7777)
+                    .map_err(|e| failed("set the mode of", &rel, e))?;
+                dir.set_mtime(name_os, h.mtime)
+                    .map_err(|e| failed("set the time of", &rel, e))?;
+            }
+            Kind::Symlink => {
+                dir.remove(name_os).map_err(|e| failed("remove", &rel, e))?;
+                dir.symlink(OsStr::new(h.link.as_str()), name_os)
+                    .map_err(|e| failed("create", &rel, e))?;
+                self.owner(&dir, name_os, &rel, h)?;
+                dir.set_mtime(name_os, h.mtime)
+                    .map_err(|e| failed("set the time of", &rel, e))?;
+            }
+            Kind::HardLink => {
+                let (src_dir, src_name, src_rel) = self.link_source(&h.link)?;
+                if src_rel != rel {
+                    dir.remove(name_os).map_err(|e| failed("remove", &rel, e))?;
+                    dir.link(&src_dir, OsStr::new(src_name.as_str()), name_os)
+                        .map_err(|e| failed("link", &rel, e))?;
+                }
+            }
+            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
+                if h.kind != Kind::Fifo && !self.is_root {
+                    self.note_rootless();
+                    return Ok(());
+                }
+                dir.remove(name_os).map_err(|e| failed("remove", &rel, e))?;
+                let kind = match h.kind {
+                    Kind::CharDevice => libc::S_IFCHR,
+                    Kind::BlockDevice => libc::S_IFBLK,
+                    _ => libc::S_IFIFO,
+                };
+                let mode = self.mode(h.mode) & 0o7777;
+                let dev = libc::makedev(h.dev_major, h.dev_minor);
+                dir.mknod(name_os, kind | mode, dev)
+                    .map_err(|e| failed("create", &rel, e))?;
+                self.owner(&dir, name_os, &rel, h)?;
+                dir.chmod(name_os, mode)
+                    .map_err(|e| failed("set the mode of", &rel, e))?;
+                dir.set_mtime(name_os, h.mtime)
+                    .map_err(|e| failed("set the time of", &rel, e))?;
+            }
+        }
+        self.mark_created(&rel)
+    }
+
+    /// Remember a directory's mode and mtime for the end of the layer, or,
+    /// past [`MAX_DEFERRED_BYTES`], apply them now.
+    fn defer_dir(&mut self, dir: &Dir, name: &OsStr, rel: &str, mode: u32, mtime: i64) -> Result<()> {
+        if let Some(slot) = self.dirs.get_mut(rel) {
+            *slot = (mode, mtime);
+            return Ok(());
+        }
+        if self.dir_bytes + rel.len() > MAX_DEFERRED_BYTES {
+            if !self.noted_dirs {
+                self.noted_dirs = true;
+                self.progress.note(
+                    "the layer declares more directories than minipull remembers; the rest get their \
+                     mode and time at once (a later entry may change such a directory's mtime)",
+                );
+            }
+            let mode = if self.is_root { mode } else { mode | 0o700 };
+            dir.chmod(name, mode & 0o7777)
+                .map_err(|e| failed("set the mode of", rel, e))?;
+            return dir
+                .set_mtime(name, mtime)
+                .map_err(|e| failed("set the time of", rel, e));
+        }
+        self.dir_bytes += rel.len();
+        self.dirs.insert(rel.to_string(), (mode, mtime));
+        Ok(())
+    }
+
+    /// The directory `comps` names, walked from the root one component at a
+    /// time without following a link. Missing directories are created when
+    /// `create` (and marked as this layer's), else the answer is None. A
+    /// link or a file on the way is refused.
+    fn walk(&mut self, comps: &[String], create: bool) -> Result<Option<Dir>> {
+        let mut dir: Option<Dir> = None;
+        for (i, c) in comps.iter().enumerate() {
+            let name = OsStr::new(c.as_str());
+            let rel = comps[..=i].join("/");
+            let parent = dir.as_ref().unwrap_or(&self.root);
+            let mut made = false;
+            let next = match parent.dir(name) {
+                Ok(d) => d,
+                Err(e) => match parent.find(name).map_err(|e| failed("read", &rel, e))? {
+                    Found::Link => {
+                        return Err(Error::integrity(format!(
+                            "its parent /{rel} is a symbolic link; refusing to write through it"
+                        )))
+                    }
+                    Found::Nothing if create => {
+                        parent.mkdir(name, 0o755).map_err(|e| failed("create", &rel, e))?;
+                        made = true;
+                        parent.dir(name).map_err(|e| failed("open", &rel, e))?
+                    }
+                    Found::Nothing => return Ok(None),
+                    Found::Other if create => {
+                        return Err(Error::integrity(format!("its parent /{rel} is not a directory")))
+                    }
+                    Found::Other => return Ok(None),
+                    Found::Dir => return Err(failed("open", &rel, e)),
+                },
+            };
+            if made {
+                self.mark_created(&rel)?;
+            }
+            dir = Some(next);
+        }
+        match dir {
+            Some(d) => Ok(Some(d)),
+            // The root itself: a second handle to it.
+            None => self
+                .root
+                .dir(OsStr::new("."))
+                .map(Some)
+                .map_err(|e| failed("open", "", e)),
+        }
+    }
+
+    /// A hard link's source: inside the root, reached without links, not a
+    /// directory. Returns its directory, its name and its relative path.
+    fn link_source(&mut self, link: &str) -> Result<(Dir, String, String)> {
+        let comps = clean(link).map_err(|e| e.context("hard link target"))?;
+        let Some((name, parents)) = comps.split_last() else {
+            return Err(Error::integrity("hard link to the root"));
+        };
+        let missing = || Error::integrity(format!("hard link to {}, which does not exist", Quoted(link)));
+        let dir = match self.walk(parents, false) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Err(missing()),
+            Err(_) => {
+                return Err(Error::integrity(format!(
+                    "hard link to {} goes through a non-directory",
+                    Quoted(link)
+                )))
+            }
+        };
+        match dir.find(OsStr::new(name.as_str())) {
+            Ok(Found::Nothing) | Err(_) => Err(missing()),
+            Ok(Found::Dir) => Err(Error::integrity(format!("hard link to the directory {}", Quoted(link)))),
+            Ok(_) => Ok((dir, name.clone(), comps.join("/"))),
+        }
+    }
+
+    /// `.wh..wh..opq`: hide what lower layers put in `dir`. Directories this
+    /// layer declared again stay, but not the lower content inside them.
+    fn opaque(&mut self, dir: &Dir, dir_rel: &str) -> Result<()> {
+        let names = dir.names().map_err(|e| failed("list", dir_rel, e))?;
+        for name in names {
+            let Some(n) = name.to_str() else {
+                // Not UTF-8: no tar entry of ours can have created it.
+                dir.remove(&name).map_err(|e| failed("remove", dir_rel, e))?;
+                continue;
+            };
+            let rel = join(dir_rel, n);
+            if !self.was_created(&rel) {
+                dir.remove(&name).map_err(|e| failed("remove", &rel, e))?;
+            } else if dir.find(&name).map_err(|e| failed("read", &rel, e))? == Found::Dir {
+                let sub = dir.dir(&name).map_err(|e| failed("open", &rel, e))?;
+                self.opaque(&sub, &rel)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn owner(&mut self, dir: &Dir, name: &OsStr, rel: &str, h: &Header) -> Result<()> {
+        if !self.is_root {
+            if h.uid != 0 || h.gid != 0 {
+                self.note_rootless();
+            }
+            return Ok(());
+        }
+        let (uid, gid) = (u32::try_from(h.uid), u32::try_from(h.gid));
+        let (Ok(uid), Ok(gid)) = (uid, gid) else {
+            return Err(Error::integrity(format!("owner {}:{} is out of range", h.uid, h.gid)));
+        };
+        dir.chown(name, uid, gid)
+            .map_err(|e| failed("set the owner of", rel, e))
+    }
+
+    fn note_rootless(&mut self) {
+        if !self.noted_rootless {
+            self.noted_rootless = true;
+            self.progress
+                .note("not running as root: file owners are not applied and device nodes are skipped");
+        }
+    }
+
+    /// Give this layer's directories their modes and times, deepest first.
+    /// Each is found again from the root one component at a time without
+    /// following a link: a directory the layer replaced by a link since
+    /// (`x/` then `x -> /etc`) is skipped, never followed.
+    fn finish_layer(&mut self) -> Result<()> {
+        let mut dirs: Vec<(String, (u32, i64))> = self.dirs.drain().collect();
+        self.dir_bytes = 0;
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.matches('/').count()));
+        let mut skipped = 0usize;
+        for (rel, (mut mode, mtime)) in dirs {
+            if !self.is_root && mode & 0o700 != 0o700 {
+                if self.tight.len() < MAX_LAYER_ENTRIES / 16 {
+                    self.tight.push((rel.clone(), mode));
+                }
+                mode |= 0o700;
+            }
+            if !self.set_dir_meta(&rel, mode, Some(mtime))? {
+                skipped += 1;
+            }
+        }
+        if skipped > 0 {
+            self.progress.note(format!(
+                "{skipped} directories of the layer were replaced or removed before its end; \
+                 their modes and times were not applied"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Find `rel` again through handles and give it `mode` and `mtime` (its
+    /// own mtime when None). False when it is no longer a directory.
+    fn set_dir_meta(&mut self, rel: &str, mode: u32, mtime: Option<i64>) -> Result<bool> {
+        let comps: Vec<String> = rel.split('/').map(str::to_string).collect();
+        let Some((name, parents)) = comps.split_last() else {
+            return Ok(false);
+        };
+        let parent = match self.walk(parents, false) {
+            Ok(Some(d)) => d,
+            Ok(None) | Err(_) => return Ok(false),
+        };
+        let name = OsStr::new(name.as_str());
+        // Opened for reading where we may (fchmod works on that); else a
+        // path-only handle (not root, a directory we cannot read).
+        let found = match parent.dir_readable(name) {
+            Ok(f) => Opened::Readable(f),
+            Err(_) => match parent.dir(name) {
+                Ok(d) => Opened::PathOnly(d),
+                Err(_) => return Ok(false),
+            },
+        };
+        let fd = match &found {
+            Opened::Readable(f) => f.as_raw_fd(),
+            Opened::PathOnly(d) => d.as_raw_fd(),
+        };
+        let mtime = match mtime {
+            Some(t) => t,
+            None => super::dirfd::mtime_of(fd).map_err(|e| failed("read", rel, e))?,
+        };
+        super::dirfd::set_meta_of(fd, mode, mtime).map_err(|e| failed("set the mode and time of", rel, e))?;
+        Ok(true)
+    }
+
+    /// After the last layer: the modes that would have locked us out.
+    pub fn finish(&mut self) -> Result<()> {
+        let mut tight = std::mem::take(&mut self.tight);
+        tight.sort_by_key(|(p, _)| std::cmp::Reverse(p.matches('/').count()));
+        for (rel, mode) in tight {
+            self.set_dir_meta(&rel, mode, None)?;
+        }
+        Ok(())
+    }
+}
+
+/// A directory opened to change its own mode and time.
+enum Opened {
+    Readable(std::fs::File),
+    PathOnly(Dir),
+}
+
+fn join(dir_rel: &str, name: &str) -> String {
+    if dir_rel.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir_rel}/{name}")
+    }
+}
+
+/// An entry's path as components under the root: `./` and `.` dropped;
+/// absolute paths, `..` and absurd depths refused.
+pub fn clean(path: &str) -> Result<Vec<String>> {
+    if path.starts_with('/') {
+        return Err(Error::integrity(format!("absolute path {} in a layer", Quoted(path))));
+    }
+    let mut out = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                return Err(Error::integrity(format!(
+                    "path {} climbs out with \"..\"",
+                    Quoted(path)
+                )))
+            }
+            c if c.contains('\0') => return Err(Error::integrity("a path with a NUL byte")),
+            c => out.push(c.to_string()),
+        }
+    }
+    if out.len() > MAX_DEPTH {
+        return Err(Error::integrity(format!(
+            "a path {} components deep (at most {MAX_DEPTH})",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_paths() {
+        assert_eq!(clean("./a/b/").unwrap(), vec!["a", "b"]);
+        assert_eq!(clean("a//./b").unwrap(), vec!["a", "b"]);
+        assert!(clean(".").unwrap().is_empty());
+        assert!(clean("/etc/passwd").is_err());
+        assert!(clean("a/../../etc").is_err());
+        assert!(clean("..").is_err());
+    }
+
+    #[test]
+    fn absurd_depths_are_refused() {
+        assert!(clean(&"a/".repeat(MAX_DEPTH)).is_ok());
+        assert!(clean(&"a/".repeat(MAX_DEPTH + 1)).is_err());
+    }
+}

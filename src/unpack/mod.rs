@@ -1,0 +1,545 @@
+//! Unpacking an image from an OCI layout into a root filesystem: the layers
+//! of the chosen platform in order, with the OCI image-spec's whiteouts and
+//! opaque directories, each layer checked against the config's `diff_ids`
+//! while it streams through.
+//!
+//! - this file: finding the image in the layout, reading and checking
+//!   blobs, decompressing layers (gzip, zstd), the layer loop;
+//! - [`apply`]: what each tar entry does to the tree;
+//! - [`dirfd`]: the directory handles every change goes through.
+//!
+//! Safety: an entry is placed by walking ROOTFS one path component at a
+//! time with `O_NOFOLLOW` handles and changed with `*at` calls on its
+//! parent's handle, so a layer that plants `a -> /etc` cannot write
+//! `a/passwd` to the host. Absolute paths and `..` are refused, hard links
+//! must point inside ROOTFS, and a layer may not expand beyond a fixed
+//! ratio of its compressed size.
+
+mod apply;
+mod dirfd;
+
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Kind as ErrorKind, Quoted, Result};
+use crate::layout::Layout;
+use crate::manifest::{self, Descriptor, ImageManifest, Manifest, Platform};
+use crate::progress::{human, Progress};
+use apply::Applier;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+/// A layer may expand to this many times its compressed size (plus
+/// [`EXPANSION_SLACK`]); gzip's best ratio is about 1032:1.
+const MAX_EXPANSION: u64 = 1100;
+const EXPANSION_SLACK: u64 = 64 * 1024 * 1024;
+/// The largest zstd window we accept: what the default compression levels
+/// use, with room; keeps decoding memory bounded.
+const MAX_ZSTD_WINDOW: u64 = 32 * 1024 * 1024;
+/// Image configs larger than this are refused.
+const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What an unpack did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub layers: usize,
+    pub entries: u64,
+    /// Uncompressed bytes read from the layers.
+    pub bytes: u64,
+}
+
+/// The image an OCI layout holds under `refname` (or its only image), for
+/// `platform` when it is an index.
+pub struct Image {
+    /// The digest of the image manifest, and the name the layout gives it.
+    pub digest: String,
+    pub name: String,
+    pub manifest: ImageManifest,
+    pub config_digest: Digest,
+    pub config: Vec<u8>,
+}
+
+/// Which image of a layout.
+pub enum Select<'a> {
+    /// The one whose `org.opencontainers.image.ref.name` is this.
+    Name(&'a str),
+    /// The one index.json points at with this digest.
+    Digest(&'a str),
+    /// The only one there is.
+    Only,
+}
+
+/// Find an image in a layout; an index is resolved to `platform`.
+pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Result<Image> {
+    // Parsed straight into the typed index: going through the layout's
+    // serde_json::Value costs 12 KB of binary for the same checks.
+    let index_path = layout.root().join("index.json");
+    let index =
+        fs::read(&index_path).map_err(|e| Error::storage(format!("cannot read {}", index_path.display()), &e))?;
+    let index: manifest::Index = serde_json::from_slice(&index).map_err(|e| {
+        Error::new(
+            ErrorKind::Storage,
+            format!("{} is not a valid image index: {e}", index_path.display()),
+        )
+    })?;
+    let name_of = |d: &Descriptor| {
+        d.annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::layout::REF_NAME))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let names = || index.manifests.iter().map(name_of).collect::<Vec<_>>().join(", ");
+    let entry = match select {
+        Select::Name(r) => index.manifests.iter().find(|d| name_of(d) == r).ok_or_else(|| {
+            Error::not_found(format!("no image named {} in {}", Quoted(r), layout.root().display()))
+                .hint(format!("the layout has: {}", names()))
+        })?,
+        Select::Digest(d) => index
+            .manifests
+            .iter()
+            .rev()
+            .find(|e| e.digest == d)
+            .ok_or_else(|| Error::not_found(format!("index.json does not name {d}")))?,
+        Select::Only => match index.manifests.as_slice() {
+            [one] => one,
+            [] => return Err(Error::not_found(format!("{} holds no image", layout.root().display()))),
+            many => {
+                return Err(Error::usage(format!(
+                    "{} holds {} images; say which",
+                    layout.root().display(),
+                    many.len()
+                ))
+                .hint(format!("write OUTDIR:NAME with one of: {}", names())))
+            }
+        },
+    };
+    let name = entry
+        .annotations
+        .as_ref()
+        .and_then(|a| {
+            a.get(crate::layout::CONTAINERD_NAME)
+                .or_else(|| a.get(crate::layout::REF_NAME))
+        })
+        .cloned()
+        .unwrap_or_default();
+    let mut desc = entry.clone();
+    for _ in 0..4 {
+        let bytes = read_blob(layout, &desc, manifest::MAX_MANIFEST_BYTES)?;
+        let (_, m) = manifest::parse(&bytes, Some(&desc.media_type))?;
+        match m {
+            Manifest::Image(m) => {
+                let config_digest = m.config.checked_digest()?;
+                let config = read_blob(layout, &m.config, MAX_CONFIG_BYTES)?;
+                return Ok(Image {
+                    digest: desc.digest.clone(),
+                    name,
+                    manifest: *m,
+                    config_digest,
+                    config,
+                });
+            }
+            Manifest::Index(idx) => desc = manifest::select_platform(&idx.manifests, platform)?.clone(),
+        }
+    }
+    Err(Error::integrity("indexes nest too deep"))
+}
+
+/// Read a small blob (manifest, config) whole, verified against its descriptor.
+fn read_blob(layout: &Layout, desc: &Descriptor, max: u64) -> Result<Vec<u8>> {
+    let (digest, size) = (desc.checked_digest()?, desc.checked_size()?);
+    if size > max {
+        return Err(Error::integrity(format!(
+            "{digest} is larger than the {} limit",
+            human(max)
+        )));
+    }
+    let path = layout.blob_path(&digest);
+    let bytes = fs::read(&path).map_err(|e| missing_blob(&path, &e))?;
+    if bytes.len() as u64 != size || Digest::of(digest.algorithm(), &bytes) != digest {
+        return Err(
+            Error::integrity(format!("{} does not match its digest", path.display()))
+                .hint("pull the image again with --verify"),
+        );
+    }
+    Ok(bytes)
+}
+
+fn missing_blob(path: &Path, e: &std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::not_found(format!("{} is missing from the layout", path.display()))
+            .hint("pull the image into this OUTDIR again")
+    } else {
+        Error::storage(format!("cannot read {}", path.display()), e)
+    }
+}
+
+/// Apply the image's layers into `rootfs` (see [`prepare_rootfs`]).
+pub fn unpack(layout: &Layout, image: &Image, rootfs: &Path, progress: Progress, keep_setuid: bool) -> Result<Summary> {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        rootfs: RootFs,
+    }
+    #[derive(serde::Deserialize)]
+    struct RootFs {
+        diff_ids: Vec<String>,
+    }
+    let config: Config = serde_json::from_slice(&image.config)
+        .map_err(|e| Error::integrity(format!("the image config has no usable rootfs.diff_ids: {e}")))?;
+    let layers = &image.manifest.layers;
+    if config.rootfs.diff_ids.len() != layers.len() {
+        return Err(Error::integrity(format!(
+            "the image has {} layers but its config lists {} diff_ids",
+            layers.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    let mut applier = Applier::new(rootfs, progress, keep_setuid)?;
+    let mut summary = Summary::default();
+    for (i, (layer, diff_id)) in layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
+        let diff_id = Digest::parse(diff_id).map_err(|e| e.context(format!("diff_id of layer {}", i + 1)))?;
+        let (entries, bytes) = apply_layer(&mut applier, layout, layer, &diff_id)
+            .map_err(|e| e.context(format!("layer {} of {} ({})", i + 1, layers.len(), layer.digest)))?;
+        summary.layers += 1;
+        summary.entries += entries;
+        summary.bytes += bytes;
+        progress.note(format!(
+            "unpacked layer {}/{}: {entries} entries, {}",
+            i + 1,
+            layers.len(),
+            human(bytes)
+        ));
+    }
+    applier.finish()?;
+    Ok(summary)
+}
+
+/// Apply plain tar streams as successive layers into `root` (no blobs, no
+/// digests): what the property test and the unpack fuzz target drive.
+pub fn apply_tar_layers(root: &Path, layers: &[&[u8]]) -> Result<()> {
+    let mut applier = Applier::new(root, Progress::new(true), false)?;
+    for layer in layers {
+        applier.tar_stream(*layer)?;
+    }
+    applier.finish()
+}
+
+/// Hash every layer blob against its digest before anything is extracted:
+/// what an in-place unpack (no staging to throw away) needs.
+pub fn verify_layers(layout: &Layout, image: &Image) -> Result<()> {
+    for layer in &image.manifest.layers {
+        if layer.is_foreign() && layer.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+            continue;
+        }
+        let (digest, size) = (layer.checked_digest()?, layer.checked_size()?);
+        let path = layout.blob_path(&digest);
+        let file = crate::layout::open_no_follow(&path).map_err(|e| missing_blob(&path, &e))?;
+        let (got, len) = crate::layout::hash_reader(file, digest.algorithm(), size.saturating_add(1))
+            .map_err(|e| Error::storage(format!("cannot read {}", path.display()), &e))?;
+        if got != digest || len != size {
+            return Err(
+                Error::integrity(format!("{} does not match its digest", path.display()))
+                    .hint("pull the image again with --verify"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A reader that hashes what passes through and refuses to go past a limit.
+struct Hashing<R> {
+    inner: R,
+    hasher: Hasher,
+    count: u64,
+    limit: u64,
+    /// What passing the limit means, for the error.
+    over_limit: &'static str,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        if self.count > self.limit {
+            return Err(std::io::Error::other(format!(
+                "{} ({})",
+                self.over_limit,
+                human(self.limit)
+            )));
+        }
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+type Zstd<R> = ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>;
+
+/// zstd streams may hold several frames (pzstd, `zstd -T`): decode them all.
+struct ZstdFrames<R: BufRead> {
+    decoder: Option<Zstd<R>>,
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let Some(d) = self.decoder.as_mut() else { return Ok(0) };
+            let n = d.read(buf)?;
+            if n > 0 || buf.is_empty() || d.get_mut().fill_buf()?.is_empty() {
+                return Ok(n);
+            }
+            // A frame ended and more input follows: the next frame.
+            let (source, frames) = self
+                .decoder
+                .take()
+                .map(Zstd::into_parts)
+                .ok_or_else(|| std::io::Error::other("no decoder"))?;
+            self.decoder = Some(Zstd::new_with_decoder(source, frames).map_err(std::io::Error::other)?);
+        }
+    }
+}
+
+/// The decompressed stream of a layer, by media type.
+fn decompress<'a>(media_type: &str, blob: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+    let mt = media_type;
+    let plain = mt.ends_with(".tar") || mt.ends_with("diff.tar");
+    if plain {
+        return Ok(Box::new(blob));
+    }
+    if mt.ends_with("+gzip") || mt.ends_with(".tar.gzip") {
+        return Ok(Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            64 * 1024,
+            blob,
+        ))));
+    }
+    if mt.ends_with("+zstd") {
+        let decoder = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(
+            BufReader::with_capacity(64 * 1024, blob),
+            MAX_ZSTD_WINDOW,
+        )
+        .map_err(|e| Error::integrity(format!("not a zstd stream we can decode: {e}")))?;
+        return Ok(Box::new(ZstdFrames { decoder: Some(decoder) }));
+    }
+    Err(Error::integrity(format!("unsupported layer media type {mt}"))
+        .hint("minipull unpacks tar, tar+gzip and tar+zstd layers"))
+}
+
+/// Apply one layer; returns (entries, uncompressed bytes).
+fn apply_layer(applier: &mut Applier, layout: &Layout, desc: &Descriptor, diff_id: &Digest) -> Result<(u64, u64)> {
+    if desc.is_foreign() && desc.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+        return Err(Error::not_found(
+            "a non-distributable layer is not in the layout (it was not pulled)",
+        ));
+    }
+    let (digest, size) = (desc.checked_digest()?, desc.checked_size()?);
+    let path = layout.blob_path(&digest);
+    let file = fs::File::open(&path).map_err(|e| missing_blob(&path, &e))?;
+    let mut blob = Hashing {
+        inner: file,
+        hasher: Hasher::new(digest.algorithm()),
+        count: 0,
+        limit: size,
+        over_limit: "the layer blob is longer than its descriptor says",
+    };
+    let limit = size.saturating_mul(MAX_EXPANSION).saturating_add(EXPANSION_SLACK);
+    let (entries, bytes, got_diff) = {
+        let stream = decompress(&desc.media_type, &mut blob)?;
+        let mut unpacked = Hashing {
+            inner: stream,
+            hasher: Hasher::new(diff_id.algorithm()),
+            count: 0,
+            limit,
+            over_limit: "the layer expands more than 1100 times its compressed size plus 64 MiB; \
+                         refusing it as a decompression bomb",
+        };
+        let entries = applier.tar_stream(&mut unpacked)?;
+        // What follows the archive (padding) belongs to the diff_id too.
+        std::io::copy(&mut unpacked, &mut std::io::sink())
+            .map_err(|e| Error::integrity(format!("cannot read the layer: {e}")))?;
+        (entries, unpacked.count, unpacked.hasher.finish())
+    };
+    std::io::copy(&mut blob, &mut std::io::sink()).map_err(|e| Error::storage("cannot read the layer blob", &e))?;
+    if blob.count != size || blob.hasher.finish() != digest {
+        return Err(
+            Error::integrity(format!("{} does not match its digest", path.display()))
+                .hint("pull the image again with --verify"),
+        );
+    }
+    if got_diff != *diff_id {
+        return Err(Error::integrity(format!(
+            "the uncompressed layer hashes to {got_diff}, but the config says {diff_id}"
+        )));
+    }
+    Ok((entries, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A tiny deterministic PRNG (xorshift64*): no dependency for tests.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[(self.next() % from.len() as u64) as usize]
+        }
+    }
+
+    fn tar_entry(out: &mut Vec<u8>, path: &str, kind: u8, link: &str, mode: u32, data: &[u8]) {
+        let mut h = [0u8; 512];
+        let path = &path.as_bytes()[..path.len().min(99)];
+        let link = &link.as_bytes()[..link.len().min(99)];
+        h[..path.len()].copy_from_slice(path);
+        h[100..107].copy_from_slice(format!("{mode:07o}").as_bytes());
+        h[108..115].copy_from_slice(b"0000000");
+        h[116..123].copy_from_slice(b"0000000");
+        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        h[136..147].copy_from_slice(b"00000000000");
+        h[156] = kind;
+        h[157..157 + link.len()].copy_from_slice(link);
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+
+    /// Everything under `dir`: path, type, mode, mtime, content or target.
+    fn snapshot(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let m = fs::symlink_metadata(&d).unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&d).unwrap().display())
+            } else if m.is_file() {
+                format!("{:?}", fs::read(&d).unwrap())
+            } else {
+                String::new()
+            };
+            out.push(format!("{} {:o} {} {what}", d.display(), m.mode(), m.mtime()));
+            if m.is_dir() {
+                for e in fs::read_dir(&d).unwrap() {
+                    stack.push(e.unwrap().path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Property: whatever a stream of random entries does (symlinks to the
+    /// outside, `..`, absolute paths, hard links out, whiteouts, directories
+    /// swapped for links between layers), nothing outside ROOTFS changes.
+    #[test]
+    fn random_layers_never_touch_anything_outside_rootfs() {
+        let base = std::env::temp_dir().join(format!("minipull-prop-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let outside = base.join("outside");
+        fs::create_dir_all(outside.join("dir/sub")).unwrap();
+        fs::write(outside.join("canary"), b"canary").unwrap();
+        fs::write(outside.join("dir/sub/file"), b"inner").unwrap();
+        let abs = outside.to_str().unwrap().to_string();
+        let before = snapshot(&outside);
+        let names = [
+            "a",
+            "b",
+            "c",
+            "a",
+            "b",
+            ".",
+            "dir",
+            ".wh.a",
+            ".wh.b",
+            ".wh..wh..opq",
+            "sub",
+            "a",
+            "b",
+            "..",
+        ];
+        let abs_file = format!("{abs}/canary");
+        let abs_dir = format!("{abs}/dir");
+        let targets = [
+            "a",
+            "b",
+            "../outside",
+            "../../outside/canary",
+            "/",
+            &abs,
+            &abs_file,
+            &abs_dir,
+            "a/b",
+            "..",
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut refused, mut applied) = (0, 0);
+        for round in 0..300 {
+            let root = base.join(format!("rootfs-{round}"));
+            fs::create_dir_all(&root).unwrap();
+            let mut layers = Vec::new();
+            for _ in 0..1 + rng.next() % 3 {
+                let mut t = Vec::new();
+                for _ in 0..1 + rng.next() % 8 {
+                    let depth = 1 + rng.next() % 2;
+                    let path = (0..depth).map(|_| rng.pick(&names)).collect::<Vec<_>>().join("/");
+                    let path = if rng.next().is_multiple_of(40) {
+                        format!("{abs}/{path}")
+                    } else {
+                        path
+                    };
+                    let mode = [0o755, 0o7777, 0o000, 0o644][(rng.next() % 4) as usize];
+                    match rng.next() % 5 {
+                        0 => tar_entry(&mut t, &path, b'5', "", mode, b""),
+                        1 => tar_entry(&mut t, &path, b'0', "", mode, b"planted"),
+                        2 => tar_entry(&mut t, &path, b'2', rng.pick(&targets), 0o777, b""),
+                        3 => tar_entry(&mut t, &path, b'1', rng.pick(&targets), 0o644, b""),
+                        _ => tar_entry(&mut t, &path, b'6', "", mode, b""),
+                    }
+                }
+                t.extend_from_slice(&[0u8; 1024]);
+                layers.push(t);
+            }
+            let refs: Vec<&[u8]> = layers.iter().map(|l| l.as_slice()).collect();
+            match apply_tar_layers(&root, &refs) {
+                Ok(()) => applied += 1,
+                Err(_) => refused += 1,
+            }
+            assert_eq!(snapshot(&outside), before, "round {round} changed the outside");
+            // Modes like 0000 must not stop the cleanup.
+            let _ = std::process::Command::new("chmod")
+                .arg("-R")
+                .arg("u+rwx")
+                .arg(&root)
+                .status();
+            let _ = fs::remove_dir_all(&root);
+        }
+        assert!(
+            applied > 30 && refused > 30,
+            "both outcomes exercised: {applied} applied, {refused} refused"
+        );
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn media_types() {
+        let empty: &[u8] = &[];
+        for ok in [
+            "application/vnd.oci.image.layer.v1.tar",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        ] {
+            assert!(decompress(ok, empty).is_ok(), "{ok}");
+        }
+        let e = decompress("application/vnd.oci.image.layer.v1.tar+lz4", empty)
+            .err()
+            .unwrap();
+        assert!(e.message.contains("unsupported layer media type"));
+    }
+}
