@@ -389,7 +389,7 @@ fn pulls_an_oci_artifact() {
 }
 
 #[test]
-fn pulls_by_digest_and_verifies_it() {
+fn item_14_a_pull_by_digest_is_named_verified_and_addressable() {
     let reg = Registry::start(Auth::None);
     let (d, _) = reg.push_image("demo/app", "v1", &simple_image());
     let work = TempDir::new("bydigest");
