@@ -49,12 +49,26 @@ fn timespec(secs: i64) -> libc::timespec {
 }
 
 impl Dir {
-    /// ROOTFS itself, by the path the user gave.
+    /// The tree to unpack into (the staging directory, or an empty mount
+    /// point), by path: not through a link at its last component, and
+    /// owned by us or root, so nobody could have swapped in their own.
     pub fn open_root(path: &Path) -> io::Result<Dir> {
         let c = cstr(path.as_os_str())?;
-        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         // SAFETY: c is a valid NUL-terminated path.
-        owned(unsafe { libc::open(c.as_ptr(), flags) }).map(Dir)
+        let dir = owned(unsafe { libc::open(c.as_ptr(), flags) }).map(Dir)?;
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: dir is open; st is a properly sized out-parameter.
+        check(unsafe { libc::fstat(dir.0.as_raw_fd(), st.as_mut_ptr()) })?;
+        // SAFETY: fstat returned 0, so it filled st; geteuid cannot fail.
+        let (owner, me) = (unsafe { st.assume_init() }.st_uid, unsafe { libc::geteuid() });
+        if owner != me && owner != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("it belongs to another user (uid {owner})"),
+            ));
+        }
+        Ok(dir)
     }
 
     /// The subdirectory `name`, never through a link (`ELOOP`/`ENOTDIR`).
