@@ -876,3 +876,83 @@ fn item_6_memory_stays_bounded_whatever_the_layer_declares() {
         & 0o777;
     assert_eq!(mode, 0o750);
 }
+
+/// A skippable zstd frame (RFC 8878) holding `payload`.
+fn skippable(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x50, 0x2a, 0x4d, 0x18];
+    f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn zstd_chunked_layers_with_skippable_frames_unpack() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("zstd-chunked");
+    let t = raw_tar(&[
+        Raw::dir("etc", 0o755),
+        Raw::file("etc/alpha", b"alpha\n", 0o644),
+        Raw::file("etc/big", &vec![b'x'; 50_000], 0o644),
+    ]);
+    // Built here: skippable frames before, between and after two data frames.
+    let (p1, p2) = t.split_at(1024);
+    let blob = [
+        skippable(b"meta"),
+        zstd(p1),
+        skippable(&[7; 100]),
+        zstd(p2),
+        skippable(b"tail"),
+    ]
+    .concat();
+    let image = Image::new(
+        "amd64",
+        vec![Layer {
+            media_type: OCI_LAYER_ZSTD,
+            tar: t.clone(),
+            blob,
+        }],
+    );
+    reg.push_image("zstd/spliced", "v1", &image);
+    let (out, rootfs) = (work.join("oci"), work.join("rootfs"));
+    let o = pull_unpack(&format!("{}/zstd/spliced:v1", reg.host), &rootfs, &out);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(rootfs.join("etc/alpha")).unwrap(), b"alpha\n");
+    assert_eq!(std::fs::read(rootfs.join("etc/big")).unwrap().len(), 50_000);
+
+    // Written by skopeo as zstd:chunked.
+    let plain = Image::new("amd64", vec![layer(OCI_LAYER_TAR, t)]);
+    reg.push_image("zstd/plain", "v1", &plain);
+    let chunked = work.join("chunked");
+    run_ok(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-compress-format",
+            "zstd:chunked",
+            &format!("docker://{}/zstd/plain:v1", reg.host),
+            &format!("oci:{}:v1", chunked.display()),
+        ],
+    );
+    let index = read_json(&chunked.join("index.json"));
+    let manifest = read_json(&blob_path(&chunked, index["manifests"][0]["digest"].as_str().unwrap()));
+    let layer_blob = std::fs::read(blob_path(&chunked, manifest["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    assert!(
+        layer_blob
+            .windows(4)
+            .any(|w| w[1..] == [0x2a, 0x4d, 0x18] && w[0] & 0xf0 == 0x50),
+        "skopeo wrote skippable frames"
+    );
+    let rootfs2 = work.join("rootfs2");
+    let o = minipull(
+        &[
+            "unpack",
+            &format!("{}:v1", chunked.display()),
+            rootfs2.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(rootfs2.join("etc/alpha")).unwrap(), b"alpha\n");
+    assert_eq!(std::fs::read(rootfs2.join("etc/big")).unwrap().len(), 50_000);
+}

@@ -271,28 +271,59 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-type Zstd<R> = ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>;
-
-/// zstd streams may hold several frames (pzstd, `zstd -T`): decode them all.
+/// A zstd stream as RFC 8878 allows it: any number of data frames (pzstd,
+/// `zstd -T`) and skippable frames (zstd:chunked keeps its metadata in
+/// them), in any order. Skipped bytes still pass through the blob's hash.
 struct ZstdFrames<R: BufRead> {
-    decoder: Option<Zstd<R>>,
+    source: R,
+    frame: ruzstd::decoding::FrameDecoder,
+    /// A data frame is being decoded.
+    in_frame: bool,
+}
+
+impl<R: BufRead> ZstdFrames<R> {
+    fn new(source: R) -> ZstdFrames<R> {
+        let mut frame = ruzstd::decoding::FrameDecoder::new();
+        frame.set_max_window_size(MAX_ZSTD_WINDOW);
+        ZstdFrames {
+            source,
+            frame,
+            in_frame: false,
+        }
+    }
 }
 
 impl<R: BufRead> Read for ZstdFrames<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+        use ruzstd::decoding::BlockDecodingStrategy;
         loop {
-            let Some(d) = self.decoder.as_mut() else { return Ok(0) };
-            let n = d.read(buf)?;
-            if n > 0 || buf.is_empty() || d.get_mut().fill_buf()?.is_empty() {
-                return Ok(n);
+            if self.in_frame {
+                while self.frame.can_collect() == 0 && !self.frame.is_finished() {
+                    self.frame
+                        .decode_blocks(&mut self.source, BlockDecodingStrategy::UptoBlocks(1))
+                        .map_err(std::io::Error::other)?;
+                }
+                let n = self.frame.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                self.in_frame = false;
             }
-            // A frame ended and more input follows: the next frame.
-            let (source, frames) = self
-                .decoder
-                .take()
-                .map(Zstd::into_parts)
-                .ok_or_else(|| std::io::Error::other("no decoder"))?;
-            self.decoder = Some(Zstd::new_with_decoder(source, frames).map_err(std::io::Error::other)?);
+            if self.source.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            match self.frame.reset(&mut self.source) {
+                Ok(()) => self.in_frame = true,
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame { length, .. })) => {
+                    let want = u64::from(length);
+                    let skipped = std::io::copy(&mut (&mut self.source).take(want), &mut std::io::sink())?;
+                    if skipped < want {
+                        return Err(std::io::Error::other("the layer ends inside a skippable zstd frame"));
+                    }
+                }
+                Err(e) => return Err(std::io::Error::other(e)),
+            }
         }
     }
 }
@@ -311,12 +342,7 @@ fn decompress<'a>(media_type: &str, blob: impl Read + 'a) -> Result<Box<dyn Read
         ))));
     }
     if mt.ends_with("+zstd") {
-        let decoder = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(
-            BufReader::with_capacity(64 * 1024, blob),
-            MAX_ZSTD_WINDOW,
-        )
-        .map_err(|e| Error::integrity(format!("not a zstd stream we can decode: {e}")))?;
-        return Ok(Box::new(ZstdFrames { decoder: Some(decoder) }));
+        return Ok(Box::new(ZstdFrames::new(BufReader::with_capacity(64 * 1024, blob))));
     }
     Err(Error::integrity(format!("unsupported layer media type {mt}"))
         .hint("minipull unpacks tar, tar+gzip and tar+zstd layers"))
@@ -525,6 +551,50 @@ mod tests {
             "both outcomes exercised: {applied} applied, {refused} refused"
         );
         fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A skippable zstd frame (RFC 8878 3.1.2) holding `payload`.
+    fn skippable(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x53, 0x2a, 0x4d, 0x18];
+        f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// A zstd frame of raw blocks (no compression), single segment.
+    fn raw_frame(data: &[u8]) -> Vec<u8> {
+        assert!(data.len() < 1 << 16);
+        // Magic, then the descriptor: single segment, 2-byte content size.
+        let mut f = vec![0x28, 0xb5, 0x2f, 0xfd, 0b0110_0000];
+        f.extend_from_slice(&((data.len() - 256) as u16).to_le_bytes());
+        // One last raw block: header = last(1) | type raw(0) << 1 | size << 3.
+        let h = 1 | ((data.len() as u32) << 3);
+        f.extend_from_slice(&h.to_le_bytes()[..3]);
+        f.extend_from_slice(data);
+        f
+    }
+
+    #[test]
+    fn zstd_skippable_frames_are_skipped_anywhere() {
+        let (a, b) = (vec![b'a'; 300], vec![b'b'; 700]);
+        let stream = [
+            skippable(b"chunked metadata"),
+            raw_frame(&a),
+            skippable(&[0u8; 1000]),
+            raw_frame(&b),
+            skippable(b""),
+        ]
+        .concat();
+        let mut out = Vec::new();
+        decompress("application/vnd.oci.image.layer.v1.tar+zstd", &stream[..])
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, [a, b].concat());
+        // Cut inside a skippable frame: an error, not a silent end.
+        let cut = &stream[..10];
+        let mut z = decompress("application/vnd.oci.image.layer.v1.tar+zstd", cut).unwrap();
+        assert!(z.read_to_end(&mut Vec::new()).is_err());
     }
 
     #[test]
