@@ -128,6 +128,12 @@ build_target() { # rust target -> dist/<target>/minipull
         export "CARGO_TARGET_${env_target}_LINKER=$sysroot/bin/musl-gcc" "CC_$lower=$sysroot/bin/musl-gcc" "AR_$lower=$triple-ar"
         rustflags+=" -C link-self-contained=no -C target-feature=+crt-static -L $sysroot/unwind -L $sysroot/lib"
     fi
+    # The build time minipull judges certificates at when the clock reads earlier
+    # (a device at 1970): the commit date, so the build stays reproducible.
+    if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+        SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s)
+    fi
+    export SOURCE_DATE_EPOCH
     export "CARGO_TARGET_${env_target}_RUSTFLAGS=$rustflags" RUSTC_BOOTSTRAP=1
     say "building a static release binary for $target"
     cargo "${cargo_args[@]}"

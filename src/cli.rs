@@ -423,8 +423,13 @@ fn pull_command(args: &Args, platform: Platform) -> Result<()> {
             "minipull: WARNING: --insecure: TLS certificates are NOT verified. Anyone on the network path can \
              impersonate the registry and read credentials sent to it; image content is still checked against its digests."
         );
-    } else if !args.ca_files.is_empty() {
-        progress.note(format!("trusting {roots}"));
+    } else {
+        if !args.ca_files.is_empty() {
+            progress.note(format!("trusting {roots}"));
+        }
+        if let Some(w) = tls::clock_warning() {
+            progress.warn(w);
+        }
     }
     // Before the download: a ROOTFS we may not use should not cost one.
     let plan = args.unpack.as_deref().map(|r| unpack_ready(r, args)).transpose()?;

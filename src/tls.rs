@@ -38,7 +38,7 @@ pub fn config(opts: &TlsOptions) -> Result<(Arc<ClientConfig>, String)> {
         key_provider: &NoClientKeys,
         ..rustls::crypto::ring::default_provider()
     });
-    let builder = ClientConfig::builder_with_provider(provider.clone())
+    let builder = ClientConfig::builder_with_details(provider.clone(), Arc::new(NotBeforeBuild))
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(|e| Error::usage(format!("TLS setup: {e}")))?;
     if opts.insecure {
@@ -121,6 +121,76 @@ fn parse_pem(text: &[u8], roots: &mut RootCertStore) -> usize {
     roots.add_parsable_certificates(certs).0
 }
 
+/// When this binary was built, in seconds since 1970: `SOURCE_DATE_EPOCH`
+/// at compile time (build.sh sets it to the commit date, so builds stay
+/// reproducible); unknown for builds without it.
+pub fn build_time() -> Option<u64> {
+    option_env!("SOURCE_DATE_EPOCH").and_then(|s| s.trim().parse().ok())
+}
+
+/// The time certificates are judged at, and whether it is the build time:
+/// a device without a battery-backed clock boots in 1970, when every
+/// certificate is "not yet valid", and this binary cannot be older than
+/// itself (systemd reasons the same way with its build date).
+pub fn verification_time(now: u64, build: Option<u64>) -> (u64, bool) {
+    match build {
+        Some(b) if now < b => (b, true),
+        _ => (now, false),
+    }
+}
+
+fn clock_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The warning to print when the clock reads earlier than the build time.
+pub fn clock_warning() -> Option<String> {
+    let now = clock_now();
+    let (at, floored) = verification_time(now, build_time());
+    floored.then(|| {
+        format!(
+            "this machine's clock reads {}, before this minipull was built; TLS certificates are \
+             checked as of {} instead (set the clock, e.g. with NTP, to check them as of now)",
+            utc(now),
+            utc(at)
+        )
+    })
+}
+
+/// rustls asks this for "now": the clock, or the build time if later.
+#[derive(Debug)]
+struct NotBeforeBuild;
+
+impl rustls::time_provider::TimeProvider for NotBeforeBuild {
+    fn current_time(&self) -> Option<UnixTime> {
+        let (at, _) = verification_time(clock_now(), build_time());
+        Some(UnixTime::since_unix_epoch(std::time::Duration::from_secs(at)))
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since 1970 (proleptic Gregorian).
+pub fn utc(secs: u64) -> String {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, shifted so the era starts in March.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// What went wrong in a TLS handshake, in words. rustls shows several of
 /// its errors through Debug formatting, which release builds leave out.
 pub fn describe(e: &rustls::Error) -> String {
@@ -129,8 +199,18 @@ pub fn describe(e: &rustls::Error) -> String {
     match e {
         E::InvalidCertificate(c) => match c {
             C::UnknownIssuer => cert("it is signed by an unknown certificate authority"),
-            C::Expired | C::ExpiredContext { .. } => cert("it has expired"),
-            C::NotValidYet | C::NotValidYetContext { .. } => cert("it is not valid yet (is the clock right?)"),
+            C::ExpiredContext { not_after, .. } => cert(&format!(
+                "it expired on {}, and this machine's clock reads {}",
+                utc(not_after.as_secs()),
+                utc(clock_now())
+            )),
+            C::NotValidYetContext { not_before, .. } => cert(&format!(
+                "it is valid only from {}, and this machine's clock reads {}",
+                utc(not_before.as_secs()),
+                utc(clock_now())
+            )),
+            C::Expired => cert("it has expired (check this machine's clock)"),
+            C::NotValidYet => cert("it is not valid yet (check this machine's clock)"),
             C::NotValidForName | C::NotValidForNameContext { .. } => cert("it is not valid for this host name"),
             C::BadSignature => cert("its signature does not verify"),
             C::BadEncoding => cert("it is malformed"),
@@ -291,6 +371,25 @@ mod tests {
         let (_, origin) = config(&TlsOptions::default()).unwrap();
         let n: usize = origin.split(' ').next().unwrap().parse().unwrap();
         assert!(n > 100, "{origin}");
+    }
+
+    #[test]
+    fn certificates_are_judged_no_earlier_than_the_build() {
+        let build = Some(1_790_000_000);
+        // A clock at 1970: the build time.
+        assert_eq!(verification_time(5, build), (1_790_000_000, true));
+        // A clock after the build: the clock.
+        assert_eq!(verification_time(1_800_000_000, build), (1_800_000_000, false));
+        // Build time unknown: the clock, whatever it says.
+        assert_eq!(verification_time(5, None), (5, false));
+    }
+
+    #[test]
+    fn dates_in_messages() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_796_040_061), "2026-11-30 12:01:01 UTC");
+        assert_eq!(utc(4_102_444_799), "2099-12-31 23:59:59 UTC");
     }
 
     #[test]

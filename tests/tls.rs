@@ -92,3 +92,58 @@ fn bad_ca_files_are_usage_errors() {
         assert!(!out.exists(), "nothing is created on a usage error");
     }
 }
+
+#[test]
+fn a_certificate_not_valid_yet_is_refused_with_both_dates() {
+    let work = TempDir::new("tls-dates");
+    let (plain, _tls, ca, _) = tls_registry(&work);
+    // The same CA signs a server certificate valid only from 3 days hence
+    // (openssl req cannot set a start date; Python's cryptography can).
+    let future = work.join("future-cert.pem");
+    let script = r#"
+import datetime, ipaddress, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+ca_cert = x509.load_pem_x509_certificate(open(sys.argv[1], "rb").read())
+ca_key = serialization.load_pem_private_key(open(sys.argv[2], "rb").read(), None)
+key = serialization.load_pem_private_key(open(sys.argv[3], "rb").read(), None)
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder()
+    .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+    .issuer_name(ca_cert.subject).public_key(key.public_key())
+    .serial_number(x509.random_serial_number())
+    .not_valid_before(now + datetime.timedelta(days=3))
+    .not_valid_after(now + datetime.timedelta(days=10))
+    .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+    .sign(ca_key, hashes.SHA256()))
+open(sys.argv[4], "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+"#;
+    let ca_key = work.join("tls-ca.key");
+    run_ok(
+        "python3",
+        &[
+            "-c",
+            script,
+            ca.ca.to_str().unwrap(),
+            ca_key.to_str().unwrap(),
+            ca.key.to_str().unwrap(),
+            future.to_str().unwrap(),
+        ],
+    );
+    let reg = Registry::start_setup(Setup {
+        tls: Some((future, ca.key.clone())),
+        data: Some(plain.data_dir()),
+        ..Setup::default()
+    });
+    let out = work.join("out");
+    let r = format!("{}/secure/app:v1", reg.host);
+    let o = minipull(&["--ca-file", ca.ca.to_str().unwrap(), &r, out.to_str().unwrap()], None);
+    assert_exit(&o, 5);
+    let err = stderr(&o);
+    assert!(err.contains("valid only from") && err.contains("clock reads"), "{err}");
+    assert!(
+        !err.contains("--ca-file CA.pem"),
+        "the CA was given; the clock is the problem: {err}"
+    );
+}

@@ -76,7 +76,9 @@ pub(super) fn cannot_connect(host: &str, why: &str) -> Error {
 
 pub(super) fn tls_hint(e: Error) -> Error {
     let m = e.message.to_ascii_lowercase();
-    if m.contains("certificate") || m.contains("issuer") || m.contains("notvalidforname") {
+    if m.contains("clock reads") {
+        e.hint("check this machine's clock (date, NTP): certificates are only valid between their dates")
+    } else if m.contains("certificate") || m.contains("issuer") || m.contains("notvalidforname") {
         e.hint("if the registry's certificate comes from a private CA, trust it with --ca-file CA.pem (or, at your own risk, --insecure)")
     } else {
         e.hint("if the registry speaks plain HTTP, add --plain-http")
