@@ -9,6 +9,12 @@ use std::io::Read;
 const BLOCK: usize = 512;
 /// GNU long names and PAX headers bigger than this are refused.
 const MAX_META: u64 = 1024 * 1024;
+/// PAX key prefix of extended attributes (GNU tar, star, containers' tar).
+const XATTR_PREFIX: &str = "SCHILY.xattr.";
+/// At most this many extended attributes an entry, each at most the
+/// kernel's own limit on a value.
+const MAX_XATTRS: usize = 64;
+const MAX_XATTR_VALUE: usize = 64 * 1024;
 
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +41,8 @@ pub struct Header {
     pub mtime: i64,
     pub dev_major: u32,
     pub dev_minor: u32,
+    /// Extended attributes (PAX `SCHILY.xattr.NAME`): name, raw value.
+    pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
 /// Reads entries from a tar stream.
@@ -61,7 +69,7 @@ impl<R: Read> Reader<R> {
     pub fn next_header(&mut self) -> Result<Option<Header>> {
         let mut long_name: Option<String> = None;
         let mut long_link: Option<String> = None;
-        let mut pax: Vec<(String, String)> = Vec::new();
+        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
         loop {
             self.skip_rest()?;
             if self.done {
@@ -141,8 +149,17 @@ impl<R: Read> Reader<R> {
                 mtime: field(136..148, "mtime field")? as i64,
                 dev_major: number(&block[329..337]).unwrap_or(0) as u32,
                 dev_minor: number(&block[337..345]).unwrap_or(0) as u32,
+                xattrs: Vec::new(),
             };
-            for (k, v) in pax.drain(..) {
+            for (k, raw) in pax.drain(..) {
+                if let Some(name) = k.strip_prefix(XATTR_PREFIX) {
+                    if h.xattrs.len() >= MAX_XATTRS || raw.len() > MAX_XATTR_VALUE || name.is_empty() {
+                        return Err(bad("too many or too large extended attributes"));
+                    }
+                    h.xattrs.push((name.to_string(), raw));
+                    continue;
+                }
+                let v = String::from_utf8_lossy(&raw).into_owned();
                 let num = || v.split('.').next().and_then(|n| n.parse::<u64>().ok());
                 match k.as_str() {
                     "path" => path = v,
@@ -312,7 +329,7 @@ fn c_string(b: &[u8]) -> String {
 }
 
 /// PAX records: `LEN KEY=VALUE\n`, LEN counting the whole record.
-fn parse_pax(data: &[u8]) -> Result<Vec<(String, String)>> {
+fn parse_pax(data: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     let mut rest = data;
     while !rest.is_empty() && rest[0] != 0 {
@@ -328,9 +345,10 @@ fn parse_pax(data: &[u8]) -> Result<Vec<(String, String)>> {
             .iter()
             .position(|c| *c == b'=')
             .ok_or_else(|| bad("PAX record"))?;
+        // Values stay bytes: an extended attribute's value is binary.
         out.push((
             String::from_utf8_lossy(&record[..eq]).into_owned(),
-            String::from_utf8_lossy(&record[eq + 1..]).into_owned(),
+            record[eq + 1..].to_vec(),
         ));
         rest = &rest[len..];
     }
@@ -381,7 +399,10 @@ mod tests {
             }
             format!("{len}{body}")
         };
-        let pax = pax_rec("path", "pax/name") + &pax_rec("mtime", "1700000000.5");
+        let pax = pax_rec("path", "pax/name")
+            + &pax_rec("mtime", "1700000000.5")
+            + &pax_rec("SCHILY.xattr.user.note", "a=b\u{1}")
+            + &pax_rec("SCHILY.xattr.security.capability", "\u{1}\0\0\u{2}");
         let a = archive(&[
             &header("a.txt", b'0', 5, ""),
             b"hello",
@@ -409,6 +430,13 @@ mod tests {
         assert_eq!(h.path, long);
         let h = r.next_header().unwrap().unwrap();
         assert_eq!((h.path.as_str(), h.mtime), ("pax/name", 1_700_000_000));
+        assert_eq!(
+            h.xattrs,
+            vec![
+                ("user.note".to_string(), b"a=b\x01".to_vec()),
+                ("security.capability".to_string(), b"\x01\0\0\x02".to_vec())
+            ]
+        );
         let h = r.next_header().unwrap().unwrap();
         assert_eq!((h.kind, h.link.as_str()), (Kind::Symlink, "a.txt"));
         let h = r.next_header().unwrap().unwrap();

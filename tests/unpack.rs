@@ -956,3 +956,118 @@ fn zstd_chunked_layers_with_skippable_frames_unpack() {
     assert_eq!(std::fs::read(rootfs2.join("etc/alpha")).unwrap(), b"alpha\n");
     assert_eq!(std::fs::read(rootfs2.join("etc/big")).unwrap().len(), 50_000);
 }
+
+/// A PAX extended header (`x`) with these records, for the entry after it.
+fn pax(records: &[(&str, &[u8])]) -> Raw {
+    let mut data = Vec::new();
+    for (k, v) in records {
+        let body = [format!(" {k}=").as_bytes(), v, b"\n"].concat();
+        let mut len = body.len() + 1;
+        while format!("{len}").len() + body.len() != len {
+            len += 1;
+        }
+        data.extend_from_slice(format!("{len}").as_bytes());
+        data.extend_from_slice(&body);
+    }
+    Raw {
+        path: "pax".into(),
+        kind: b'x',
+        link: String::new(),
+        mode: 0o644,
+        data,
+    }
+}
+
+/// The extended attributes of a path (not following a link), by python3.
+fn xattrs_of(p: &Path) -> BTreeMap<String, Vec<u8>> {
+    let script = "import os, sys\n\
+                  for n in sorted(os.listxattr(sys.argv[1], follow_symlinks=False)):\n\
+                  \tprint(n, os.getxattr(sys.argv[1], n, follow_symlinks=False).hex())";
+    let out = Command::new("python3").arg("-c").arg(script).arg(p).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, h)| {
+            (
+                n.to_string(),
+                (0..h.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn file_capabilities_and_xattrs_are_applied_like_umoci() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("xattrs");
+    // cap_net_raw, permitted and effective (vfs_cap_data revision 2).
+    let cap: &[u8] = &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let entries = [
+        Raw::dir("bin", 0o755),
+        pax(&[
+            ("SCHILY.xattr.security.capability", cap),
+            ("SCHILY.xattr.user.origin", b"from the layer"),
+        ]),
+        Raw::file("bin/ping", b"#!/bin/sh\n", 0o755),
+        pax(&[("SCHILY.xattr.user.dir", b"\x00\x01binary\xff")]),
+        Raw::dir("etc", 0o755),
+    ];
+    let image = Image::new("amd64", vec![layer(OCI_LAYER_GZIP, raw_tar(&entries))]);
+    reg.push_image("xattr/app", "v1", &image);
+    let (out, rootfs) = (work.join("oci"), work.join("rootfs"));
+    let o = pull_unpack(&format!("{}/xattr/app:v1", reg.host), &rootfs, &out);
+    assert_exit(&o, 0);
+    let ping = xattrs_of(&rootfs.join("bin/ping"));
+    assert_eq!(ping.get("security.capability").map(Vec::as_slice), Some(cap));
+    assert_eq!(ping.get("user.origin").map(Vec::as_slice), Some(&b"from the layer"[..]));
+    assert_eq!(
+        xattrs_of(&rootfs.join("etc")).get("user.dir").map(Vec::as_slice),
+        Some(&b"\x00\x01binary\xff"[..])
+    );
+    // umoci (as root) makes the same of it.
+    let bundle = work.join("bundle");
+    run_ok(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:v1", out.display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
+    for p in ["bin/ping", "etc"] {
+        assert_eq!(
+            xattrs_of(&rootfs.join(p)),
+            xattrs_of(&bundle.join("rootfs").join(p)),
+            "{p}"
+        );
+    }
+
+    // Not root: user.* only, and one note naming what was skipped.
+    let shared = work.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&work.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    let mine = shared.join("rootless");
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(minipull_bin())
+        .args(["unpack", out.to_str().unwrap(), mine.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let ping = xattrs_of(&mine.join("bin/ping"));
+    assert!(!ping.contains_key("security.capability"));
+    assert_eq!(ping.get("user.origin").map(Vec::as_slice), Some(&b"from the layer"[..]));
+    assert_eq!(stderr(&o).matches("security.capability").count(), 1, "{}", stderr(&o));
+}

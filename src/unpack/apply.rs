@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 
 const WHITEOUT: &str = ".wh.";
@@ -47,6 +47,7 @@ pub struct Applier {
     noted_rootless: bool,
     noted_setuid: bool,
     noted_dirs: bool,
+    noted_xattrs: bool,
 }
 
 /// A storage error about `rel` (shown as `/rel` inside the tree).
@@ -72,6 +73,7 @@ impl Applier {
             noted_rootless: false,
             noted_setuid: false,
             noted_dirs: false,
+            noted_xattrs: false,
         })
     }
 
@@ -162,6 +164,7 @@ impl Applier {
                     }
                 }
                 self.owner(&dir, name_os, &rel, h)?;
+                self.xattrs(&dir, name_os, None, &rel, h)?;
                 let mode = self.mode(h.mode);
                 self.defer_dir(&dir, name_os, &rel, mode, h.mtime)?;
             }
@@ -176,11 +179,13 @@ impl Applier {
                     }
                     f.write_all(&buf[..n]).map_err(|e| failed("write", &rel, e))?;
                 }
-                drop(f);
+                // Owner first: chown clears file capabilities.
                 self.owner(&dir, name_os, &rel, h)?;
                 let mode = self.mode(h.mode);
                 dir.chmod(name_os, mode & 0o7777)
                     .map_err(|e| failed("set the mode of", &rel, e))?;
+                self.xattrs(&dir, name_os, Some(f.as_raw_fd()), &rel, h)?;
+                drop(f);
                 dir.set_mtime(name_os, h.mtime)
                     .map_err(|e| failed("set the time of", &rel, e))?;
             }
@@ -189,6 +194,7 @@ impl Applier {
                 dir.symlink(OsStr::new(h.link.as_str()), name_os)
                     .map_err(|e| failed("create", &rel, e))?;
                 self.owner(&dir, name_os, &rel, h)?;
+                self.xattrs(&dir, name_os, None, &rel, h)?;
                 dir.set_mtime(name_os, h.mtime)
                     .map_err(|e| failed("set the time of", &rel, e))?;
             }
@@ -218,6 +224,7 @@ impl Applier {
                 self.owner(&dir, name_os, &rel, h)?;
                 dir.chmod(name_os, mode)
                     .map_err(|e| failed("set the mode of", &rel, e))?;
+                self.xattrs(&dir, name_os, None, &rel, h)?;
                 dir.set_mtime(name_os, h.mtime)
                     .map_err(|e| failed("set the time of", &rel, e))?;
             }
@@ -359,6 +366,50 @@ impl Applier {
         };
         dir.chown(name, uid, gid)
             .map_err(|e| failed("set the owner of", rel, e))
+    }
+
+    /// The entry's extended attributes (file capabilities among them): all
+    /// of them as root; `user.*` only otherwise (the kernel allows no more),
+    /// with one note naming what was skipped. On an open file through its
+    /// descriptor, else through the parent's handle.
+    fn xattrs(&mut self, dir: &Dir, name: &OsStr, fd: Option<RawFd>, rel: &str, h: &Header) -> Result<()> {
+        let mut skipped = Vec::new();
+        for (attr, value) in &h.xattrs {
+            if !self.is_root && !attr.starts_with("user.") {
+                skipped.push(attr.as_str());
+                continue;
+            }
+            let r = match fd {
+                Some(fd) => super::dirfd::set_xattr_fd(fd, attr, value),
+                None => dir.set_xattr(name, attr, value),
+            };
+            match r {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    if !self.noted_xattrs {
+                        self.noted_xattrs = true;
+                        self.progress.warn(format!(
+                            "the filesystem of ROOTFS keeps no extended attribute {attr} (/{rel}): file \
+                             capabilities and the like are lost"
+                        ));
+                    }
+                }
+                // The kernel keeps user.* only on files and directories.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) && attr.starts_with("user.") => {
+                    skipped.push(attr.as_str())
+                }
+                Err(e) => return Err(failed(&format!("set the extended attribute {attr} of"), rel, e)),
+            }
+        }
+        if !skipped.is_empty() && !self.noted_xattrs {
+            self.noted_xattrs = true;
+            self.progress.note(format!(
+                "extended attributes skipped (not root: only user.* can be set; user.* only on files and \
+                 directories): {} on /{rel}",
+                skipped.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     fn note_rootless(&mut self) {

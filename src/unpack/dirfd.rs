@@ -196,6 +196,18 @@ impl Dir {
         }
     }
 
+    /// Set an extended attribute on `name` itself (a link is not
+    /// followed): through /proc/self/fd/N/NAME, the one way to reach an
+    /// entry by its parent's handle for the xattr calls.
+    pub fn set_xattr(&self, name: &OsStr, attr: &str, value: &[u8]) -> io::Result<()> {
+        let mut path = format!("/proc/self/fd/{}/", self.0.as_raw_fd()).into_bytes();
+        path.extend_from_slice(name.as_bytes());
+        let path = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let attr = CString::new(attr).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: both are valid NUL-terminated strings; value is a valid slice.
+        check(unsafe { libc::lsetxattr(path.as_ptr(), attr.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
+    }
+
     /// The names in this directory (not `.` and `..`).
     pub fn names(&self) -> io::Result<Vec<OsString>> {
         let fd = self.open(OsStr::new("."), libc::O_RDONLY)?;
@@ -262,4 +274,11 @@ pub fn mtime_of(fd: std::os::fd::RawFd) -> io::Result<i64> {
     // time_t is narrower than i64 on some 32-bit targets.
     #[allow(clippy::unnecessary_cast)]
     Ok(st.st_mtime as i64)
+}
+
+/// Set an extended attribute on an open file.
+pub fn set_xattr_fd(fd: std::os::fd::RawFd, attr: &str, value: &[u8]) -> io::Result<()> {
+    let attr = CString::new(attr).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: fd is open; attr is NUL-terminated; value is a valid slice.
+    check(unsafe { libc::fsetxattr(fd, attr.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
 }
