@@ -51,7 +51,10 @@ OPTIONS:
                                   (repeatable; built-in and system roots stay trusted)
     --insecure                    do not verify TLS certificates (warns; digests are
                                   still checked)
-    --retries N                   attempts after a failure that may pass (default 5)
+    --retries N                   attempts after a failure that got an answer (default 5;
+                                  given, it also bounds retries of an unreachable source)
+    --retry-for SECS              keep trying a registry or mirror that does not answer
+                                  (refused, no route, no DNS) this long (default 60; 0: fail)
     --timeout SECS                connect timeout and longest wait for data (default 30)
     --speed-limit BYTES           abandon and resume a download slower than this
     --speed-time SECS               many bytes a second for this long (default 1024, 30)
@@ -101,6 +104,8 @@ struct Args {
     ca_files: Vec<PathBuf>,
     insecure: bool,
     retries: u32,
+    retries_explicit: bool,
+    retry_for: u64,
     timeout: u64,
     speed_limit: u64,
     speed_time: u64,
@@ -123,6 +128,10 @@ fn parse_args() -> Result<Option<Args>> {
         Some("config") => Command::Config,
         _ => Command::Pull,
     };
+    // Given, --retries bounds unreachable sources too (see --retry-for).
+    let retries_explicit = argv
+        .iter()
+        .any(|s| s == "--retries" || s.to_str().is_some_and(|s| s.starts_with("--retries=")));
     if command != Command::Pull {
         argv.remove(0);
     }
@@ -158,7 +167,9 @@ fn parse_args() -> Result<Option<Args>> {
             .values_from_os_str("--ca-file", |s| Ok::<_, String>(PathBuf::from(s)))
             .map_err(usage)?,
         insecure: a.contains("--insecure"),
+        retries_explicit,
         retries: number(&mut a, "--retries", 5)?.min(100) as u32,
+        retry_for: number(&mut a, "--retry-for", 60)?.min(86_400),
         timeout: number(&mut a, "--timeout", 30)?,
         speed_limit: number(&mut a, "--speed-limit", 1024)?,
         speed_time: number(&mut a, "--speed-time", 30)?,
@@ -437,6 +448,8 @@ fn pull_command(args: &Args, platform: Platform) -> Result<()> {
     let opts = Options {
         plain_http: args.plain_http,
         retries: args.retries,
+        retries_explicit: args.retries_explicit,
+        retry_for: Duration::from_secs(args.retry_for),
         timeout: Duration::from_secs(args.timeout),
         speed_limit: args.speed_limit,
         speed_time: Duration::from_secs(args.speed_time),

@@ -234,11 +234,15 @@ fn mirrors_pull_through_cache_then_fall_back_in_order() {
     let dead = format!("127.0.0.1:{}", free_port());
     let pull = |name: &str, mirrors: &[&str]| {
         let out = work.join(name);
+        // A mirror that does not answer is waited for --retry-for (1 s here,
+        // 60 by default) before the next source is asked.
         let mut args = vec![
             "--plain-http",
             "--json",
             "--timeout",
             "5",
+            "--retry-for",
+            "1",
             "--mirror-for",
             upstream.host.as_str(),
         ];

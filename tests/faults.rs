@@ -617,3 +617,76 @@ fn item_11_a_rerun_waits_for_the_lock_instead_of_failing() {
     assert_eq!(stderr(&o).matches("waiting up to 60 s").count(), 1, "{}", stderr(&o));
     s.assert_complete();
 }
+
+#[test]
+fn a_registry_that_answers_late_is_waited_for_by_default() {
+    // Nothing listens for 15 s: more than the old retry budget (about 11 s).
+    let server = FaultServer::start_later(Faults::default(), Duration::from_secs(15));
+    let layer = data(20_000, 7);
+    server.add_image(REPO, "v1", layer);
+    let work = TempDir::new("late");
+    let r = format!("{}/{REPO}:v1", server.host);
+    let started = std::time::Instant::now();
+    let o = minipull(
+        &["--plain-http", "--timeout", "5", &r, work.join("out").to_str().unwrap()],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert!(started.elapsed() >= Duration::from_secs(14), "{:?}", started.elapsed());
+    let waits = stderr(&o).matches("left of --retry-for").count();
+    assert!(waits >= 2, "one line per wait: {}", stderr(&o));
+
+    // --retry-for 0: an unreachable registry fails at once.
+    let dead = FaultServer::start_later(Faults::default(), Duration::from_secs(3600));
+    let r = format!("{}/{REPO}:v1", dead.host);
+    let started = std::time::Instant::now();
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--retry-for",
+            "0",
+            &r,
+            work.join("out2").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 5);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(stderr(&o).contains("--retry-for"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_mirror_that_comes_up_late_is_used_rather_than_the_registry() {
+    let registry = FaultServer::start(Faults::default());
+    let mirror = FaultServer::start_later(Faults::default(), Duration::from_secs(4));
+    let layer = data(30_000, 9);
+    let (digest, _) = registry.add_image(REPO, "v1", layer.clone());
+    let (mirror_digest, _) = mirror.add_image(REPO, "v1", layer);
+    assert_eq!(digest, mirror_digest);
+    let work = TempDir::new("late-mirror");
+    let out = work.join("out");
+    let r = format!("{}/{REPO}:v1", registry.host);
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--json",
+            "--mirror",
+            &format!("http://{}", mirror.host),
+            "--mirror-for",
+            &registry.host,
+            &r,
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["digest"], digest.as_str());
+    let log = registry.log();
+    assert!(
+        log.iter()
+            .all(|r| !r.path.contains("/blobs/") && !r.path.contains("/manifests/")),
+        "the registry served what the late mirror should have: {log:?}"
+    );
+    assert!(!mirror.requests("/blobs/").is_empty());
+}

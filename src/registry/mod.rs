@@ -37,8 +37,12 @@ use ureq::Body;
 pub struct Options {
     /// Talk plain HTTP instead of HTTPS (and allow credentials over it).
     pub plain_http: bool,
-    /// Attempts after the first one, for failures that retrying can fix.
+    /// Attempts after the first one, for failures that got an answer.
     pub retries: u32,
+    /// The user gave `--retries`: it bounds unreachable sources too.
+    pub retries_explicit: bool,
+    /// How long to keep trying a source that does not answer at all.
+    pub retry_for: Duration,
     /// Connect timeout, and the longest wait for the next bytes.
     pub timeout: Duration,
     /// A body slower than this many bytes a second ...
@@ -232,7 +236,7 @@ impl Client {
                         return Err(failure.error.context(format!("reading {what}")));
                     }
                     attempt += 1;
-                    self.pause_before_retry(&format!("reading {what}"), &failure, attempt);
+                    self.pause_before_retry(&format!("reading {what}"), &failure, attempt, None);
                 }
             }
         }

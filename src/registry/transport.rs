@@ -9,6 +9,10 @@ pub(super) struct Failure {
     pub(super) error: Error,
     pub(super) retryable: bool,
     pub(super) retry_after: Option<Duration>,
+    /// Nobody answered (refused, reset, no route, no DNS answer, connect
+    /// timeout): retried for the time budget (`--retry-for`), as a device
+    /// at boot waits for its network and its registry.
+    pub(super) unreachable: bool,
 }
 
 impl Failure {
@@ -17,6 +21,7 @@ impl Failure {
             error,
             retryable: false,
             retry_after: None,
+            unreachable: false,
         }
     }
     pub(super) fn transient(error: Error) -> Failure {
@@ -24,6 +29,13 @@ impl Failure {
             error,
             retryable: true,
             retry_after: None,
+            unreachable: false,
+        }
+    }
+    pub(super) fn unreachable(error: Error) -> Failure {
+        Failure {
+            unreachable: true,
+            ..Failure::transient(error)
         }
     }
 }
@@ -39,13 +51,27 @@ impl From<Error> for Failure {
 pub(super) fn transport_error(e: &ureq::Error, host: &str) -> Failure {
     use ureq::Error as U;
     match e {
+        U::Timeout(t @ (ureq::Timeout::Connect | ureq::Timeout::Resolve)) => {
+            Failure::unreachable(Error::network(format!("{host} timed out ({t})")))
+        }
         U::Timeout(t) => Failure::transient(Error::network(format!("{host} timed out ({t})"))),
-        U::HostNotFound => Failure::transient(
+        U::HostNotFound => Failure::unreachable(
             Error::network(format!("cannot resolve {host}")).hint("check the registry name and the DNS setup"),
         ),
-        U::ConnectionFailed => Failure::transient(cannot_connect(host, "connection failed")),
+        U::ConnectionFailed => Failure::unreachable(cannot_connect(host, "connection failed")),
         U::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Failure::transient(cannot_connect(host, "connection refused"))
+            Failure::unreachable(cannot_connect(host, "connection refused"))
+        }
+        U::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::NetworkUnreachable
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkDown
+            ) =>
+        {
+            Failure::unreachable(cannot_connect(host, &describe_io(io)))
         }
         U::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
             let why = io
@@ -55,7 +81,7 @@ pub(super) fn transport_error(e: &ureq::Error, host: &str) -> Failure {
                 .unwrap_or_default();
             Failure::fatal(tls_hint(Error::network(format!("TLS with {host} failed: {why}"))))
         }
-        U::Io(io) if io.to_string().contains("lookup address") => Failure::transient(
+        U::Io(io) if io.to_string().contains("lookup address") => Failure::unreachable(
             Error::network(format!("cannot resolve {host}")).hint("check the registry name and the DNS setup"),
         ),
         U::Io(io) => Failure::transient(Error::network(format!("{host}: {}", describe_io(io)))),
@@ -196,11 +222,16 @@ impl Client {
     }
 
     /// Run `f` until it succeeds, fails for good, or the retry budget is spent.
+    /// Run `f` until it succeeds, fails for good, or its budget is spent:
+    /// `--retries` attempts after failures that got an answer, and
+    /// `--retry-for` seconds while nobody answers (an explicit `--retries`
+    /// bounds those too; the first budget to run out ends it).
     pub(super) fn with_retries<F>(&mut self, what: &str, mut f: F) -> Result<Response<Body>>
     where
         F: FnMut(&mut Client) -> std::result::Result<Response<Body>, Failure>,
     {
         let mut attempt = 0;
+        let mut unreachable_since: Option<Instant> = None;
         loop {
             let failure = match f(self) {
                 Ok(resp) => {
@@ -219,40 +250,81 @@ impl Client {
                         return Err(self.status_error(what, &mut resp));
                     }
                     Failure {
-                        error: Error::network(format!("HTTP {status}")),
-                        retryable: true,
                         retry_after,
+                        ..Failure::transient(Error::network(format!("HTTP {status}")))
                     }
                 }
                 Err(f) => f,
             };
-            if !failure.retryable || attempt >= self.opts.retries {
-                let mut e = failure.error.context(what);
-                if failure.retryable {
-                    e.message.push_str(&format!(" (after {} attempts)", attempt + 1));
+            let left = if failure.unreachable {
+                let since = *unreachable_since.get_or_insert_with(Instant::now);
+                let left = self.opts.retry_for.saturating_sub(since.elapsed());
+                let counted = self.opts.retries_explicit && attempt >= self.opts.retries;
+                if left.is_zero() || counted {
+                    let mut e = failure.error.context(what);
+                    e.message.push_str(&format!(
+                        " (unreachable for {} s, after {} attempts)",
+                        since.elapsed().as_secs(),
+                        attempt + 1
+                    ));
+                    if left.is_zero() && !counted {
+                        e = e.hint("it did not answer within --retry-for; raise it to wait longer (at boot the network may come up late)");
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
+                Some(left)
+            } else {
+                unreachable_since = None;
+                if !failure.retryable || attempt >= self.opts.retries {
+                    let mut e = failure.error.context(what);
+                    if failure.retryable {
+                        e.message.push_str(&format!(" (after {} attempts)", attempt + 1));
+                    }
+                    return Err(e);
+                }
+                None
+            };
             attempt += 1;
-            self.pause_before_retry(what, &failure, attempt);
+            self.pause_before_retry(what, &failure, attempt, left);
         }
     }
 
-    /// Say what failed and that we try again, then back off.
-    pub(super) fn pause_before_retry(&mut self, what: &str, failure: &Failure, attempt: u32) {
-        self.progress.note(format!(
-            "{what}: {}; retrying ({attempt}/{})",
-            failure.error.message, self.opts.retries
-        ));
-        self.sleep_backoff(attempt, failure.retry_after);
+    /// Say what failed and that we try again, then back off (never past
+    /// `left`, what remains of the time budget for an unreachable source).
+    pub(super) fn pause_before_retry(&mut self, what: &str, failure: &Failure, attempt: u32, left: Option<Duration>) {
+        let wait = self.backoff(attempt, failure.retry_after);
+        match left {
+            Some(left) => {
+                let wait = wait.min(left);
+                self.progress.note(format!(
+                    "{what}: {}; trying again in {:.1} s ({} s left of --retry-for)",
+                    failure.error.message,
+                    wait.as_secs_f64(),
+                    left.as_secs()
+                ));
+                std::thread::sleep(wait);
+            }
+            None => {
+                self.progress.note(format!(
+                    "{what}: {}; retrying ({attempt}/{})",
+                    failure.error.message, self.opts.retries
+                ));
+                std::thread::sleep(wait);
+            }
+        }
+    }
+
+    /// Sleep as [`Client::backoff`] says.
+    pub(super) fn sleep_backoff(&mut self, attempt: u32, retry_after: Option<Duration>) {
+        let wait = self.backoff(attempt, retry_after);
+        std::thread::sleep(wait);
     }
 
     /// Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... up to 30 s,
     /// each scaled by a random factor in [0.5, 1); `Retry-After` wins.
-    pub(super) fn sleep_backoff(&mut self, attempt: u32, retry_after: Option<Duration>) {
+    fn backoff(&mut self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(d) = retry_after {
-            std::thread::sleep(d);
-            return;
+            return d;
         }
         // xorshift: enough randomness to spread out clients that failed together.
         let mut x = self.jitter_state;
@@ -262,7 +334,7 @@ impl Client {
         self.jitter_state = x;
         let base = 500u64.saturating_mul(1 << attempt.saturating_sub(1).min(6)).min(30_000);
         let factor = 0.5 + (x % 1000) as f64 / 2000.0;
-        std::thread::sleep(Duration::from_millis((base as f64 * factor) as u64));
+        Duration::from_millis((base as f64 * factor) as u64)
     }
 
     /// One GET, following redirects. The Authorization header goes only to

@@ -91,9 +91,18 @@ pub struct FaultServer {
 
 impl FaultServer {
     pub fn start(faults: Faults) -> FaultServer {
+        FaultServer::start_later(faults, Duration::ZERO)
+    }
+
+    /// A server whose port refuses connections for `delay` (nothing
+    /// listens), then serves: a registry or mirror that comes up late.
+    pub fn start_later(faults: Faults, delay: Duration) -> FaultServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
+        let mut early = Some(listener);
+        if !delay.is_zero() {
+            drop(early.take());
+        }
         let state = Arc::new(Mutex::new(State {
             faults,
             ..State::default()
@@ -101,6 +110,33 @@ impl FaultServer {
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (state.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
+            let listener = match early {
+                Some(l) => l,
+                None => {
+                    // Sleep in steps, so dropping the server ends the wait.
+                    let until = std::time::Instant::now() + delay;
+                    while std::time::Instant::now() < until {
+                        if sp.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    // The port was ours a moment ago; retry briefly if the
+                    // kernel still holds it.
+                    let mut tries = 0;
+                    loop {
+                        match TcpListener::bind(("127.0.0.1", port)) {
+                            Ok(l) => break l,
+                            Err(_) if tries < 100 => {
+                                tries += 1;
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                            Err(e) => panic!("cannot listen on {port} again: {e}"),
+                        }
+                    }
+                }
+            };
+            listener.set_nonblocking(true).unwrap();
             while !sp.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((sock, _)) => {
