@@ -59,9 +59,11 @@ for l in minipull baseline umoci; do
     printf '%-10s %10s %12s\n' "$l" "$(stat_of $l 1)" "$(stat_of $l 2)"
 done
 echo "minipull's syncfs (the durability cost, inside its wall time): median $(grep -o '[0-9.]*' "$WORK/minipull.sync" | median) s"
+nosync=$(paste -d' ' <(cut -d' ' -f1 "$WORK/minipull") <(grep -o '[0-9.]*' "$WORK/minipull.sync") | awk '{print $1-$2}' | median)
+echo "minipull wall without its syncfs: median $nosync s"
 mw=$(stat_of minipull 1); uw=$(stat_of umoci 1)
 echo "minipull/umoci wall: $(python3 -c "print(round($mw/$uw, 2))")"
 if [ -f "$WORK/baseline" ]; then
     bw=$(stat_of baseline 1); br=$(stat_of baseline 2); mr=$(stat_of minipull 2)
-    echo "minipull/baseline wall: $(python3 -c "print(round($mw/$bw, 2))"), peak RSS: $(python3 -c "print(round($mr/$br, 2))")"
+    echo "minipull/baseline wall: $(python3 -c "print(round($mw/$bw, 2))") ($(python3 -c "print(round($nosync/$bw, 2))") without the syncfs), peak RSS: $(python3 -c "print(round($mr/$br, 2))")"
 fi
