@@ -12,6 +12,7 @@
 #   skopeo        skopeo copy docker://... oci:DIR:TAG
 #   rerun         minipull into an OUTDIR that holds everything already
 #   resume        minipull after a minipull killed (SIGKILL) half way
+#   baseline      with BASELINE=PATH, that minipull binary too (before/after)
 # and prints medians and min-max of wall time, CPU time and peak RSS
 # (/usr/bin/time), with the ratios minipull/curl and minipull/skopeo.
 set -euo pipefail
@@ -115,6 +116,11 @@ round() {
 
     measure "$k minipull" "$MP" -q "${mpflags[@]}" "$ref" "$out"
     measure "$k rerun" "$MP" -q "${mpflags[@]}" "$ref" "$out"
+    if [ -n "${BASELINE:-}" ]; then
+        # Another minipull binary (an older build, say), same conditions.
+        measure "$k baseline" "$BASELINE" -q "${mpflags[@]}" "$ref" "$WORK/base"
+        rm -rf "$WORK/base"
+    fi
 
     mkdir -p "$WORK/curl"
     local cmd="" i=0
@@ -174,7 +180,7 @@ print(f"\nminipull benchmark, {runs} runs each, medians (min-max)")
 print(f"big = {big/2**20:.0f} MiB in 3 blobs, small = 40 layers, {small/2**20:.1f} MiB\n")
 print(f"{'image/proto':<11} {'tool':<10} {'wall s':<20} {'cpu s':<20} {'peak RSS MiB':<20}")
 for k in sorted({k for k, _ in d}):
-    for tool in ["minipull", "curl", "sha256sum", "skopeo", "rerun", "resume"]:
+    for tool in ["minipull", "baseline", "curl", "sha256sum", "skopeo", "rerun", "resume"]:
         xs = d.get((k, tool))
         if not xs:
             continue
@@ -182,6 +188,8 @@ for k in sorted({k for k, _ in d}):
         print(f"{k:<11} {tool:<10} {fmt(w):<20} {fmt(c):<20} {fmt(r):<20}")
     mp, cu, sk, sh = (med([x[0] for x in d[(k, t)]]) for t in ["minipull", "curl", "skopeo", "sha256sum"])
     print(f"{k:<11} ratios     minipull/curl {mp/cu:.2f}, minipull/(curl+sha256sum) {mp/(cu+sh):.2f}, minipull/skopeo {mp/sk:.2f}")
+    if d.get((k, "baseline")):
+        print(f"{k:<11} ratios     minipull/baseline {mp/med([x[0] for x in d[(k, 'baseline')]]):.2f}")
     if h.get(k):
         print(f"{k:<11} resume     killed with a median {med(h[k])/2**20:.0f} MiB on disk")
     print()
