@@ -1070,4 +1070,16 @@ fn file_capabilities_and_xattrs_are_applied_like_umoci() {
     assert!(!ping.contains_key("security.capability"));
     assert_eq!(ping.get("user.origin").map(Vec::as_slice), Some(&b"from the layer"[..]));
     assert_eq!(stderr(&o).matches("security.capability").count(), 1, "{}", stderr(&o));
+    // umoci --rootless as the same user makes the same of it.
+    let bundle = shared.join("umoci-rootless");
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "umoci", "unpack", "--rootless", "--image"])
+        .arg(format!("{}:v1", out.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    for p in ["bin/ping", "etc"] {
+        assert_eq!(xattrs_of(&mine.join(p)), xattrs_of(&bundle.join("rootfs").join(p)), "{p}");
+    }
 }
