@@ -447,6 +447,47 @@ fn unpack_layers(reg: &Registry, work: &TempDir, name: &str, layers: Vec<Vec<u8>
     (o, rootfs)
 }
 
+/// Push a one-layer image of raw entries as `repo:v1` and pull it (no
+/// unpack) into `out`.
+fn push_and_pull(reg: &Registry, repo: &str, entries: &[Raw], out: &Path) {
+    let image = Image::new("amd64", vec![layer(OCI_LAYER_GZIP, raw_tar(entries))]);
+    reg.push_image(repo, "v1", &image);
+    let o = minipull(
+        &[
+            "--plain-http",
+            &format!("{}/{repo}:v1", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+}
+
+/// Hand the layout `out` to nobody (uid 65534) and make `work/shared`, a
+/// directory nobody may write to; returns it.
+fn shared_with_nobody(work: &TempDir, out: &Path) -> std::path::PathBuf {
+    let shared = work.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&work.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(chown.success(), "this test runs as root");
+    shared
+}
+
+/// Run `cmd` as nobody (setpriv, util-linux).
+fn as_nobody(cmd: &[&std::ffi::OsStr]) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(cmd)
+        .output()
+        .expect("setpriv (util-linux) runs; this test needs root to become another user")
+}
+
 fn mode_of(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
@@ -537,43 +578,21 @@ fn item_5_setuid_dropped_when_not_root_unless_kept() {
         Raw::file("bin/sh", b"#!sh\n", 0o4755),
         Raw::file("bin/g", b"g\n", 0o2755),
     ];
-    let image = Image::new("amd64", vec![layer(OCI_LAYER_GZIP, raw_tar(&entries))]);
-    reg.push_image("trust/setuid", "v1", &image);
     let out = work.join("oci");
-    let o = minipull(
-        &[
-            "--plain-http",
-            &format!("{}/trust/setuid:v1", reg.host),
-            out.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert_exit(&o, 0);
+    push_and_pull(&reg, "trust/setuid", &entries, &out);
     // The unpack runs as nobody, into a directory nobody may write.
-    let shared = work.join("shared");
-    std::fs::create_dir_all(&shared).unwrap();
-    std::fs::set_permissions(&work.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-    Command::new("chown")
-        .args(["-R", "65534:65534"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    let as_nobody = |rootfs: &Path, extra: &[&str]| {
-        let o = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(minipull_bin())
-            .arg("unpack")
-            .args(extra)
-            .arg(&out)
-            .arg(rootfs)
-            .output()
-            .expect("setpriv (util-linux) runs; this test needs root to become another user");
+    let shared = shared_with_nobody(&work, &out);
+    let bin = minipull_bin();
+    let unpack_as_nobody = |rootfs: &Path, extra: &[&str]| {
+        let mut cmd: Vec<&std::ffi::OsStr> = vec![bin.as_os_str(), "unpack".as_ref()];
+        cmd.extend(extra.iter().map(std::ffi::OsStr::new));
+        cmd.extend([out.as_os_str(), rootfs.as_os_str()]);
+        let o = as_nobody(&cmd);
         assert_exit(&o, 0);
         o
     };
     let dropped = shared.join("dropped");
-    let o = as_nobody(&dropped, &[]);
+    let o = unpack_as_nobody(&dropped, &[]);
     assert_eq!(
         mode_of(&dropped.join("bin/sh")),
         0o755,
@@ -591,7 +610,7 @@ fn item_5_setuid_dropped_when_not_root_unless_kept() {
         stderr(&o)
     );
     let kept = shared.join("kept");
-    as_nobody(&kept, &["--keep-setuid"]);
+    unpack_as_nobody(&kept, &["--keep-setuid"]);
     assert_eq!(mode_of(&kept.join("bin/sh")), 0o4755);
     // As root, owners are applied and the bits stay (OUTDIR is root's again:
     // root refuses a layout that belongs to another user).
@@ -843,18 +862,8 @@ fn item_6_memory_stays_bounded_whatever_the_layer_declares() {
         });
         entries.push(Raw::dir("placeholder", 0o750));
     }
-    let image = Image::new("amd64", vec![layer(OCI_LAYER_GZIP, raw_tar(&entries))]);
-    reg.push_image("trust/dirs", "v1", &image);
     let out = work.join("oci");
-    let o = minipull(
-        &[
-            "--plain-http",
-            &format!("{}/trust/dirs:v1", reg.host),
-            out.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert_exit(&o, 0);
+    push_and_pull(&reg, "trust/dirs", &entries, &out);
     let rootfs = work.join("rootfs");
     let bin = minipull_bin();
     let (o, kib) = peak_rss_kib(&[
@@ -1049,22 +1058,10 @@ fn file_capabilities_and_xattrs_are_applied_like_umoci() {
     }
 
     // Not root: user.* only, and one note naming what was skipped.
-    let shared = work.join("shared");
-    std::fs::create_dir_all(&shared).unwrap();
-    std::fs::set_permissions(&work.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-    Command::new("chown")
-        .args(["-R", "65534:65534"])
-        .arg(&out)
-        .status()
-        .unwrap();
+    let shared = shared_with_nobody(&work, &out);
     let mine = shared.join("rootless");
-    let o = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(minipull_bin())
-        .args(["unpack", out.to_str().unwrap(), mine.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let bin = minipull_bin();
+    let o = as_nobody(&[bin.as_os_str(), "unpack".as_ref(), out.as_os_str(), mine.as_os_str()]);
     assert_exit(&o, 0);
     let ping = xattrs_of(&mine.join("bin/ping"));
     assert!(!ping.contains_key("security.capability"));
@@ -1072,14 +1069,21 @@ fn file_capabilities_and_xattrs_are_applied_like_umoci() {
     assert_eq!(stderr(&o).matches("security.capability").count(), 1, "{}", stderr(&o));
     // umoci --rootless as the same user makes the same of it.
     let bundle = shared.join("umoci-rootless");
-    let o = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "umoci", "unpack", "--rootless", "--image"])
-        .arg(format!("{}:v1", out.display()))
-        .arg(&bundle)
-        .output()
-        .unwrap();
+    let image_ref = format!("{}:v1", out.display());
+    let o = as_nobody(&[
+        "umoci".as_ref(),
+        "unpack".as_ref(),
+        "--rootless".as_ref(),
+        "--image".as_ref(),
+        image_ref.as_ref(),
+        bundle.as_os_str(),
+    ]);
     assert_exit(&o, 0);
     for p in ["bin/ping", "etc"] {
-        assert_eq!(xattrs_of(&mine.join(p)), xattrs_of(&bundle.join("rootfs").join(p)), "{p}");
+        assert_eq!(
+            xattrs_of(&mine.join(p)),
+            xattrs_of(&bundle.join("rootfs").join(p)),
+            "{p}"
+        );
     }
 }
