@@ -152,31 +152,37 @@ fn identity_token_uses_the_oauth2_refresh_flow() {
     assert!(!out.join("index.json").exists());
 }
 
+/// Put `docker-credential-NAME` (a shell script) in `work/bin`; returns a
+/// PATH with it first and an empty DOCKER_CONFIG directory.
+fn install_helper(work: &TempDir, name: &str, script: &str) -> (String, std::path::PathBuf) {
+    let bin = work.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(&helper, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let docker = work.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    (path, docker)
+}
+
 #[test]
 fn credential_helper_is_run_with_the_registry_on_stdin() {
     let work = TempDir::new("helper");
     let (_plain, reg, ts, _) = token_registry(&work);
     let private = format!("{}/private/app:v1", reg.host);
     // A helper on PATH that records what it was asked and answers for our registry only.
-    let bin = work.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
     let asked = work.join("asked");
-    let helper = bin.join("docker-credential-testhelper");
-    std::fs::write(
-        &helper,
-        format!(
+    let (path, docker) = install_helper(
+        &work,
+        "testhelper",
+        &format!(
             "#!/bin/sh\n[ \"$1\" = get ] || exit 3\nread -r server\necho \"$server\" >> {asked}\nif [ \"$server\" = \"{host}\" ]; then\n  printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\nelse\n  echo 'credentials not found in native keychain'; exit 1\nfi\n",
             asked = asked.display(),
             host = reg.host
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-
-    let docker = work.join("docker");
-    std::fs::create_dir_all(&docker).unwrap();
+    );
     for (name, config) in [
         (
             "credHelpers",
@@ -399,23 +405,15 @@ fn item_13_a_credential_helper_that_writes_more_than_a_pipe_holds() {
     let work = TempDir::new("helper-big");
     let (_plain, reg, _ts, _) = token_registry(&work);
     let private = format!("{}/private/app:v1", reg.host);
-    let bin = work.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-chatty");
     // 300 KB of padding in the answer: more than a pipe buffer (64 KiB), so
     // the helper blocks until somebody reads.
-    std::fs::write(
-        &helper,
-        format!(
+    let (path, docker) = install_helper(
+        &work,
+        "chatty",
+        &format!(
             "#!/bin/sh\nread -r server\npad=$(head -c 300000 /dev/zero | tr '\\0' x)\nprintf '{{\"Pad\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$pad\"\n"
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let docker = work.join("docker");
-    std::fs::create_dir_all(&docker).unwrap();
+    );
     std::fs::write(docker.join("config.json"), r#"{"credsStore":"chatty"}"#).unwrap();
     let out = work.join("out");
     let started = std::time::Instant::now();
