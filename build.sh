@@ -100,7 +100,10 @@ build_target() { # rust target -> dist/<target>/minipull
     # Debug formatting is compiled out (no message uses it); README's size table has
     # what each step saves. PANIC_MESSAGES=1 builds a binary that prints the one-line
     # "internal error at FILE:LINE" instead, for reporting a bug (+0.4 MB).
-    local -a cargo_args=(build --release --locked --target "$target" -Zbuild-std=std,panic_abort)
+    # std's optimize_for_size feature picks its smaller algorithms (-12 KB on
+    # x86_64; pull and unpack times unchanged, README).
+    local -a cargo_args=(build --release --locked --target "$target" -Zbuild-std=std,panic_abort
+        -Zbuild-std-features=optimize_for_size)
     local rustflags
     rustflags=$(size_flags)
     if [ -z "$triple" ]; then

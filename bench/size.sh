@@ -24,4 +24,5 @@ flags=$(./build.sh flags)
 RUSTC_BOOTSTRAP=1 CARGO_PROFILE_RELEASE_STRIP=false \
     CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$flags" \
     cargo bloat --release --locked --target x86_64-unknown-linux-musl -Z build-std=std,panic_abort \
+    -Z build-std-features=optimize_for_size \
     --target-dir target/bloat --crates -n 15 2>/dev/null

@@ -41,13 +41,11 @@ impl Layout {
     pub fn open_waiting(root: &Path, wait: Duration, progress: Progress) -> Result<Layout> {
         let work = root.join(WORK_DIR);
         fs::create_dir_all(root).map_err(|e| Error::storage(format!("cannot create {}", root.display()), &e))?;
-        for dir in [
-            root.to_path_buf(),
-            root.join("blobs"),
-            work.clone(),
-            work.join("partial"),
-        ] {
-            ensure_private_dir(&dir)?;
+        // OUTDIR itself is the user's path and may be a link to a directory
+        // elsewhere; nothing inside it may be one.
+        ensure_private_dir(root, true)?;
+        for dir in [root.join("blobs"), work.clone(), work.join("partial")] {
+            ensure_private_dir(&dir, false)?;
         }
         let lock = take_lock(root, &work.join("lock"), wait, progress)?;
         let layout = Layout {
@@ -155,7 +153,7 @@ impl Layout {
     }
 
     fn ensure_blob_dir(&self, d: &Digest) -> Result<()> {
-        ensure_private_dir(&self.root.join("blobs").join(d.algorithm().name()))
+        ensure_private_dir(&self.root.join("blobs").join(d.algorithm().name()), false)
     }
 
     /// Write `bytes` to `path` through a temporary file, fsync, rename.
@@ -315,16 +313,22 @@ fn take_lock(root: &Path, path: &Path, wait: Duration, progress: Progress) -> Re
 }
 
 /// Make sure `dir` is a directory we may trust with files: created if
-/// missing; not a symbolic link; owned by us or root; not writable by
+/// missing; not a symbolic link (unless `follow`, for OUTDIR itself); owned
+/// by us or root; not writable by
 /// group or others unless sticky (the way ssh treats `~/.ssh`). Another
 /// local user who could write there could plant links for us to follow.
-fn ensure_private_dir(dir: &Path) -> Result<()> {
+fn ensure_private_dir(dir: &Path, follow: bool) -> Result<()> {
     match fs::DirBuilder::new().mode(0o755).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(Error::storage(format!("cannot create {}", dir.display()), &e)),
     }
-    let meta = fs::symlink_metadata(dir).map_err(|e| Error::storage(format!("cannot read {}", dir.display()), &e))?;
+    let meta = if follow {
+        fs::metadata(dir)
+    } else {
+        fs::symlink_metadata(dir)
+    };
+    let meta = meta.map_err(|e| Error::storage(format!("cannot read {}", dir.display()), &e))?;
     let refuse = |why: String| {
         Err(Error::new(
             crate::error::Kind::Storage,

@@ -593,6 +593,13 @@ fn item_10_links_planted_in_outdir_are_never_followed() {
     let (o, _) = s.pull(&[]);
     assert_exit(&o, 0);
     s.assert_complete();
+    // Also when OUTDIR itself is the user's link to it: only what is inside
+    // OUTDIR is never followed.
+    let link = s.work.join("link-to-layout");
+    std::os::unix::fs::symlink(s.layout(), &link).unwrap();
+    let r = format!("{}/{REPO}:v1", s.server.host);
+    let o = minipull(&["--plain-http", &r, link.to_str().unwrap()], None);
+    assert_exit(&o, 0);
 }
 
 #[test]
