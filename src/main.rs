@@ -3,7 +3,9 @@
 
 fn main() {
     // Expected failures are errors, never panics; should a bug panic anyway,
-    // say so in one line instead of a backtrace.
+    // say so in one line instead of a backtrace. Release builds abort on a
+    // panic before any hook runs (SIGABRT, README); PANIC_MESSAGES=1 builds
+    // keep this line.
     std::panic::set_hook(Box::new(|info| {
         let at = info
             .location()
