@@ -450,6 +450,7 @@ fn pull_command(args: &Args, platform: Platform) -> Result<()> {
         retries: args.retries,
         retries_explicit: args.retries_explicit,
         retry_for: Duration::from_secs(args.retry_for),
+        keep_written_pages: args.unpack.is_some(),
         timeout: Duration::from_secs(args.timeout),
         speed_limit: args.speed_limit,
         speed_time: Duration::from_secs(args.speed_time),

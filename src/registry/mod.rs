@@ -43,6 +43,9 @@ pub struct Options {
     pub retries_explicit: bool,
     /// How long to keep trying a source that does not answer at all.
     pub retry_for: Duration,
+    /// Keep downloaded pages in the page cache (an unpack in the same run
+    /// reads the layers back); otherwise they are dropped once written.
+    pub keep_written_pages: bool,
     /// Connect timeout, and the longest wait for the next bytes.
     pub timeout: Duration,
     /// A body slower than this many bytes a second ...
