@@ -156,39 +156,10 @@ impl Layout {
         ensure_private_dir(&self.root.join("blobs").join(d.algorithm().name()), false)
     }
 
-    /// Write `bytes` to `path` through a temporary file, fsync, rename.
+    /// Write `bytes` to `path` through a temporary file in the work directory.
     fn write_file_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-        let tmp = self.root.join(WORK_DIR).join(format!("{name}.tmp"));
-        if fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(planted_or(
-                &tmp,
-                std::io::Error::from_raw_os_error(libc::ELOOP),
-                "cannot write",
-            ));
-        }
-        let write = || -> std::io::Result<()> {
-            // A stale temporary from a crash goes; the new one is created,
-            // never opened through a link.
-            match fs::remove_file(&tmp) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, path)
-        };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::storage(format!("cannot write {}", path.display()), &e));
-        }
-        sync_dir(path.parent().unwrap_or(&self.root))
+        write_atomic(&self.root.join(WORK_DIR).join(format!("{name}.tmp")), path, bytes)
     }
 
     /// The current index.json as JSON, or a fresh empty index.
@@ -388,7 +359,46 @@ pub fn hash_reader(r: impl Read, alg: Algorithm, limit: u64) -> std::io::Result<
     Ok((h.finish(), n))
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+/// Write `bytes` to `path` through the temporary file `tmp`: created anew
+/// (never through a link: one planted there is refused), fsynced, renamed
+/// over `path`, and the directory synced so the rename survives a crash.
+pub fn write_atomic(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    if fs::symlink_metadata(tmp).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(planted_or(
+            tmp,
+            std::io::Error::from_raw_os_error(libc::ELOOP),
+            "cannot write",
+        ));
+    }
+    let write = || -> std::io::Result<()> {
+        // A stale temporary from a crash goes first.
+        match fs::remove_file(tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(tmp, path)
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(tmp);
+        return Err(Error::storage(format!("cannot write {}", path.display()), &e));
+    }
+    sync_dir(
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
+}
+
+/// fsync a directory, so the renames in it survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
     // A rename is only durable once its directory is synced.
     File::open(dir)
         .and_then(|d| d.sync_all())

@@ -15,6 +15,7 @@
 //! installed (manifest digest and reference), written after the swap.
 
 use crate::error::{Error, Kind, Result};
+use crate::layout::sync_dir;
 use std::ffi::{CString, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -242,23 +243,7 @@ impl Plan {
         bytes.push(b'\n');
         let mut tmp = path.clone().into_os_string();
         tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let _ = fs::remove_file(&tmp);
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| Error::storage(format!("cannot write {}", path.display()), &e))?;
-        sync_dir(&self.parent)
+        crate::layout::write_atomic(Path::new(&tmp), &path, &bytes)
     }
 }
 
@@ -295,12 +280,6 @@ fn syncfs(dir: &Path) -> Result<()> {
         return Err(Error::storage(format!("cannot sync {}", dir.display()), &e));
     }
     Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::storage(format!("cannot sync {}", dir.display()), &e))
 }
 
 /// Remove a tree (never following links); absent is fine.

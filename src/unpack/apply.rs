@@ -48,6 +48,8 @@ pub struct Applier {
     noted_setuid: bool,
     noted_dirs: bool,
     noted_xattrs: bool,
+    /// One copy buffer for every file of the unpack.
+    buf: Vec<u8>,
 }
 
 /// A storage error about `rel` (shown as `/rel` inside the tree).
@@ -74,6 +76,7 @@ impl Applier {
             noted_setuid: false,
             noted_dirs: false,
             noted_xattrs: false,
+            buf: vec![0u8; 64 * 1024],
         })
     }
 
@@ -171,23 +174,23 @@ impl Applier {
             Kind::File => {
                 dir.remove(name_os).map_err(|e| failed("remove", &rel, e))?;
                 let mut f = dir.create_file(name_os, 0o600).map_err(|e| failed("create", &rel, e))?;
-                let mut buf = vec![0u8; 64 * 1024];
                 loop {
-                    let n = data.read(&mut buf)?;
+                    let n = data.read(&mut self.buf)?;
                     if n == 0 {
                         break;
                     }
-                    f.write_all(&buf[..n]).map_err(|e| failed("write", &rel, e))?;
+                    f.write_all(&self.buf[..n]).map_err(|e| failed("write", &rel, e))?;
                 }
-                // Owner first: chown clears file capabilities.
-                self.owner(&dir, name_os, &rel, h)?;
+                // The rest through the open file. Owner first: chown clears
+                // file capabilities.
+                if let Some((uid, gid)) = self.owner_ids(h)? {
+                    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+                        .map_err(|e| failed("set the owner of", &rel, e))?;
+                }
                 let mode = self.mode(h.mode);
-                dir.chmod(name_os, mode & 0o7777)
-                    .map_err(|e| failed("set the mode of", &rel, e))?;
+                super::dirfd::set_meta_of(f.as_raw_fd(), mode, h.mtime)
+                    .map_err(|e| failed("set the mode and time of", &rel, e))?;
                 self.xattrs(&dir, name_os, Some(f.as_raw_fd()), &rel, h)?;
-                drop(f);
-                dir.set_mtime(name_os, h.mtime)
-                    .map_err(|e| failed("set the time of", &rel, e))?;
             }
             Kind::Symlink => {
                 dir.remove(name_os).map_err(|e| failed("remove", &rel, e))?;
@@ -354,18 +357,27 @@ impl Applier {
     }
 
     fn owner(&mut self, dir: &Dir, name: &OsStr, rel: &str, h: &Header) -> Result<()> {
+        match self.owner_ids(h)? {
+            Some((uid, gid)) => dir
+                .chown(name, uid, gid)
+                .map_err(|e| failed("set the owner of", rel, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// The owner to give an entry: only as root (else one note says owners
+    /// are not applied).
+    fn owner_ids(&mut self, h: &Header) -> Result<Option<(u32, u32)>> {
         if !self.is_root {
             if h.uid != 0 || h.gid != 0 {
                 self.note_rootless();
             }
-            return Ok(());
+            return Ok(None);
         }
-        let (uid, gid) = (u32::try_from(h.uid), u32::try_from(h.gid));
-        let (Ok(uid), Ok(gid)) = (uid, gid) else {
-            return Err(Error::integrity(format!("owner {}:{} is out of range", h.uid, h.gid)));
-        };
-        dir.chown(name, uid, gid)
-            .map_err(|e| failed("set the owner of", rel, e))
+        match (u32::try_from(h.uid), u32::try_from(h.gid)) {
+            (Ok(uid), Ok(gid)) => Ok(Some((uid, gid))),
+            _ => Err(Error::integrity(format!("owner {}:{} is out of range", h.uid, h.gid))),
+        }
     }
 
     /// The entry's extended attributes (file capabilities among them): all

@@ -57,11 +57,8 @@ impl Dir {
         let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         // SAFETY: c is a valid NUL-terminated path.
         let dir = owned(unsafe { libc::open(c.as_ptr(), flags) }).map(Dir)?;
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: dir is open; st is a properly sized out-parameter.
-        check(unsafe { libc::fstat(dir.0.as_raw_fd(), st.as_mut_ptr()) })?;
-        // SAFETY: fstat returned 0, so it filled st; geteuid cannot fail.
-        let (owner, me) = (unsafe { st.assume_init() }.st_uid, unsafe { libc::geteuid() });
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let (owner, me) = (stat_of(dir.0.as_raw_fd())?.st_uid, unsafe { libc::geteuid() });
         if owner != me && owner != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -264,16 +261,20 @@ pub fn set_meta_of(fd: std::os::fd::RawFd, mode: u32, mtime: i64) -> io::Result<
     check(unsafe { libc::utimensat(libc::AT_FDCWD, proc.as_ptr(), t.as_ptr(), 0) })
 }
 
-/// The mtime of an open descriptor.
-pub fn mtime_of(fd: std::os::fd::RawFd) -> io::Result<i64> {
+/// fstat of an open descriptor.
+fn stat_of(fd: std::os::fd::RawFd) -> io::Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: fd is open; st is a properly sized out-parameter.
     check(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
     // SAFETY: fstat returned 0, so it filled st.
-    let st = unsafe { st.assume_init() };
+    Ok(unsafe { st.assume_init() })
+}
+
+/// The mtime of an open descriptor.
+pub fn mtime_of(fd: std::os::fd::RawFd) -> io::Result<i64> {
     // time_t is narrower than i64 on some 32-bit targets.
     #[allow(clippy::unnecessary_cast)]
-    Ok(st.st_mtime as i64)
+    Ok(stat_of(fd)?.st_mtime as i64)
 }
 
 /// Set an extended attribute on an open file.
