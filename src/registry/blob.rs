@@ -25,6 +25,8 @@ impl Client {
                 let got = p.hasher.clone().finish();
                 if got == *digest {
                     p.file.sync_all().map_err(|e| p.write_error(e))?;
+                    p.complete = true;
+                    resume::Record::remove(p.path);
                     return Ok(downloaded);
                 }
                 bad_content += 1;
@@ -168,6 +170,12 @@ struct Partial<'a> {
     write_back: bool,
     /// Keep written pages cached (an unpack in this run reads them back).
     keep_cache: bool,
+    /// Which prefixes are known good, for a resume after a power cut.
+    record: resume::Record,
+    /// Where the last prefix was recorded.
+    recorded: u64,
+    /// Verified and synced, or thrown away: nothing to record on drop.
+    complete: bool,
 }
 
 /// Write-back window: every 16 MiB of a blob the kernel is asked to start
@@ -193,15 +201,24 @@ impl<'a> Partial<'a> {
             .open(path)
             .map_err(|e| crate::layout::planted_or(path, e, "cannot open"))?;
         let algorithm = digest.algorithm();
-        let mut hasher = Hasher::new(algorithm);
-        let mut have = file.metadata().map_err(err)?.len();
-        if have > size {
-            have = 0;
-        } else if have > 0 {
-            have = hash_into(&mut file, &mut hasher, have).map_err(err)?;
+        let mut len = file.metadata().map_err(err)?.len();
+        if len > size {
+            len = 0;
         }
+        // Written in this boot (a kill, not a power cut): every byte is in
+        // the page cache, so all of it is good. Otherwise only the prefixes
+        // the record vouches for.
+        let boot = resume::current_boot();
+        let old = resume::Record::read(path);
+        let same_boot = boot.is_some() && old.as_ref().is_some_and(|r| r.boot == boot);
+        let (have, hasher, prefixes) =
+            resume::trusted_prefix(&mut file, Hasher::new(algorithm), len, old, same_boot).map_err(err)?;
         file.set_len(have).map_err(err)?;
         file.seek(SeekFrom::Start(have)).map_err(err)?;
+        let record = resume::Record { boot, prefixes };
+        // Not synced: after a power cut, losing it loses nothing the data
+        // has not lost with it.
+        record.write(path, false).map_err(err)?;
         Ok(Partial {
             path,
             file,
@@ -212,7 +229,19 @@ impl<'a> Partial<'a> {
             writing: None,
             write_back: true,
             keep_cache: false,
+            record,
+            recorded: have,
+            complete: false,
         })
+    }
+
+    /// Record the prefix held now; `durable`: make the record survive a
+    /// power cut (the data up to here has been handed to the disk).
+    fn checkpoint(&mut self, durable: bool) {
+        self.record.push(self.have, self.hasher.clone().finish());
+        self.recorded = self.have;
+        // A record that cannot be written costs a longer resume, nothing more.
+        let _ = self.record.write(self.path, durable);
     }
 
     fn write_error(&self, e: std::io::Error) -> Error {
@@ -223,8 +252,12 @@ impl<'a> Partial<'a> {
         self.file.write_all(chunk).map_err(|e| self.write_error(e))?;
         self.hasher.update(chunk);
         self.have += chunk.len() as u64;
-        if self.write_back && self.have - self.flushed >= WINDOW {
-            self.write_back();
+        if self.have - self.flushed >= WINDOW {
+            if self.write_back {
+                self.write_back();
+            }
+            self.flushed = self.have;
+            self.checkpoint(true);
         }
         Ok(())
     }
@@ -253,7 +286,6 @@ impl<'a> Partial<'a> {
             }
         }
         self.writing = Some((start, len));
-        self.flushed = self.have;
     }
 
     /// Throw away what we hold and start the blob from zero.
@@ -264,12 +296,27 @@ impl<'a> Partial<'a> {
         self.flushed = 0;
         self.writing = None;
         self.hasher = Hasher::new(self.algorithm);
+        self.record.prefixes.clear();
+        self.recorded = 0;
+        let _ = self.record.write(self.path, false);
         Ok(())
     }
 
     /// Remove the file: its content is known to be bad.
-    fn discard(&self) {
+    fn discard(&mut self) {
         let _ = std::fs::remove_file(self.path);
+        resume::Record::remove(self.path);
+        self.complete = true;
+    }
+}
+
+impl Drop for Partial<'_> {
+    /// A clean stop (an error, a give-up): sync what we hold and record it,
+    /// so even a power cut after we exit keeps the whole partial.
+    fn drop(&mut self) {
+        if !self.complete && self.have > self.recorded && self.file.sync_data().is_ok() {
+            self.checkpoint(true);
+        }
     }
 }
 

@@ -6,13 +6,15 @@
 //! - [`session`]: the auth session: challenges, bearer tokens, Basic.
 //!   Credentials go only to the registry and the realm its own challenge
 //!   names ([`session::OwnChallenge`]).
-//! - [`blob`]: a blob download with ranges, resume and a verified partial.
+//! - [`blob`]: a blob download with ranges, resume and a verified partial;
+//!   [`resume`]: the records that say which bytes of a partial survive a power cut.
 //!
 //! Redirects are followed here rather than by ureq so that the registry's
 //! Authorization header is sent only to the registry's own origin, and so
 //! that every resume goes back to the registry for a fresh (signed) URL.
 
 mod blob;
+mod resume;
 mod session;
 mod transport;
 
@@ -20,7 +22,7 @@ use session::OwnChallenge;
 use transport::{describe_io, host_of, same_origin, scheme_and_host, transport_error};
 
 use crate::auth::{self, Challenge, Credentials, Secret};
-use crate::digest::{hash_into, Digest, Hasher};
+use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::progress::{human, BlobProgress, Progress};
 use crate::reference::Reference;

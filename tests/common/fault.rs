@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 pub struct Faults {
     /// Close the connection after this many body bytes of a blob, once.
     pub drop_after: Option<u64>,
+    /// Close every blob answer when it reaches this offset of the blob.
+    pub cut_at: Option<u64>,
     /// Flip the byte at this offset of a blob body, once (or always).
     pub flip_at: Option<u64>,
     pub flip_always: bool,
@@ -466,6 +468,12 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
                 return Ok(());
             }
             let mut end = (pos + chunk_len as u64).min(total);
+            if let Some(c) = faults.cut_at.filter(|c| *c < total) {
+                if pos >= c {
+                    return Err(std::io::Error::other("cut"));
+                }
+                end = end.min(c);
+            }
             if let Some(d) = drop_after {
                 if sent >= d {
                     return Err(std::io::Error::other("drop"));
