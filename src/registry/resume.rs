@@ -24,13 +24,16 @@ const MAX_BYTES: u64 = 16 * 1024;
 /// two write-back windows are unsynced at any time.
 const KEEP: usize = 8;
 
+/// Known-good prefixes: (length, digest of the first length bytes).
+pub type Prefixes = Vec<(u64, Digest)>;
+
 /// The record beside a partial download.
 #[derive(Debug, Default, PartialEq)]
 pub struct Record {
     /// `/proc/sys/kernel/random/boot_id` when it was written.
     pub boot: Option<String>,
     /// Known-good prefixes, shortest first.
-    pub prefixes: Vec<(u64, Digest)>,
+    pub prefixes: Prefixes,
 }
 
 /// Where the record of the partial at `part` lives.
@@ -148,7 +151,7 @@ pub fn trusted_prefix(
     len: u64,
     record: Option<Record>,
     whole: bool,
-) -> std::io::Result<(u64, Hasher, Vec<(u64, Digest)>)> {
+) -> std::io::Result<(u64, Hasher, Prefixes)> {
     let prefixes: Vec<_> = record
         .map(|r| r.prefixes)
         .unwrap_or_default()
