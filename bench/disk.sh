@@ -3,7 +3,9 @@
 # pulled RUNS times from a local docker-registry while /proc/meminfo's
 # Dirty + Writeback is sampled every 20 ms; prints peak dirty memory, median
 # wall time and its spread (max/min), for minipull and, with BASELINE=PATH,
-# another minipull binary in the same rounds.
+# another minipull binary in the same rounds; then the same pull inside a
+# 32 MiB memory cgroup (v2 memory.max or v1 memory.limit_in_bytes, whichever
+# is writable; the row is skipped with a message when neither is).
 #
 #   bash bench/disk.sh [RUNS]        (default 5)
 set -euo pipefail
@@ -23,12 +25,31 @@ printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+js
 curl -s -f -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary @"$WORK/manifest" "$R/manifests/v1" >/dev/null
 rm -f "$WORK/l1" "$WORK/l2"
 
+# A 32 MiB memory cgroup for the constrained rows, if this machine lets us.
+CG=
+if [ -w /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null \
+    && mkdir "/sys/fs/cgroup/minipull-bench-$$" 2>/dev/null; then
+    CG=/sys/fs/cgroup/minipull-bench-$$
+    echo 32M > "$CG/memory.max"; CGKIND="cgroup v2 memory.max"
+elif mkdir "/sys/fs/cgroup/memory/minipull-bench-$$" 2>/dev/null; then
+    CG=/sys/fs/cgroup/memory/minipull-bench-$$
+    echo 32M > "$CG/memory.limit_in_bytes"; CGKIND="cgroup v1 memory.limit_in_bytes"
+else
+    echo "no writable memory cgroup (v1 or v2): the 32 MiB rows are skipped" >&2
+fi
+[ -n "$CG" ] && trap 'rmdir "$CG" 2>/dev/null; kill $REG 2>/dev/null; rm -rf "$WORK"' EXIT
+
 dirty_kib() { awk '/^(Dirty|Writeback):/ {s += $2} END {print s}' /proc/meminfo; }
-run() { # label binary
-    local label=$1 bin=$2 out=$WORK/out peak=0 d start end pid
+run() { # label binary [cgroup]
+    local label=$1 bin=$2 cg=${3:-} out=$WORK/out peak=0 d start end pid
     rm -rf "$out"; sync
     start=$(date +%s.%N)
-    "$bin" -q --plain-http "127.0.0.1:$PORT/bench/disk:v1" "$out" >/dev/null &
+    if [ -n "$cg" ]; then
+        sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$cg" \
+            "$bin" -q --plain-http "127.0.0.1:$PORT/bench/disk:v1" "$out" >/dev/null &
+    else
+        "$bin" -q --plain-http "127.0.0.1:$PORT/bench/disk:v1" "$out" >/dev/null &
+    fi
     pid=$!
     while kill -0 $pid 2>/dev/null; do
         d=$(dirty_kib); [ "$d" -gt "$peak" ] && peak=$d
@@ -42,17 +63,22 @@ run() { # label binary
 for i in $(seq "$RUNS"); do
     run minipull "$BIN"
     if [ -n "${BASELINE:-}" ]; then run baseline "$BASELINE"; fi
+    if [ -n "$CG" ]; then
+        run minipull-32M "$BIN" "$CG"
+        if [ -n "${BASELINE:-}" ]; then run baseline-32M "$BASELINE" "$CG"; fi
+    fi
     echo "round $i done" >&2
 done
+[ -n "$CG" ] && echo "32M rows: $CGKIND"
 python3 - "$WORK" <<'PY'
 import sys, os, statistics
 w = sys.argv[1]
-print(f"{'tool':<10} {'wall s median':>14} {'spread max/min':>15} {'peak Dirty+Writeback MiB':>25}")
-for label in ["minipull", "baseline"]:
+print(f"{'tool':<13} {'wall s median':>14} {'spread max/min':>15} {'peak Dirty+Writeback MiB':>25}")
+for label in ["minipull", "baseline", "minipull-32M", "baseline-32M"]:
     p = os.path.join(w, label)
     if not os.path.exists(p):
         continue
     rows = [tuple(map(float, l.split())) for l in open(p)]
     walls = [r[0] for r in rows]
-    print(f"{label:<10} {statistics.median(walls):>14.2f} {max(walls)/min(walls):>15.2f} {max(r[1] for r in rows)/1024:>25.0f}")
+    print(f"{label:<13} {statistics.median(walls):>14.2f} {max(walls)/min(walls):>15.2f} {max(r[1] for r in rows)/1024:>25.0f}")
 PY

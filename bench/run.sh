@@ -7,7 +7,9 @@
 # Images: "big" (one 512 MiB and one 256 MiB layer of random bytes) and
 # "small" (40 layers of 64 KiB). For each, RUNS rounds of, alternating:
 #   minipull      pull into a fresh OUTDIR
-#   curl          curl -s -o of every blob, one after the other (the link + disk floor)
+#   curl          curl -s -o of every blob, one after the other (the link floor)
+#   curl+fsync    the same, then an fsync of each file (`sync FILE...`): the
+#                 floor for a puller that promises its bytes survive a crash
 #   sha256sum     of those files (what verifying costs a shell script)
 #   skopeo        skopeo copy docker://... oci:DIR:TAG
 #   rerun         minipull into an OUTDIR that holds everything already
@@ -131,6 +133,9 @@ round() {
     measure "$k curl" bash -c "${cmd}true"
     measure "$k sha256sum" bash -c "sha256sum $WORK/curl/*"
     rm -rf "$WORK/curl"
+    mkdir -p "$WORK/curl"
+    measure "$k curl+fsync" bash -c "${cmd}sync $WORK/curl/*"
+    rm -rf "$WORK/curl"
 
     measure "$k skopeo" skopeo copy -q "${skflags[@]}" "docker://$ref" "oci:$WORK/sk:$image"
     rm -rf "$WORK/sk"
@@ -180,14 +185,14 @@ print(f"\nminipull benchmark, {runs} runs each, medians (min-max)")
 print(f"big = {big/2**20:.0f} MiB in 3 blobs, small = 40 layers, {small/2**20:.1f} MiB\n")
 print(f"{'image/proto':<11} {'tool':<10} {'wall s':<20} {'cpu s':<20} {'peak RSS MiB':<20}")
 for k in sorted({k for k, _ in d}):
-    for tool in ["minipull", "baseline", "curl", "sha256sum", "skopeo", "rerun", "resume"]:
+    for tool in ["minipull", "baseline", "curl", "curl+fsync", "sha256sum", "skopeo", "rerun", "resume"]:
         xs = d.get((k, tool))
         if not xs:
             continue
         w, c, r = [x[0] for x in xs], [x[1] for x in xs], [x[2] / 1024 for x in xs]
         print(f"{k:<11} {tool:<10} {fmt(w):<20} {fmt(c):<20} {fmt(r):<20}")
-    mp, cu, sk, sh = (med([x[0] for x in d[(k, t)]]) for t in ["minipull", "curl", "skopeo", "sha256sum"])
-    print(f"{k:<11} ratios     minipull/curl {mp/cu:.2f}, minipull/(curl+sha256sum) {mp/(cu+sh):.2f}, minipull/skopeo {mp/sk:.2f}")
+    mp, cu, cf, sk, sh = (med([x[0] for x in d[(k, t)]]) for t in ["minipull", "curl", "curl+fsync", "skopeo", "sha256sum"])
+    print(f"{k:<11} ratios     minipull/(curl+fsync) {mp/cf:.2f}, minipull/curl {mp/cu:.2f}, minipull/(curl+sha256sum) {mp/(cu+sh):.2f}, minipull/skopeo {mp/sk:.2f}")
     if d.get((k, "baseline")):
         print(f"{k:<11} ratios     minipull/baseline {mp/med([x[0] for x in d[(k, 'baseline')]]):.2f}")
     if h.get(k):

@@ -67,7 +67,11 @@ const MAX_ERROR_BODY: u64 = 64 * 1024;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Renew a bearer token this long before it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(10);
-const BUF_SIZE: usize = 64 * 1024;
+/// The blob read buffer. ureq hands out at most 128 KiB a read (its own
+/// input buffer), so 128 KiB halves the write syscalls of 64 KiB (a 512 MiB
+/// blob: 4,135 writes against 8,231; recvfrom 4,105 either way) for no
+/// measurable RSS; 256 KiB changes nothing more but costs 150 KiB of RSS.
+const BUF_SIZE: usize = 128 * 1024;
 
 /// A manifest as the registry served it.
 pub struct FetchedManifest {
