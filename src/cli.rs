@@ -20,7 +20,7 @@ minipull: pull a container image into an OCI image layout
 USAGE:
     minipull [OPTIONS] REF OUTDIR
     minipull [OPTIONS] --unpack ROOTFS REF OUTDIR   pull, then unpack into ROOTFS
-    minipull unpack [--platform P] [--force] OUTDIR[:NAME] ROOTFS
+    minipull unpack [--platform P] [--force] [--verify-key K] OUTDIR[:NAME] ROOTFS
                                     unpack an image already in OUTDIR (no network)
     minipull config OUTDIR[:NAME]   print the image config (Entrypoint, Cmd, Env...)
 
@@ -66,6 +66,12 @@ OPTIONS:
     --keep-setuid                 keep setuid/setgid bits when not unpacking as root
                                   (dropped by default: owners are not applied then)
     --verify                      re-hash blobs already in OUTDIR before trusting them
+    --verify-key PATH             accept only images with a cosign signature by this PEM
+                                  public key (repeatable: any one suffices; ECDSA P-256,
+                                  P-384, Ed25519; $MINIPULL_VERIFY_KEY, colon-separated);
+                                  checked before any layer is downloaded, and by
+                                  `minipull unpack --verify-key` offline
+    --verify-identity REPO        also require a classic signature to name this repository
     --json                        print a JSON summary on stdout instead of the digest
     -q, --quiet                   no progress on stderr (warnings and errors remain)
     -h, --help                    print this help
@@ -78,7 +84,8 @@ ENVIRONMENT:
 
 EXIT CODES:
     0 ok, 1 other error, 2 usage or invalid reference, 3 not found,
-    4 authentication refused, 5 network, 6 integrity, 7 local storage
+    4 authentication refused, 5 network, 6 integrity, 7 local storage,
+    8 untrusted (no valid signature with --verify-key)
 ";
 
 /// What the command line asks for.
@@ -110,6 +117,8 @@ struct Args {
     speed_limit: u64,
     speed_time: u64,
     verify: bool,
+    verify_keys: Vec<PathBuf>,
+    verify_identity: Option<String>,
     json: bool,
     quiet: bool,
     /// ROOTFS for `--unpack` and `minipull unpack`.
@@ -174,6 +183,10 @@ fn parse_args() -> Result<Option<Args>> {
         speed_limit: number(&mut a, "--speed-limit", 1024)?,
         speed_time: number(&mut a, "--speed-time", 30)?,
         verify: a.contains("--verify"),
+        verify_keys: a
+            .values_from_os_str("--verify-key", |s| Ok::<_, String>(PathBuf::from(s)))
+            .map_err(usage)?,
+        verify_identity: a.opt_value_from_str("--verify-identity").map_err(usage)?,
         unpack: a
             .opt_value_from_os_str("--unpack", |s| Ok::<_, String>(PathBuf::from(s)))
             .map_err(usage)?,
@@ -319,13 +332,19 @@ fn mirror_clients(args: &Args, reference: &Reference, opts: &Options, progress: 
 /// Parse the command line and pull. Returns the process exit code's error.
 pub fn run() -> Result<()> {
     let Some(args) = parse_args()? else { return Ok(()) };
+    // A key that cannot be used is a usage error before any network access.
+    let policy = crate::verify::Policy::load(
+        &args.verify_keys,
+        std::env::var("MINIPULL_VERIFY_KEY").ok(),
+        args.verify_identity.clone(),
+    )?;
     let platform = match &args.platform {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
     match args.command {
-        Command::Pull => pull_command(&args, platform),
-        Command::Unpack | Command::Config => local_command(&args, &platform),
+        Command::Pull => pull_command(&args, platform, policy),
+        Command::Unpack | Command::Config => local_command(&args, &platform, policy.as_ref()),
     }
 }
 
@@ -345,7 +364,7 @@ fn split_layout_arg(p: &Path) -> (PathBuf, Option<String>) {
 
 /// `minipull unpack` and `minipull config`: work on a layout already on disk.
 #[cfg(feature = "unpack")]
-fn local_command(args: &Args, platform: &Platform) -> Result<()> {
+fn local_command(args: &Args, platform: &Platform, policy: Option<&crate::verify::Policy>) -> Result<()> {
     use crate::unpack::{self, Select};
     let (dir, name) = split_layout_arg(&args.outdir);
     if !dir.join("oci-layout").is_file() {
@@ -358,6 +377,14 @@ fn local_command(args: &Args, platform: &Platform) -> Result<()> {
         None => Select::Only,
     };
     let image = unpack::find_image(&layout, select, platform)?;
+    if let Some(policy) = policy {
+        // Before anything is extracted: the signature stored with the image.
+        let v = verify_stored(&layout, policy, &image)?;
+        Progress::new(args.quiet).note(format!(
+            "signature verified offline: {} signature of {} by key {}",
+            v.format, v.digest, v.key
+        ));
+    }
     if args.command == Command::Config {
         let _ = std::io::stdout().write_all(&image.config);
         let _ = writeln!(std::io::stdout());
@@ -413,14 +440,49 @@ fn unpack_image(
     Ok(())
 }
 
+/// Verify `image` with the signatures stored in the layout: one of its own
+/// manifest digest, or of the index its tag resolved to when that index is
+/// stored and lists the manifest.
+#[cfg(feature = "unpack")]
+fn verify_stored(
+    layout: &Layout,
+    policy: &crate::verify::Policy,
+    image: &crate::unpack::Image,
+) -> Result<crate::verify::Verified> {
+    use crate::digest::Digest;
+    let own = Digest::parse(&image.digest)?;
+    let mut reasons = Vec::new();
+    if let Some(p) = crate::verify::check_stored(layout, policy, &own, &mut reasons)? {
+        return Ok(p.verified);
+    }
+    if let Some(index) = &image.resolved {
+        let d = Digest::parse(index)?;
+        let bytes = layout.read_small_blob(&d, crate::manifest::MAX_MANIFEST_BYTES)?;
+        let lists = matches!(crate::manifest::parse(&bytes, None), Ok((_, crate::manifest::Manifest::Index(i)))
+            if i.manifests.iter().any(|m| m.digest == image.digest));
+        if lists {
+            if let Some(p) = crate::verify::check_stored(layout, policy, &d, &mut reasons)? {
+                return Ok(p.verified);
+            }
+        } else {
+            reasons.push(format!("the stored index {} does not list the image", d.short()));
+        }
+    }
+    Err(crate::verify::untrusted(
+        &format!("{} in {}", image.name, layout.root().display()),
+        policy,
+        &reasons,
+    ))
+}
+
 #[cfg(not(feature = "unpack"))]
-fn local_command(_: &Args, _: &Platform) -> Result<()> {
+fn local_command(_: &Args, _: &Platform, _: Option<&crate::verify::Policy>) -> Result<()> {
     Err(Error::usage(
         "this minipull was built without unpack support (cargo feature \"unpack\")",
     ))
 }
 
-fn pull_command(args: &Args, platform: Platform) -> Result<()> {
+fn pull_command(args: &Args, platform: Platform, policy: Option<crate::verify::Policy>) -> Result<()> {
     let reference = Reference::parse(&args.reference)?;
     let progress = Progress::new(args.quiet);
     let creds = credentials(args, &reference, progress)?;
@@ -465,6 +527,7 @@ fn pull_command(args: &Args, platform: Platform) -> Result<()> {
         platform,
         all_platforms: args.all_platforms,
         verify: args.verify,
+        policy,
     };
     let summary = pull::pull(&reference, &mut sources, &layout, progress, &pull_opts)?;
     if let Some(plan) = &plan {

@@ -20,6 +20,8 @@ pub enum Kind {
     Integrity,
     /// Cannot write OUTDIR, disk full.
     Storage,
+    /// Signature verification was asked for and no valid signature found.
+    Untrusted,
 }
 
 impl Kind {
@@ -33,6 +35,7 @@ impl Kind {
             Kind::Network => 5,
             Kind::Integrity => 6,
             Kind::Storage => 7,
+            Kind::Untrusted => 8,
         }
     }
 }

@@ -224,6 +224,44 @@ impl Layout {
         self.write_file_atomic(&self.root.join("index.json"), &bytes)
     }
 
+    /// The entries of index.json (none when there is no index.json yet).
+    pub fn entries(&self) -> Result<Vec<crate::manifest::Descriptor>> {
+        let path = self.root.join("index.json");
+        let bytes = match read_no_follow(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(planted_or(&path, e, "cannot read")),
+        };
+        let index: crate::manifest::Index = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::new(
+                crate::error::Kind::Storage,
+                format!("{} is not a valid image index: {e}", path.display()),
+            )
+        })?;
+        Ok(index.manifests)
+    }
+
+    /// A small blob read whole and checked against its digest.
+    pub fn read_small_blob(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
+        let path = self.blob_path(d);
+        let mut bytes = Vec::new();
+        open_no_follow(&path)
+            .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    Error::not_found(format!("{} is missing from the layout", path.display()))
+                }
+                _ => planted_or(&path, e, "cannot read"),
+            })?;
+        if bytes.len() as u64 > max || Digest::of(d.algorithm(), &bytes) != *d {
+            return Err(Error::integrity(format!(
+                "{} does not match its digest",
+                path.display()
+            )));
+        }
+        Ok(bytes)
+    }
+
     /// Remove the work directory if nothing resumable is left in it.
     pub fn tidy(&self) {
         let partial = self.root.join(WORK_DIR).join("partial");

@@ -21,3 +21,4 @@ pub mod tar;
 pub mod tls;
 #[cfg(feature = "unpack")]
 pub mod unpack;
+pub mod verify;

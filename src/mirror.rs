@@ -137,6 +137,20 @@ impl Sources {
         self.first_ok(&format!("manifest {reference}"), |c| c.manifest(reference, accept, max))
     }
 
+    /// The referrers index of `digest` from the first source that has one.
+    pub fn referrers(&mut self, digest: &Digest, max: u64) -> Result<FetchedManifest> {
+        self.first_ok(&format!("referrers of {}", digest.short()), |c| {
+            c.referrers(digest, max)
+        })
+        .map(|(m, _)| m)
+    }
+
+    /// A small blob in memory, verified, from the first source that has it.
+    pub fn small_blob(&mut self, digest: &Digest, max: u64) -> Result<Vec<u8>> {
+        self.first_ok(&format!("blob {}", digest.short()), |c| c.small_blob(digest, max))
+            .map(|(b, _)| b)
+    }
+
     /// Download a blob from the first source that serves it. A source that
     /// fails part way hands the partial file to the next, which resumes it.
     pub fn download_blob(

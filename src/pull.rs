@@ -20,6 +20,8 @@ pub struct PullOptions {
     pub all_platforms: bool,
     /// Re-hash blobs already in OUTDIR instead of trusting their name and size.
     pub verify: bool,
+    /// Accept only images signed with one of these keys.
+    pub policy: Option<crate::verify::Policy>,
 }
 
 /// What a pull did, for `--json`.
@@ -41,6 +43,9 @@ pub struct Summary {
     pub bytes_downloaded: u64,
     /// Manifest bytes fetched over the network by this run.
     pub manifest_bytes_downloaded: u64,
+    /// The signature that verified the image, with `--verify-key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::verify::Verified>,
 }
 
 /// One manifest or blob of the pull.
@@ -73,6 +78,12 @@ struct Puller<'a> {
     progress: Progress,
     opts: &'a PullOptions,
     summary: Summary,
+    /// The signature that proved the image, once one has.
+    proof: Option<crate::verify::Proof>,
+    /// The index the proof signs, when it signs the tag's index.
+    signed_index: Option<(Digest, Vec<u8>)>,
+    /// Why each signature looked at so far failed.
+    reasons: Vec<String>,
 }
 
 /// Pull `reference` into `layout`.
@@ -99,13 +110,29 @@ pub fn pull(
             blobs: Vec::new(),
             bytes_downloaded: 0,
             manifest_bytes_downloaded: 0,
+            signature: None,
         },
+        proof: None,
+        signed_index: None,
+        reasons: Vec::new(),
     };
     let expected = reference.digest.as_ref().map(|d| (d.clone(), None));
     let (digest, media_type, size, platform) = p.pull_node(&reference.manifest_reference(), expected, 0)?;
 
     let mut annotations = BTreeMap::from([(CONTAINERD_NAME.to_string(), reference.to_string())]);
     annotations.insert(REF_NAME.to_string(), ref_name(reference));
+    if let Some(index) = &p.summary.index_digest {
+        annotations.insert(crate::verify::RESOLVED.to_string(), index.clone());
+    }
+    // The signature goes in before the image is named, so an image that
+    // needed one is never in index.json without it.
+    if let Some((d, bytes)) = &p.signed_index {
+        p.layout.write_blob(d, bytes)?;
+    }
+    if let Some(proof) = &p.proof {
+        proof.store(p.layout)?;
+        p.summary.signature = Some(proof.verified.clone());
+    }
     let entry = Descriptor {
         media_type: media_type.clone(),
         digest: digest.to_string(),
@@ -153,6 +180,13 @@ impl Puller<'_> {
         }
         let f = self.fetch_manifest(reference, expected)?;
         validate_descriptors(&f.manifest).map_err(|e| e.context(format!("manifest {reference}")))?;
+        let one_platform = matches!(f.manifest, Manifest::Index(_)) && !self.opts.all_platforms;
+        if depth == 0 && self.verify_signature(&f.digest)? && one_platform {
+            self.signed_index = Some((f.digest.clone(), f.bytes.clone()));
+        }
+        if depth == 0 && self.untrusted() && !one_platform {
+            return Err(self.untrusted_error(&f.digest, None));
+        }
         match &f.manifest {
             Manifest::Image(m) => {
                 self.pull_image(m)?;
@@ -181,10 +215,54 @@ impl Puller<'_> {
                     self.summary.index_digest = Some(f.digest.to_string());
                 }
                 let (d, size) = (chosen.checked_digest()?, chosen.checked_size()?);
+                // A signature of the chosen platform's manifest is accepted too.
+                if self.untrusted() && !self.verify_signature(&d)? {
+                    return Err(self.untrusted_error(&f.digest, Some(&d)));
+                }
                 let (digest, media_type, size, inner) =
                     self.pull_node(&d.to_string(), Some((d, Some(size))), depth + 1)?;
                 Ok((digest, media_type, size, inner.or(platform)))
             }
+        }
+    }
+
+    /// With `--verify-key`, look for a valid signature of `digest`: stored
+    /// with an earlier pull of it in this layout, else in the registry.
+    /// True when the image is (now) proven or no key was given.
+    fn verify_signature(&mut self, digest: &Digest) -> Result<bool> {
+        let Some(policy) = &self.opts.policy else {
+            return Ok(true);
+        };
+        if self.proof.is_some() {
+            return Ok(true);
+        }
+        let mut ignored = Vec::new();
+        let found = match crate::verify::check_stored(self.layout, policy, digest, &mut ignored)? {
+            Some(p) => Some(p),
+            None => crate::verify::check_remote(self.sources, policy, digest, &mut self.reasons)?,
+        };
+        let Some(proof) = found else { return Ok(false) };
+        let v = &proof.verified;
+        self.progress.note(format!(
+            "signature verified: {} signature of {} by key {}",
+            v.format, v.digest, v.key
+        ));
+        self.proof = Some(proof);
+        Ok(true)
+    }
+
+    fn untrusted(&self) -> bool {
+        self.opts.policy.is_some() && self.proof.is_none()
+    }
+
+    fn untrusted_error(&self, top: &Digest, platform: Option<&Digest>) -> Error {
+        let what = match platform {
+            Some(p) => format!("{} ({top}, or its platform manifest {p})", self.summary.reference),
+            None => format!("{} ({top})", self.summary.reference),
+        };
+        match &self.opts.policy {
+            Some(policy) => crate::verify::untrusted(&what, policy, &self.reasons),
+            None => Error::other(format!("{what}: no signature policy")),
         }
     }
 

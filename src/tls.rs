@@ -31,12 +31,91 @@ pub struct TlsOptions {
     pub insecure: bool,
 }
 
+/// The cipher suites we offer. On x86_64 every CPU has AES-NI, where
+/// AES-GCM is the faster choice and what servers pick first anyway, so the
+/// ChaCha20-Poly1305 suites are left out: 38 KiB of ring's code. On ARM
+/// and riscv64 boards without AES instructions ChaCha20 is much faster, so
+/// they keep rustls's full list.
+/// What webpki verifies with ring: the same table as rustls's ring provider.
+static SIGNATURE_ALGORITHMS: rustls::crypto::WebPkiSupportedAlgorithms = {
+    use rustls::SignatureScheme as S;
+    use webpki::ring as w;
+    rustls::crypto::WebPkiSupportedAlgorithms {
+        all: &[
+            w::ECDSA_P256_SHA256,
+            w::ECDSA_P256_SHA384,
+            w::ECDSA_P384_SHA256,
+            w::ECDSA_P384_SHA384,
+            w::ED25519,
+            w::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+            w::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+            w::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+            w::RSA_PKCS1_2048_8192_SHA256,
+            w::RSA_PKCS1_2048_8192_SHA384,
+            w::RSA_PKCS1_2048_8192_SHA512,
+            w::RSA_PKCS1_2048_8192_SHA256_ABSENT_PARAMS,
+            w::RSA_PKCS1_2048_8192_SHA384_ABSENT_PARAMS,
+            w::RSA_PKCS1_2048_8192_SHA512_ABSENT_PARAMS,
+        ],
+        mapping: &[
+            // For TLS 1.2 the curve is not fixed by the scheme; for TLS 1.3 it is.
+            (S::ECDSA_NISTP384_SHA384, &[w::ECDSA_P384_SHA384, w::ECDSA_P256_SHA384]),
+            (S::ECDSA_NISTP256_SHA256, &[w::ECDSA_P256_SHA256, w::ECDSA_P384_SHA256]),
+            (S::ED25519, &[w::ED25519]),
+            (S::RSA_PSS_SHA512, &[w::RSA_PSS_2048_8192_SHA512_LEGACY_KEY]),
+            (S::RSA_PSS_SHA384, &[w::RSA_PSS_2048_8192_SHA384_LEGACY_KEY]),
+            (S::RSA_PSS_SHA256, &[w::RSA_PSS_2048_8192_SHA256_LEGACY_KEY]),
+            (S::RSA_PKCS1_SHA512, &[w::RSA_PKCS1_2048_8192_SHA512]),
+            (S::RSA_PKCS1_SHA384, &[w::RSA_PKCS1_2048_8192_SHA384]),
+            (S::RSA_PKCS1_SHA256, &[w::RSA_PKCS1_2048_8192_SHA256]),
+        ],
+    }
+};
+
+/// Randomness for TLS from the kernel, through ring (as rustls's provider does).
+#[derive(Debug)]
+struct SystemRandom;
+
+impl rustls::crypto::SecureRandom for SystemRandom {
+    fn fill(&self, buf: &mut [u8]) -> std::result::Result<(), rustls::crypto::GetRandomFailed> {
+        use ring::rand::SecureRandom;
+        ring::rand::SystemRandom::new()
+            .fill(buf)
+            .map_err(|_| rustls::crypto::GetRandomFailed)
+    }
+}
+
+fn cipher_suites() -> Vec<rustls::SupportedCipherSuite> {
+    use rustls::crypto::ring::cipher_suite as cs;
+    let mut suites = vec![
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ];
+    if !cfg!(target_arch = "x86_64") {
+        suites.extend([
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ]);
+    }
+    suites
+}
+
 /// Build the TLS settings for the agents. Returns the config and a line
 /// saying where the trusted roots came from.
 pub fn config(opts: &TlsOptions) -> Result<(Arc<ClientConfig>, String)> {
+    // rustls's ring provider, built by hand so that its cipher suite list
+    // (and the code of suites we leave out) is not linked in.
     let provider = Arc::new(rustls::crypto::CryptoProvider {
         key_provider: &NoClientKeys,
-        ..rustls::crypto::ring::default_provider()
+        cipher_suites: cipher_suites(),
+        kx_groups: rustls::crypto::ring::ALL_KX_GROUPS.to_vec(),
+        signature_verification_algorithms: SIGNATURE_ALGORITHMS,
+        secure_random: &SystemRandom,
     });
     let builder = ClientConfig::builder_with_details(provider.clone(), Arc::new(NotBeforeBuild))
         .with_protocol_versions(rustls::ALL_VERSIONS)

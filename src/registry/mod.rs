@@ -211,15 +211,40 @@ impl Client {
     pub fn manifest(&mut self, reference: &str, accept: &str, max: u64) -> Result<FetchedManifest> {
         let url = format!("{}/v2/{}/manifests/{}", self.origin, self.repository, reference);
         let what = format!("manifest {}:{}", self.repository, reference);
+        self.fetch_small(&url, &what, accept, max)
+    }
+
+    /// The referrers of `digest` (an OCI index), at most `max` bytes.
+    pub fn referrers(&mut self, digest: &Digest, max: u64) -> Result<FetchedManifest> {
+        let url = format!("{}/v2/{}/referrers/{}", self.origin, self.repository, digest);
+        let what = format!("referrers of {}", digest.short());
+        self.fetch_small(&url, &what, crate::manifest::OCI_INDEX, max)
+    }
+
+    /// A small blob (signature material) in memory, verified against its digest.
+    pub fn small_blob(&mut self, digest: &Digest, max: u64) -> Result<Vec<u8>> {
+        let url = format!("{}/v2/{}/blobs/{}", self.origin, self.repository, digest);
+        let what = format!("blob {}", digest.short());
+        let bytes = self.fetch_small(&url, &what, "*/*", max)?.bytes;
+        if Digest::of(digest.algorithm(), &bytes) != *digest {
+            return Err(Error::integrity(format!(
+                "{what}: the content does not match its digest"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// GET a small document whole, at most `max` bytes, retrying a body that breaks off.
+    fn fetch_small(&mut self, url: &str, what: &str, accept: &str, max: u64) -> Result<FetchedManifest> {
         let mut attempt = 0;
         loop {
-            let mut resp = self.get(&what, &url, Some(accept), None)?;
+            let mut resp = self.get(what, url, Some(accept), None)?;
             let status = resp.status().as_u16();
             if status != 200 {
-                return Err(self.status_error(&what, &mut resp));
+                return Err(self.status_error(what, &mut resp));
             }
             if resp.body().content_length().is_some_and(|l| l > max) {
-                return Err(too_big(&what, max));
+                return Err(too_big(what, max));
             }
             let header = |name: &str| {
                 resp.headers()
@@ -237,7 +262,7 @@ impl Client {
                         digest_header,
                     })
                 }
-                Err(ureq::Error::BodyExceedsLimit(_)) => return Err(too_big(&what, max)),
+                Err(ureq::Error::BodyExceedsLimit(_)) => return Err(too_big(what, max)),
                 // The body broke off: ask again, like any other transient failure.
                 Err(e) => {
                     let failure = transport_error(&e, &self.host);

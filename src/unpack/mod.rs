@@ -53,6 +53,8 @@ pub struct Image {
     /// The digest of the image manifest, and the name the layout gives it.
     pub digest: String,
     pub name: String,
+    /// The digest its tag resolved to, when that was an index (see [`crate::verify::RESOLVED`]).
+    pub resolved: Option<String>,
     pub manifest: ImageManifest,
     pub config_digest: Digest,
     pub config: Vec<u8>,
@@ -88,20 +90,29 @@ pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Resul
             .cloned()
             .unwrap_or_default()
     };
-    let names = || index.manifests.iter().map(name_of).collect::<Vec<_>>().join(", ");
+    // Signatures stored beside images are not images.
+    let images: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| {
+            d.annotations
+                .as_ref()
+                .is_none_or(|a| !a.contains_key(crate::verify::SIGNS))
+        })
+        .collect();
+    let names = || images.iter().map(|d| name_of(d)).collect::<Vec<_>>().join(", ");
     let entry = match select {
-        Select::Name(r) => index.manifests.iter().find(|d| name_of(d) == r).ok_or_else(|| {
+        Select::Name(r) => *images.iter().find(|d| name_of(d) == r).ok_or_else(|| {
             Error::not_found(format!("no image named {} in {}", Quoted(r), layout.root().display()))
                 .hint(format!("the layout has: {}", names()))
         })?,
-        Select::Digest(d) => index
-            .manifests
+        Select::Digest(d) => *images
             .iter()
             .rev()
             .find(|e| e.digest == d)
             .ok_or_else(|| Error::not_found(format!("index.json does not name {d}")))?,
-        Select::Only => match index.manifests.as_slice() {
-            [one] => one,
+        Select::Only => match images.as_slice() {
+            [one] => *one,
             [] => return Err(Error::not_found(format!("{} holds no image", layout.root().display()))),
             many => {
                 return Err(Error::usage(format!(
@@ -122,7 +133,12 @@ pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Resul
         })
         .cloned()
         .unwrap_or_default();
-    let mut desc = entry.clone();
+    let resolved = entry
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::verify::RESOLVED))
+        .cloned();
+    let mut desc = (*entry).clone();
     for _ in 0..4 {
         let bytes = read_blob(layout, &desc, manifest::MAX_MANIFEST_BYTES)?;
         let (_, m) = manifest::parse(&bytes, Some(&desc.media_type))?;
@@ -133,6 +149,7 @@ pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Resul
                 return Ok(Image {
                     digest: desc.digest.clone(),
                     name,
+                    resolved,
                     manifest: *m,
                     config_digest,
                     config,

@@ -1,0 +1,402 @@
+//! Signed images: with `--verify-key`, an image is accepted only when a
+//! cosign signature of its digest verifies with one of the pinned keys,
+//! checked after the tag resolves and before any config or layer is
+//! downloaded, and again offline from the layout by `unpack --verify-key`.
+//!
+//! - [`key`]: PEM public keys (ECDSA P-256, P-384, Ed25519) and ring.
+//! - [`signature`]: the two formats cosign writes, as pure functions.
+//! - this file: the policy, finding signature material in the registry
+//!   (or a mirror) and in a layout, and the proof stored beside the image.
+//!
+//! Keyed and offline, like `cosign verify --key K --insecure-ignore-tlog`:
+//! no transparency log, no certificates.
+
+pub mod key;
+pub mod signature;
+
+use crate::digest::Digest;
+use crate::error::{Error, Kind, Result};
+use crate::layout::{Layout, REF_NAME};
+use crate::manifest::{self, Descriptor, Manifest};
+use crate::mirror::Sources;
+pub use key::PublicKey;
+pub use signature::Verified;
+use signature::{check_bundle, check_classic, BUNDLE_PREFIX, SIGNATURE_ANNOTATION, SIMPLESIGNING};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// At most this many signatures (layers of a signature manifest, bundles
+/// among the referrers) are examined.
+pub const MAX_SIGNATURES: usize = 64;
+/// Signature manifests, payloads and bundles larger than this are refused.
+pub const MAX_MATERIAL: u64 = 1024 * 1024;
+/// The annotation on a signature's index.json entry naming the digest it signs.
+pub const SIGNS: &str = "io.minipull.signature.of";
+/// The annotation on an image's index.json entry naming the digest its tag
+/// resolved to (an index, for a one-platform pull of a multi-platform tag).
+pub const RESOLVED: &str = "io.minipull.resolved";
+
+/// What an image must satisfy to be accepted.
+pub struct Policy {
+    pub keys: Vec<PublicKey>,
+    /// `--verify-identity`: the repository a classic payload must name.
+    pub identity: Option<String>,
+}
+
+impl Policy {
+    /// Keys from `--verify-key` and `$MINIPULL_VERIFY_KEY` (colon-separated
+    /// paths); `None` when neither names a key. A key that cannot be read
+    /// or parsed is a usage error, before any network access.
+    pub fn load(paths: &[PathBuf], env: Option<String>, identity: Option<String>) -> Result<Option<Policy>> {
+        let mut all: Vec<PathBuf> = paths.to_vec();
+        all.extend(
+            env.iter()
+                .flat_map(|e| e.split(':'))
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+        );
+        if all.is_empty() {
+            if identity.is_some() {
+                return Err(Error::usage("--verify-identity needs --verify-key"));
+            }
+            return Ok(None);
+        }
+        let mut keys = Vec::new();
+        for p in &all {
+            let text = crate::layout::open_no_follow(p)
+                .and_then(|f| {
+                    use std::io::Read;
+                    let mut s = String::new();
+                    f.take(64 * 1024).read_to_string(&mut s).map(|_| s)
+                })
+                .map_err(|e| Error::new(Kind::Usage, format!("cannot read the key {}: {e}", p.display())))?;
+            keys.push(PublicKey::from_pem(&text).map_err(|e| e.context(p.display()))?);
+        }
+        Ok(Some(Policy { keys, identity }))
+    }
+}
+
+/// The signature that proved an image, as it goes into the layout: its
+/// manifest and every blob that manifest names.
+pub struct Proof {
+    pub verified: Verified,
+    /// The digest signed.
+    pub signs: Digest,
+    /// The index.json name: cosign's tag for it.
+    pub name: String,
+    pub media_type: String,
+    pub manifest: Vec<u8>,
+    pub blobs: Vec<(Digest, Vec<u8>)>,
+}
+
+impl Proof {
+    /// Write the signature's blobs and manifest, then its index.json entry.
+    pub fn store(&self, layout: &Layout) -> Result<()> {
+        for (d, bytes) in &self.blobs {
+            layout.write_blob(d, bytes)?;
+        }
+        let digest = Digest::sha256_of(&self.manifest);
+        layout.write_blob(&digest, &self.manifest)?;
+        let annotations = BTreeMap::from([
+            (REF_NAME.to_string(), self.name.clone()),
+            (SIGNS.to_string(), self.signs.to_string()),
+        ]);
+        layout.add_to_index(&Descriptor {
+            media_type: self.media_type.clone(),
+            digest: digest.to_string(),
+            size: self.manifest.len() as i64,
+            urls: None,
+            platform: None,
+            annotations: Some(annotations),
+            artifact_type: None,
+        })
+    }
+}
+
+/// A signature manifest, parsed, with the bytes of every blob it names.
+type Material = (Vec<u8>, Box<manifest::ImageManifest>, Vec<(Digest, Vec<u8>)>);
+
+/// Where signature material comes from: the registry (through mirrors) or a layout.
+trait Store {
+    /// A manifest by tag (`Ok(None)`: there is none), at most [`MAX_MATERIAL`].
+    fn tagged(&mut self, tag: &str, accept: &str) -> Result<Option<(Vec<u8>, Option<String>)>>;
+    /// A blob or manifest by digest, verified.
+    fn by_digest(&mut self, d: &Digest) -> Result<Vec<u8>>;
+    /// The referrers of `d` (`Ok(None)`: no referrers API, use the tag).
+    fn referrers(&mut self, d: &Digest) -> Result<Option<Vec<u8>>>;
+}
+
+struct Remote<'a>(&'a mut Sources);
+
+impl Store for Remote<'_> {
+    fn tagged(&mut self, tag: &str, accept: &str) -> Result<Option<(Vec<u8>, Option<String>)>> {
+        match self.0.manifest(tag, accept, MAX_MATERIAL) {
+            Ok((m, _)) => Ok(Some((m.bytes, m.content_type))),
+            Err(e) if e.kind == Kind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    fn by_digest(&mut self, d: &Digest) -> Result<Vec<u8>> {
+        self.0.small_blob(d, MAX_MATERIAL)
+    }
+    fn referrers(&mut self, d: &Digest) -> Result<Option<Vec<u8>>> {
+        match self.0.referrers(d, MAX_MATERIAL) {
+            Ok(m) => Ok(Some(m.bytes)),
+            Err(e) if e.kind == Kind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A layout's signature entries for one digest, by their names.
+struct Local<'a> {
+    layout: &'a Layout,
+    entries: Vec<Descriptor>,
+}
+
+impl Store for Local<'_> {
+    fn tagged(&mut self, tag: &str, _: &str) -> Result<Option<(Vec<u8>, Option<String>)>> {
+        let Some(e) = self
+            .entries
+            .iter()
+            .find(|e| e.annotations.as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) == Some(tag))
+        else {
+            return Ok(None);
+        };
+        let bytes = self.layout.read_small_blob(&e.checked_digest()?, MAX_MATERIAL)?;
+        Ok(Some((bytes, Some(e.media_type.clone()))))
+    }
+    fn by_digest(&mut self, d: &Digest) -> Result<Vec<u8>> {
+        self.layout.read_small_blob(d, MAX_MATERIAL)
+    }
+    fn referrers(&mut self, _: &Digest) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+}
+
+/// Look for a valid signature of `digest` in the registry (mirrors first,
+/// then the registry when a mirror lacks it). Each way it fails adds a
+/// reason; authentication and network failures end the pull as usual.
+pub fn check_remote(
+    sources: &mut Sources,
+    policy: &Policy,
+    digest: &Digest,
+    reasons: &mut Vec<String>,
+) -> Result<Option<Proof>> {
+    find(&mut Remote(sources), policy, digest, reasons)
+}
+
+/// The same, from the signatures stored in a layout (offline).
+pub fn check_stored(
+    layout: &Layout,
+    policy: &Policy,
+    digest: &Digest,
+    reasons: &mut Vec<String>,
+) -> Result<Option<Proof>> {
+    let d = digest.to_string();
+    let entries = layout
+        .entries()?
+        .into_iter()
+        .filter(|e| e.annotations.as_ref().and_then(|a| a.get(SIGNS)) == Some(&d))
+        .collect();
+    find(&mut Local { layout, entries }, policy, digest, reasons)
+}
+
+fn find(store: &mut dyn Store, policy: &Policy, digest: &Digest, reasons: &mut Vec<String>) -> Result<Option<Proof>> {
+    let short = digest.short();
+    if let Some(p) = classic(store, policy, digest, reasons).map_err(|e| e.context(format!("signatures of {short}")))? {
+        return Ok(Some(p));
+    }
+    bundles(store, policy, digest, reasons).map_err(|e| e.context(format!("signatures of {short}")))
+}
+
+/// Material that is not there or not well-formed is a reason, not an error.
+fn soft<T>(r: Result<T>, reasons: &mut Vec<String>, what: &str) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if matches!(e.kind, Kind::NotFound | Kind::Integrity) => {
+            reasons.push(format!("{what}: malformed or missing ({})", e.message));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// An image manifest of signature material, parsed.
+fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Box<manifest::ImageManifest>> {
+    match manifest::parse(bytes, content_type)?.1 {
+        Manifest::Image(m) => Ok(m),
+        Manifest::Index(_) => Err(Error::integrity("an index where a signature manifest was expected")),
+    }
+}
+
+/// Every blob a signature manifest names (each bounded), so the stored
+/// manifest is complete in the layout.
+fn blobs_of(store: &mut dyn Store, m: &manifest::ImageManifest) -> Result<Vec<(Digest, Vec<u8>)>> {
+    if m.layers.len() > MAX_SIGNATURES {
+        return Err(Error::integrity(format!("more than {MAX_SIGNATURES} layers")));
+    }
+    let mut out = Vec::new();
+    for d in std::iter::once(&m.config).chain(&m.layers) {
+        let (digest, size) = (d.checked_digest()?, d.checked_size()?);
+        if size > MAX_MATERIAL {
+            return Err(Error::integrity(format!("{} is larger than 1 MiB", digest.short())));
+        }
+        if !out.iter().any(|(x, _)| *x == digest) {
+            let b = store.by_digest(&digest)?;
+            out.push((digest, b));
+        }
+    }
+    Ok(out)
+}
+
+fn classic(
+    store: &mut dyn Store,
+    policy: &Policy,
+    digest: &Digest,
+    reasons: &mut Vec<String>,
+) -> Result<Option<Proof>> {
+    let tag = format!("{}-{}.sig", digest.algorithm().name(), digest.hex());
+    let accept = format!("{}, {}", manifest::OCI_MANIFEST, manifest::DOCKER_MANIFEST);
+    let what = format!("classic signature tag {tag}");
+    let Some(found) = soft(store.tagged(&tag, &accept), reasons, &what)? else {
+        return Ok(None);
+    };
+    let Some((bytes, content_type)) = found else {
+        reasons.push(format!("{what}: not found (unsigned?)"));
+        return Ok(None);
+    };
+    let Some(m) = soft(parse_manifest(&bytes, content_type.as_deref()), reasons, &what)? else {
+        return Ok(None);
+    };
+    let Some(blobs) = soft(blobs_of(store, &m), reasons, &what)? else {
+        return Ok(None);
+    };
+    for (i, layer) in m.layers.iter().enumerate() {
+        let n = i + 1;
+        if layer.media_type != SIMPLESIGNING {
+            reasons.push(format!("{what}, layer {n}: not a simple-signing payload"));
+            continue;
+        }
+        let Some(sig) = layer.annotations.as_ref().and_then(|a| a.get(SIGNATURE_ANNOTATION)) else {
+            reasons.push(format!("{what}, layer {n}: no signature annotation"));
+            continue;
+        };
+        let payload = layer
+            .checked_digest()
+            .ok()
+            .and_then(|d| blobs.iter().find(|(x, _)| *x == d))
+            .map(|(_, b)| b.as_slice())
+            .unwrap_or_default();
+        match check_classic(payload, sig, &policy.keys, digest, policy.identity.as_deref()) {
+            Ok(verified) => {
+                return Ok(Some(Proof {
+                    verified,
+                    signs: digest.clone(),
+                    name: tag,
+                    media_type: content_type.unwrap_or_else(|| manifest::OCI_MANIFEST.to_string()),
+                    manifest: bytes,
+                    blobs,
+                }))
+            }
+            Err(why) => reasons.push(format!("{what}, signature {n}: {why}")),
+        }
+    }
+    Ok(None)
+}
+
+fn bundles(
+    store: &mut dyn Store,
+    policy: &Policy,
+    digest: &Digest,
+    reasons: &mut Vec<String>,
+) -> Result<Option<Proof>> {
+    let tag = format!("{}-{}", digest.algorithm().name(), digest.hex());
+    // The referrers API, then cosign's fallback tag (distribution 2.8 has no API).
+    let listed = match soft(store.referrers(digest), reasons, "referrers")? {
+        Some(Some(index)) => Some(index),
+        _ => soft(
+            store.tagged(&tag, manifest::OCI_INDEX),
+            reasons,
+            &format!("referrers tag {tag}"),
+        )?
+        .flatten()
+        .map(|(b, _)| b),
+    };
+    let Some(index) = listed else {
+        reasons.push("no sigstore bundle among the referrers".to_string());
+        return Ok(None);
+    };
+    let list = match manifest::parse(&index, Some(manifest::OCI_INDEX)) {
+        Ok((_, Manifest::Index(i))) => i.manifests,
+        _ => {
+            reasons.push("the referrers index is malformed".to_string());
+            return Ok(None);
+        }
+    };
+    let mut seen = 0;
+    for r in list
+        .iter()
+        .filter(|r| r.artifact_type.as_deref().is_some_and(|t| t.starts_with(BUNDLE_PREFIX)))
+    {
+        seen += 1;
+        if seen > MAX_SIGNATURES {
+            break;
+        }
+        let what = format!("bundle {}", crate::error::Clean(&r.digest));
+        let one = |store: &mut dyn Store| -> Result<Material> {
+            let (d, size) = (r.checked_digest()?, r.checked_size()?);
+            if size > MAX_MATERIAL {
+                return Err(Error::integrity("larger than 1 MiB"));
+            }
+            let bytes = store.by_digest(&d)?;
+            let m = parse_manifest(&bytes, Some(manifest::OCI_MANIFEST))?;
+            let blobs = blobs_of(store, &m)?;
+            Ok((bytes, m, blobs))
+        };
+        let Some((bytes, m, blobs)) = soft(one(store), reasons, &what)? else {
+            continue;
+        };
+        let bundle = m
+            .layers
+            .iter()
+            .find(|l| l.media_type.starts_with(BUNDLE_PREFIX))
+            .and_then(|l| l.checked_digest().ok())
+            .and_then(|d| blobs.iter().find(|(x, _)| *x == d));
+        let Some((_, bundle)) = bundle else {
+            reasons.push(format!("{what}: no bundle layer"));
+            continue;
+        };
+        match check_bundle(bundle, &policy.keys, digest) {
+            Ok(verified) => {
+                return Ok(Some(Proof {
+                    verified,
+                    signs: digest.clone(),
+                    name: format!("{tag}.bundle"),
+                    media_type: manifest::OCI_MANIFEST.to_string(),
+                    manifest: bytes,
+                    blobs,
+                }))
+            }
+            Err(why) => reasons.push(format!("{what}: {why}")),
+        }
+    }
+    if seen == 0 {
+        reasons.push("no sigstore bundle among the referrers".to_string());
+    }
+    Ok(None)
+}
+
+/// The error when no signature was valid: what was found and why each failed.
+pub fn untrusted(what: &str, policy: &Policy, reasons: &[String]) -> Error {
+    let mut msg = format!(
+        "no valid signature for {what} with the {} key(s) given",
+        policy.keys.len()
+    );
+    for r in reasons.iter().take(20) {
+        msg += &format!("\n  - {r}");
+    }
+    Error::new(Kind::Untrusted, msg).hint(
+        "sign the image with `cosign sign --key cosign.key IMAGE` using a key given with --verify-key; nothing was downloaded but signature material",
+    )
+}
