@@ -120,8 +120,10 @@ type Material = (Vec<u8>, Box<manifest::ImageManifest>, Vec<(Digest, Vec<u8>)>);
 trait Store {
     /// A manifest by tag (`Ok(None)`: there is none), at most [`MAX_MATERIAL`].
     fn tagged(&mut self, tag: &str, accept: &str) -> Result<Option<(Vec<u8>, Option<String>)>>;
-    /// A blob or manifest by digest, verified.
+    /// A blob by digest, verified.
     fn by_digest(&mut self, d: &Digest) -> Result<Vec<u8>>;
+    /// A manifest by digest, verified.
+    fn manifest(&mut self, d: &Digest) -> Result<Vec<u8>>;
     /// The referrers of `d` (`Ok(None)`: no referrers API, use the tag).
     fn referrers(&mut self, d: &Digest) -> Result<Option<Vec<u8>>>;
 }
@@ -138,6 +140,16 @@ impl Store for Remote<'_> {
     }
     fn by_digest(&mut self, d: &Digest) -> Result<Vec<u8>> {
         self.0.small_blob(d, MAX_MATERIAL)
+    }
+    fn manifest(&mut self, d: &Digest) -> Result<Vec<u8>> {
+        let (m, _) = self.0.manifest(&d.to_string(), manifest::OCI_MANIFEST, MAX_MATERIAL)?;
+        if Digest::of(d.algorithm(), &m.bytes) != *d {
+            return Err(Error::integrity(format!(
+                "manifest {}: the content does not match its digest",
+                d.short()
+            )));
+        }
+        Ok(m.bytes)
     }
     fn referrers(&mut self, d: &Digest) -> Result<Option<Vec<u8>>> {
         match self.0.referrers(d, MAX_MATERIAL) {
@@ -169,8 +181,27 @@ impl Store for Local<'_> {
     fn by_digest(&mut self, d: &Digest) -> Result<Vec<u8>> {
         self.layout.read_small_blob(d, MAX_MATERIAL)
     }
+    fn manifest(&mut self, d: &Digest) -> Result<Vec<u8>> {
+        self.layout.read_small_blob(d, MAX_MATERIAL)
+    }
+    /// The stored bundles, listed as a referrers index would list them.
     fn referrers(&mut self, _: &Digest) -> Result<Option<Vec<u8>>> {
-        Ok(None)
+        let bundles: Vec<serde_json::Value> = self
+            .entries
+            .iter()
+            .filter(|e| {
+                e.annotations
+                    .as_ref()
+                    .and_then(|a| a.get(REF_NAME))
+                    .is_some_and(|n| n.ends_with(".bundle"))
+            })
+            .map(|e| {
+                serde_json::json!({"mediaType": e.media_type, "digest": e.digest, "size": e.size,
+                    "artifactType": BUNDLE_PREFIX})
+            })
+            .collect();
+        let index = serde_json::json!({"schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": bundles});
+        Ok(Some(index.to_string().into_bytes()))
     }
 }
 
@@ -349,7 +380,7 @@ fn bundles(
             if size > MAX_MATERIAL {
                 return Err(Error::integrity("larger than 1 MiB"));
             }
-            let bytes = store.by_digest(&d)?;
+            let bytes = store.manifest(&d)?;
             let m = parse_manifest(&bytes, Some(manifest::OCI_MANIFEST))?;
             let blobs = blobs_of(store, &m)?;
             Ok((bytes, m, blobs))
@@ -393,8 +424,8 @@ pub fn untrusted(what: &str, policy: &Policy, reasons: &[String]) -> Error {
         "no valid signature for {what} with the {} key(s) given",
         policy.keys.len()
     );
-    for r in reasons.iter().take(20) {
-        msg += &format!("\n  - {r}");
+    for (i, r) in reasons.iter().take(20).enumerate() {
+        msg += &format!("{} {r}", if i == 0 { ":" } else { ";" });
     }
     Error::new(Kind::Untrusted, msg).hint(
         "sign the image with `cosign sign --key cosign.key IMAGE` using a key given with --verify-key; nothing was downloaded but signature material",

@@ -349,8 +349,13 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
     }
 
     // Manifests.
-    if let Some(rest) = path.strip_prefix("/v2/").and_then(|p| p.split_once("/manifests/")) {
-        let key = format!("{}/{}", rest.0, rest.1);
+    // Manifests, and the referrers API (served from `REPO/referrers/DIGEST`).
+    let manifest_key = path.strip_prefix("/v2/").and_then(|p| {
+        p.split_once("/manifests/")
+            .map(|(r, m)| format!("{r}/{m}"))
+            .or_else(|| p.split_once("/referrers/").map(|(r, d)| format!("{r}/referrers/{d}")))
+    });
+    if let Some(key) = manifest_key {
         let found = state.lock().unwrap().manifests.get(&key).cloned();
         let Some((mt, bytes, real_digest)) = found else {
             log(404, 0);

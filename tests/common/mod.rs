@@ -105,6 +105,8 @@ pub struct Setup {
     pub proxy_remote: Option<String>,
     /// Serve this storage directory (another registry's) instead of a new one.
     pub data: Option<PathBuf>,
+    /// Write the access log (every request line) to this file.
+    pub access_log: Option<PathBuf>,
 }
 
 impl Registry {
@@ -168,8 +170,9 @@ impl Registry {
             // A tag in every answer tells our registry from another test's that
             // raced us to the same port.
             let tag = format!("{}-{port}-{}", std::process::id(), dir.path().display());
+            let access_disabled = setup.access_log.is_none();
             let config = format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  headers:\n    X-Test-Registry: [\"{tag}\"]\n{tls_yaml}{}{proxy_yaml}",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: {access_disabled}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  headers:\n    X-Test-Registry: [\"{tag}\"]\n{tls_yaml}{}{proxy_yaml}",
                 data.display(),
                 setup.auth_yaml
             );
@@ -177,7 +180,10 @@ impl Registry {
             let mut child = Command::new("docker-registry")
                 .arg("serve")
                 .arg(dir.join("config.yml"))
-                .stdout(Stdio::null())
+                .stdout(match &setup.access_log {
+                    Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+                    None => Stdio::null(),
+                })
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start docker-registry");
