@@ -72,6 +72,8 @@ OPTIONS:
                                   checked before any layer is downloaded, and by
                                   `minipull unpack --verify-key` offline
     --verify-identity REPO        also require a classic signature to name this repository
+    --no-downgrade                refuse (exit 8) an image whose config is older than the
+                                  one OUTDIR already holds under the same name
     --json                        print a JSON summary on stdout instead of the digest
     -q, --quiet                   no progress on stderr (warnings and errors remain)
     -h, --help                    print this help
@@ -119,6 +121,7 @@ struct Args {
     verify: bool,
     verify_keys: Vec<PathBuf>,
     verify_identity: Option<String>,
+    no_downgrade: bool,
     json: bool,
     quiet: bool,
     /// ROOTFS for `--unpack` and `minipull unpack`.
@@ -187,6 +190,7 @@ fn parse_args() -> Result<Option<Args>> {
             .values_from_os_str("--verify-key", |s| Ok::<_, String>(PathBuf::from(s)))
             .map_err(usage)?,
         verify_identity: a.opt_value_from_str("--verify-identity").map_err(usage)?,
+        no_downgrade: a.contains("--no-downgrade"),
         unpack: a
             .opt_value_from_os_str("--unpack", |s| Ok::<_, String>(PathBuf::from(s)))
             .map_err(usage)?,
@@ -528,6 +532,7 @@ fn pull_command(args: &Args, platform: Platform, policy: Option<crate::verify::P
         all_platforms: args.all_platforms,
         verify: args.verify,
         policy,
+        no_downgrade: args.no_downgrade,
     };
     let summary = pull::pull(&reference, &mut sources, &layout, progress, &pull_opts)?;
     if let Some(plan) = &plan {

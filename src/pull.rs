@@ -22,6 +22,9 @@ pub struct PullOptions {
     pub verify: bool,
     /// Accept only images signed with one of these keys.
     pub policy: Option<crate::verify::Policy>,
+    /// Refuse an image whose config is older than the one already in
+    /// OUTDIR under the same name (`--no-downgrade`).
+    pub no_downgrade: bool,
 }
 
 /// What a pull did, for `--json`.
@@ -84,6 +87,8 @@ struct Puller<'a> {
     signed_index: Option<(Digest, Vec<u8>)>,
     /// Why each signature looked at so far failed.
     reasons: Vec<String>,
+    /// The name index.json gives the image (`org.opencontainers.image.ref.name`).
+    name: String,
 }
 
 /// Pull `reference` into `layout`.
@@ -115,6 +120,7 @@ pub fn pull(
         proof: None,
         signed_index: None,
         reasons: Vec::new(),
+        name: ref_name(reference),
     };
     let expected = reference.digest.as_ref().map(|d| (d.clone(), None));
     let (digest, media_type, size, platform) = p.pull_node(&reference.manifest_reference(), expected, 0)?;
@@ -334,10 +340,55 @@ impl Puller<'_> {
     fn pull_image(&mut self, m: &ImageManifest) -> Result<()> {
         self.check_free_space(std::iter::once(&m.config).chain(&m.layers))?;
         self.fetch_blob(&m.config)?;
+        if self.opts.no_downgrade {
+            self.refuse_downgrade(&m.config)?;
+        }
         for layer in &m.layers {
             self.fetch_blob(layer)?;
         }
         Ok(())
+    }
+
+    /// `--no-downgrade`: the new config's `created` must not be older than
+    /// that of the image OUTDIR holds under the same name. The config is
+    /// bound to the (signed) manifest by its digest, so a mirror cannot
+    /// serve an older, validly signed image in its place.
+    fn refuse_downgrade(&self, config: &Descriptor) -> Result<()> {
+        let created = |d: &Digest| -> Result<Option<(i64, u32)>> {
+            let bytes = self.layout.read_small_blob(d, 4 * 1024 * 1024)?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|_| Error::integrity("the image config is not JSON"))?;
+            Ok(v.get("created")
+                .and_then(|c| c.as_str())
+                .and_then(crate::verify::rfc3339))
+        };
+        let Some(new) = created(&config.checked_digest()?)? else {
+            return Err(Error::new(
+                crate::error::Kind::Untrusted,
+                "--no-downgrade: the image config has no valid `created` time to compare",
+            ));
+        };
+        let name = self.name.as_str();
+        let old = self
+            .layout
+            .entries()?
+            .into_iter()
+            .find(|e| e.annotations.as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) == Some(name));
+        let Some(old) = old else { return Ok(()) };
+        let bytes = self
+            .layout
+            .read_small_blob(&old.checked_digest()?, manifest::MAX_MANIFEST_BYTES)?;
+        let Ok((_, Manifest::Image(m))) = manifest::parse(&bytes, Some(&old.media_type)) else {
+            return Ok(());
+        };
+        match created(&m.config.checked_digest()?)? {
+            Some(was) if new < was => Err(Error::new(
+                crate::error::Kind::Untrusted,
+                format!("--no-downgrade: this image is older than the one already in OUTDIR as {name} (its config was created earlier)"),
+            )
+            .hint("a mirror or registry is serving an older image under this tag; nothing was installed")),
+            _ => Ok(()),
+        }
     }
 
     /// Refuse up front when the blobs still missing cannot fit on the disk.

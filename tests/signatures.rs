@@ -606,3 +606,48 @@ fn a_key_that_cannot_be_parsed_is_a_usage_error_before_any_network() {
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("not a usable public key"), "{}", stderr(&o));
 }
+
+#[test]
+fn no_downgrade_refuses_an_older_validly_signed_image() {
+    let w = World::new();
+    let key = keygen(w.work.path(), "vendor", false);
+    let repo = "signed/rollback";
+    let host = w.reg.host.clone();
+    let push = |created: &str, text: &[u8]| {
+        let layer = gz_layer(&[("etc/version", text)]);
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64", "os": "linux", "created": created,
+            "rootfs": {"type": "layers", "diff_ids": [sha256(&layer.tar)]}
+        }))
+        .unwrap();
+        let mut img = Image::new("amd64", vec![layer]);
+        img.config = Some(config);
+        let (d, _) = w.reg.push_image(repo, "v1", &img);
+        let p = payload(&format!("{host}/{repo}"), &d);
+        push_classic(&w.reg, repo, &d, &[(p.clone(), base64_pub(&key.sign(&p)))]);
+        d
+    };
+    let out = w.work.join("layout");
+    let args = ["--verify-key", key.public(), "--no-downgrade"];
+    let new = push("2025-06-01T00:00:00Z", b"2\n");
+    assert_exit(&w.pull(repo, &out, &args), 0);
+    // A mirror (or the registry) serves the older release, validly signed.
+    let old = push("2025-01-01T12:00:00+01:00", b"1\n");
+    let o = w.pull(repo, &out, &args);
+    assert_exit(&o, 8);
+    assert!(stderr(&o).contains("older"), "{}", stderr(&o));
+    let index = read_json(&out.join("index.json"));
+    let names_new = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["digest"] == new.as_str());
+    let names_old = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["digest"] == old.as_str());
+    assert!(names_new && !names_old, "the installed image stays: {index}");
+    // Without the flag the older image is accepted (its signature is valid).
+    assert_exit(&w.pull(repo, &out, &["--verify-key", key.public()]), 0);
+}

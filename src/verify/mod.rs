@@ -418,6 +418,61 @@ fn bundles(
     Ok(None)
 }
 
+/// An RFC 3339 time (`2024-05-01T10:00:00.5Z`, `...+02:00`) as
+/// (seconds since 1970, nanoseconds), for comparing config `created` times.
+pub fn rfc3339(s: &str) -> Option<(i64, u32)> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos = 0u32;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let frac = s.get(start..i.min(start + 9))?;
+        nanos = format!("{frac:0<9}").parse().ok()?;
+    }
+    let offset = match s.get(i..)? {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && matches!(&o[..1], "+" | "-") && &o[3..4] == ":" => {
+            let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+            if &o[..1] == "-" {
+                -m
+            } else {
+                m
+            }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset * 60, nanos))
+}
+
 /// The error when no signature was valid: what was found and why each failed.
 pub fn untrusted(what: &str, policy: &Policy, reasons: &[String]) -> Error {
     let mut msg = format!(
@@ -430,4 +485,27 @@ pub fn untrusted(what: &str, policy: &Policy, reasons: &[String]) -> Error {
     Error::new(Kind::Untrusted, msg).hint(
         "sign the image with `cosign sign --key cosign.key IMAGE` using a key given with --verify-key; nothing was downloaded but signature material",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_times_compare_across_zones_and_fractions() {
+        assert_eq!(rfc3339("1970-01-01T00:00:00Z"), Some((0, 0)));
+        assert_eq!(rfc3339("2024-02-29T12:00:00Z"), Some((1_709_208_000, 0)));
+        assert_eq!(rfc3339("2024-02-29T14:00:00+02:00"), rfc3339("2024-02-29T12:00:00Z"));
+        assert!(rfc3339("2024-05-01T10:00:00.5Z") > rfc3339("2024-05-01T10:00:00.123456789Z"));
+        for bad in [
+            "",
+            "2024-05-01",
+            "2024-13-01T00:00:00Z",
+            "2024-05-01T00:00:00",
+            "2024-05-01T00:00:00+0200",
+            "yyyy-05-01T00:00:00Z",
+        ] {
+            assert_eq!(rfc3339(bad), None, "{bad}");
+        }
+    }
 }
