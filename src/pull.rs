@@ -242,8 +242,14 @@ impl Puller<'_> {
         if self.proof.is_some() {
             return Ok(true);
         }
+        // A signature stored by an earlier pull is checked again here and
+        // not fetched again, unless --verify asks to re-check everything.
         let mut ignored = Vec::new();
-        let found = match crate::verify::check_stored(self.layout, policy, digest, &mut ignored)? {
+        let stored = match self.opts.verify {
+            true => None,
+            false => crate::verify::check_stored(self.layout, policy, digest, &mut ignored)?,
+        };
+        let found = match stored {
             Some(p) => Some(p),
             None => crate::verify::check_remote(self.sources, policy, digest, &mut self.reasons)?,
         };

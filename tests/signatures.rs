@@ -336,6 +336,7 @@ fn every_way_of_not_being_signed_is_refused_before_any_layer() {
         ("baddata", "another key", vec![]),
         ("attestation", "an attestation", vec![]),
         ("oversized", "larger than", vec![]),
+        ("hugemanifest", "larger than", vec![]),
         ("malformed", "malformed", vec![]),
         ("unknownfield", "unknown field", vec![]),
     ];
@@ -372,6 +373,16 @@ fn every_way_of_not_being_signed_is_refused_before_any_layer() {
                 let mut q = p.clone();
                 q.extend_from_slice(&big);
                 push_classic(&w.reg, &repo, &digest, &[(q.clone(), sign(&key, &q))]);
+            }
+            "hugemanifest" => {
+                let config = w
+                    .reg
+                    .blob_desc(&repo, "application/vnd.oci.image.config.v1+json", b"{}");
+                let m = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [],
+                    "annotations": {"padding": "x".repeat(1024 * 1024 + 10)}});
+                let tag = format!("{}.sig", tag_of(&digest));
+                w.reg
+                    .push_manifest(&repo, &tag, OCI_MANIFEST, &serde_json::to_vec(&m).unwrap());
             }
             "malformed" => {
                 let q = b"this is not JSON".to_vec();
@@ -650,4 +661,55 @@ fn no_downgrade_refuses_an_older_validly_signed_image() {
     assert!(names_new && !names_old, "the installed image stays: {index}");
     // Without the flag the older image is accepted (its signature is valid).
     assert_exit(&w.pull(repo, &out, &["--verify-key", key.public()]), 0);
+}
+
+#[test]
+fn a_mirror_without_the_signature_falls_back_to_the_registry() {
+    let w = World::new();
+    let key = keygen(w.work.path(), "vendor", false);
+    let mirror_log = w.work.join("mirror.log");
+    let mirror = Registry::start_setup(Setup {
+        access_log: Some(mirror_log.clone()),
+        ..Setup::default()
+    });
+    let repo = "signed/mirrored";
+    let img = Image::new("amd64", vec![gz_layer(&[("etc/hello", b"mirrored\n")])]);
+    let (digest, _) = w.reg.push_image(repo, "v1", &img);
+    assert_eq!(
+        mirror.push_image(repo, "v1", &img).0,
+        digest,
+        "the mirror holds the image, not its signature"
+    );
+    let p = payload(&format!("{}/{repo}", w.reg.host), &digest);
+    push_classic(&w.reg, repo, &digest, &[(p.clone(), base64_pub(&key.sign(&p)))]);
+
+    let out = w.work.join("layout");
+    let o = w.pull(
+        repo,
+        &out,
+        &[
+            "--mirror",
+            &mirror.host,
+            "--mirror-for",
+            &w.reg.host,
+            "--verify-key",
+            key.public(),
+        ],
+    );
+    assert_exit(&o, 0);
+    let sig_tag = format!("manifests/{}.sig", tag_of(&digest));
+    let asked = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&sig_tag))
+            .count()
+    };
+    assert!(asked(&mirror_log) >= 1, "the mirror was asked first");
+    assert!(asked(&w.log) >= 1, "then the registry");
+    // The layers still came from the mirror.
+    assert!(w
+        .blob_gets(repo)
+        .iter()
+        .all(|g| !g.contains(&layers_of(&w, repo, &digest)[1])));
 }
