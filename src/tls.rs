@@ -218,7 +218,7 @@ pub fn verification_time(now: u64, build: Option<u64>) -> (u64, bool) {
     }
 }
 
-fn clock_now() -> u64 {
+pub fn clock_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

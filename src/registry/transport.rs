@@ -178,6 +178,48 @@ pub(super) fn resolve_url(base: &str, location: &str) -> String {
     format!("{origin}{}{location}", if dir.is_empty() { "/" } else { dir })
 }
 
+/// A 429 that says the pull limit is spent (Docker Hub's `ratelimit-*`
+/// headers with nothing remaining, or a `Retry-After` longer than we would
+/// wait): an error to stop at once, saying how many pulls the window allows
+/// and when to try again, instead of retrying into the limit.
+pub(super) fn rate_limited(retry_after: Option<u64>, limit: Option<&str>, remaining: Option<&str>) -> Option<Error> {
+    // `100;w=21600`, or Docker Hub's empty form `;w=21600`.
+    let parse = |v: &str| {
+        let (n, rest) = v.split_once(';').unwrap_or((v, ""));
+        let window = rest.trim().strip_prefix("w=").and_then(|w| w.trim().parse::<u64>().ok());
+        (n.trim().parse::<u64>().ok(), window)
+    };
+    let (allowed, window) = limit.map(parse).unwrap_or((None, None));
+    let spent = remaining.map(parse).is_some_and(|(n, _)| n == Some(0));
+    let too_long = retry_after.is_some_and(|s| s > MAX_RETRY_AFTER.as_secs());
+    if !spent && !too_long {
+        return None;
+    }
+    let mut msg = String::from("the registry's pull limit is exhausted (HTTP 429)");
+    match (allowed, window) {
+        (Some(n), Some(w)) => msg += &format!(": it allows {n} pulls every {}", hours(w)),
+        (None, Some(w)) => msg += &format!(": its window is {}", hours(w)),
+        _ => {}
+    }
+    let when = match retry_after {
+        Some(s) => format!(
+            "try again in {} (after {})",
+            hours(s),
+            crate::tls::utc(crate::tls::clock_now().saturating_add(s))
+        ),
+        None => "try again later".to_string(),
+    };
+    Some(Error::network(msg).hint(format!("{when}, log in for a higher limit, or pull through a mirror")))
+}
+
+fn hours(secs: u64) -> String {
+    if secs >= 3600 {
+        format!("{:.1} h", secs as f64 / 3600.0)
+    } else {
+        format!("{} min", secs.div_ceil(60))
+    }
+}
+
 impl Client {
     /// The agent for `url`: through the environment's proxy for its scheme,
     /// unless NO_PROXY names its host.
@@ -201,7 +243,19 @@ impl Client {
         accept: Option<&str>,
         range: Option<u64>,
     ) -> Result<Response<Body>> {
-        let resp = self.with_retries(what, |c| c.send(url, accept, range, true))?;
+        self.request(false, what, url, accept, range)
+    }
+
+    /// A GET (or HEAD) with authentication, retries, and one re-authentication on 401.
+    pub(super) fn request(
+        &mut self,
+        head: bool,
+        what: &str,
+        url: &str,
+        accept: Option<&str>,
+        range: Option<u64>,
+    ) -> Result<Response<Body>> {
+        let resp = self.with_retries(what, |c| c.send_as(head, url, accept, range, true))?;
         if resp.status().as_u16() != 401 {
             return Ok(resp);
         }
@@ -214,7 +268,7 @@ impl Client {
                 "{what}: the registry refused us (HTTP 401) without saying how to log in"
             )));
         }
-        let mut resp = self.with_retries(what, |c| c.send(url, accept, range, true))?;
+        let mut resp = self.with_retries(what, |c| c.send_as(head, url, accept, range, true))?;
         if resp.status().as_u16() == 401 {
             return Err(self.status_error(what, &mut resp));
         }
@@ -239,12 +293,14 @@ impl Client {
                     if status != 429 && !(500..=599).contains(&status) {
                         return Ok(resp);
                     }
-                    let retry_after = resp
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+                    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
+                    let asked = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
+                    if status == 429 {
+                        if let Some(e) = rate_limited(asked, header("ratelimit-limit"), header("ratelimit-remaining")) {
+                            return Err(e.context(what));
+                        }
+                    }
+                    let retry_after = asked.map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
                     let mut resp = resp;
                     if attempt >= self.opts.retries {
                         return Err(self.status_error(what, &mut resp));
@@ -346,10 +402,23 @@ impl Client {
         range: Option<u64>,
         with_auth: bool,
     ) -> std::result::Result<Response<Body>, Failure> {
+        self.send_as(false, url, accept, range, with_auth)
+    }
+
+    /// [`Client::send`], as a HEAD when `head`.
+    pub(super) fn send_as(
+        &mut self,
+        head: bool,
+        url: &str,
+        accept: Option<&str>,
+        range: Option<u64>,
+        with_auth: bool,
+    ) -> std::result::Result<Response<Body>, Failure> {
         let authorization = if with_auth { self.authorization()? } else { None };
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
-            let mut req = self.agent_for(&url).get(&url);
+            let agent = self.agent_for(&url);
+            let mut req = if head { agent.head(&url) } else { agent.get(&url) };
             if let Some(a) = accept {
                 req = req.header("Accept", a);
             }
@@ -390,6 +459,16 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limits_say_what_and_when() {
+        let e = rate_limited(Some(3600), Some("100;w=21600"), Some("0;w=21600")).unwrap();
+        assert!(e.message.contains("allows 100 pulls every 6.0 h"), "{}", e.message);
+        assert!(e.hint.as_deref().unwrap_or("").contains("try again in 1.0 h"));
+        assert!(rate_limited(None, Some(";w=21600"), Some("0")).unwrap().message.contains("window is 6.0 h"));
+        assert!(rate_limited(Some(5), Some("100;w=21600"), Some("7;w=21600")).is_none(), "still has pulls: retry");
+        assert!(rate_limited(Some(7200), None, None).is_some(), "longer than we wait");
+    }
 
     #[test]
     fn origins() {
