@@ -533,6 +533,7 @@ fn pull_command(args: &Args, platform: Platform, policy: Option<crate::verify::P
         verify: args.verify,
         policy,
         no_downgrade: args.no_downgrade,
+        need_layers: args.unpack.is_some(),
     };
     let summary = pull::pull(&reference, &mut sources, &layout, progress, &pull_opts)?;
     if let Some(plan) = &plan {

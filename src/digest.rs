@@ -6,7 +6,7 @@ use sha2::Digest as _;
 use std::fmt;
 
 /// The hash algorithms minipull verifies. Anything else is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algorithm {
     Sha256,
     Sha512,
@@ -31,7 +31,7 @@ impl Algorithm {
 ///
 /// Because the constructor only admits known algorithms and lowercase hex,
 /// `algorithm().name()` and `hex()` are safe to use as path components.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
     algorithm: Algorithm,
     hex: String,

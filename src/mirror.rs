@@ -137,6 +137,12 @@ impl Sources {
         self.first_ok(&format!("manifest {reference}"), |c| c.manifest(reference, accept, max))
     }
 
+    /// The digest a tag names, by HEAD, from the first source that answers.
+    pub fn head_manifest(&mut self, reference: &str, accept: &str) -> Result<Option<Digest>> {
+        self.first_ok(&format!("manifest {reference}"), |c| c.head_manifest(reference, accept))
+            .map(|(d, _)| d)
+    }
+
     /// The referrers index of `digest` from the first source that has one.
     pub fn referrers(&mut self, digest: &Digest, max: u64) -> Result<FetchedManifest> {
         self.first_ok(&format!("referrers of {}", digest.short()), |c| {

@@ -25,6 +25,9 @@ pub struct PullOptions {
     /// Refuse an image whose config is older than the one already in
     /// OUTDIR under the same name (`--no-downgrade`).
     pub no_downgrade: bool,
+    /// The layers must be in OUTDIR after the pull (an unpack follows), even
+    /// for an entry whose layers were discarded.
+    pub need_layers: bool,
 }
 
 /// What a pull did, for `--json`.
@@ -122,6 +125,16 @@ pub fn pull(
         reasons: Vec::new(),
         name: ref_name(reference),
     };
+    // What OUTDIR already holds costs one HEAD (none by digest) and no GET.
+    if let Some(summary) = p.already_here(reference)? {
+        progress.note(format!(
+            "{} ({}) is already in {}: nothing to download",
+            summary.reference,
+            summary.digest,
+            layout.root().display()
+        ));
+        return Ok(summary);
+    }
     let expected = reference.digest.as_ref().map(|d| (d.clone(), None));
     let (digest, media_type, size, platform) = p.pull_node(&reference.manifest_reference(), expected, 0)?;
 
@@ -171,6 +184,93 @@ pub fn pull(
 }
 
 impl Puller<'_> {
+    /// The summary of a pull that needs nothing: OUTDIR has an entry for
+    /// this exact reference whose tag still resolves to the same digest
+    /// (one manifest HEAD), for the platform asked, with every blob present
+    /// (re-hashed with `--verify`) and, with `--verify-key`, a valid stored
+    /// signature. `None`: pull as usual.
+    fn already_here(&mut self, reference: &Reference) -> Result<Option<Summary>> {
+        let full = reference.to_string();
+        let ann = |e: &Descriptor, k: &str| e.annotations.as_ref().and_then(|a| a.get(k)).cloned();
+        let Some(entry) = self
+            .layout
+            .entries()?
+            .into_iter()
+            .rev()
+            .find(|e| ann(e, CONTAINERD_NAME).as_deref() == Some(full.as_str()))
+        else {
+            return Ok(None);
+        };
+        let resolved = ann(&entry, crate::verify::RESOLVED).unwrap_or_else(|| entry.digest.clone());
+        let is_index = entry.media_type == manifest::OCI_INDEX || entry.media_type == manifest::DOCKER_LIST;
+        let platform_ok = match &entry.platform {
+            _ if self.opts.all_platforms => is_index,
+            Some(_) => manifest::select_platform(std::slice::from_ref(&entry), &self.opts.platform).is_ok(),
+            None => !is_index,
+        };
+        if !platform_ok {
+            return Ok(None);
+        }
+        let remote = match &reference.digest {
+            Some(d) => d.clone(),
+            None => match self
+                .sources
+                .head_manifest(&reference.manifest_reference(), manifest::ACCEPT)?
+            {
+                Some(d) => d,
+                None => {
+                    self.progress
+                        .note("the registry answered HEAD without a digest (or refused it); fetching the manifest");
+                    return Ok(None);
+                }
+            },
+        };
+        if remote.to_string() != resolved {
+            return Ok(None);
+        }
+        let reached = self.layout.reach(&entry, self.opts.verify)?;
+        if !reached.missing.is_empty() || (self.opts.need_layers && !reached.discarded.is_empty()) {
+            return Ok(None);
+        }
+        let mut signature = None;
+        if let Some(policy) = &self.opts.policy {
+            let mut ignored = Vec::new();
+            let mut found = None;
+            for d in [&resolved, &entry.digest] {
+                if found.is_none() && !self.opts.verify {
+                    found = crate::verify::check_stored(self.layout, policy, &Digest::parse(d)?, &mut ignored)?;
+                }
+            }
+            let Some(proof) = found else { return Ok(None) };
+            signature = Some(proof.verified);
+        }
+        let blobs = reached
+            .blobs
+            .iter()
+            .map(|(d, (size, media_type))| ContentSummary {
+                digest: d.to_string(),
+                media_type: media_type.clone(),
+                size: *size,
+                downloaded: 0,
+                status: "present",
+                source: None,
+            })
+            .collect();
+        Ok(Some(Summary {
+            reference: full,
+            digest: entry.digest.clone(),
+            media_type: entry.media_type.clone(),
+            size: entry.size.max(0) as u64,
+            platform: entry.platform.as_ref().map(|p| p.to_string()),
+            index_digest: ann(&entry, crate::verify::RESOLVED),
+            manifests: Vec::new(),
+            blobs,
+            bytes_downloaded: 0,
+            manifest_bytes_downloaded: 0,
+            signature,
+        }))
+    }
+
     /// Pull the manifest named `reference` and everything below it. Returns
     /// what index.json should point at: digest, media type, size, platform.
     fn pull_node(

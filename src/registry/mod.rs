@@ -214,6 +214,29 @@ impl Client {
         self.fetch_small(&url, &what, accept, max)
     }
 
+    /// The digest a tag names, by one HEAD of its manifest. `None` when the
+    /// registry refuses HEAD (405, or 401/403 to an anonymous HEAD, as
+    /// Harbor does) or answers without `Docker-Content-Digest`: the caller
+    /// falls back to a GET.
+    pub fn head_manifest(&mut self, reference: &str, accept: &str) -> Result<Option<Digest>> {
+        let url = format!("{}/v2/{}/manifests/{}", self.origin, self.repository, reference);
+        let what = format!("manifest {}:{}", self.repository, reference);
+        let mut resp = match self.request(true, &what, &url, Some(accept), None) {
+            Ok(r) => r,
+            Err(e) if e.kind == crate::error::Kind::Auth => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match resp.status().as_u16() {
+            200 => Ok(resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| Digest::parse(v.trim()).ok())),
+            404 => Err(self.status_error(&what, &mut resp)),
+            _ => Ok(None),
+        }
+    }
+
     /// The referrers of `digest` (an OCI index), at most `max` bytes.
     pub fn referrers(&mut self, digest: &Digest, max: u64) -> Result<FetchedManifest> {
         let url = format!("{}/v2/{}/referrers/{}", self.origin, self.repository, digest);

@@ -186,7 +186,10 @@ pub(super) fn rate_limited(retry_after: Option<u64>, limit: Option<&str>, remain
     // `100;w=21600`, or Docker Hub's empty form `;w=21600`.
     let parse = |v: &str| {
         let (n, rest) = v.split_once(';').unwrap_or((v, ""));
-        let window = rest.trim().strip_prefix("w=").and_then(|w| w.trim().parse::<u64>().ok());
+        let window = rest
+            .trim()
+            .strip_prefix("w=")
+            .and_then(|w| w.trim().parse::<u64>().ok());
         (n.trim().parse::<u64>().ok(), window)
     };
     let (allowed, window) = limit.map(parse).unwrap_or((None, None));
@@ -465,8 +468,14 @@ mod tests {
         let e = rate_limited(Some(3600), Some("100;w=21600"), Some("0;w=21600")).unwrap();
         assert!(e.message.contains("allows 100 pulls every 6.0 h"), "{}", e.message);
         assert!(e.hint.as_deref().unwrap_or("").contains("try again in 1.0 h"));
-        assert!(rate_limited(None, Some(";w=21600"), Some("0")).unwrap().message.contains("window is 6.0 h"));
-        assert!(rate_limited(Some(5), Some("100;w=21600"), Some("7;w=21600")).is_none(), "still has pulls: retry");
+        assert!(rate_limited(None, Some(";w=21600"), Some("0"))
+            .unwrap()
+            .message
+            .contains("window is 6.0 h"));
+        assert!(
+            rate_limited(Some(5), Some("100;w=21600"), Some("7;w=21600")).is_none(),
+            "still has pulls: retry"
+        );
         assert!(rate_limited(Some(7200), None, None).is_some(), "longer than we wait");
     }
 

@@ -6,6 +6,9 @@
 //! downloads live in `.minipull/partial/`, outside `blobs/`, so a killed
 //! pull can be resumed.
 
+mod reach;
+pub use reach::{Reached, LAYERS_DISCARDED};
+
 use crate::digest::{hash_into, Algorithm, Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, OCI_INDEX};

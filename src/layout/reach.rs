@@ -1,0 +1,118 @@
+//! What an `index.json` entry reaches: its manifest, and below it indexes,
+//! manifests, configs and layers, read from the layout itself. Used to tell
+//! whether an image is complete (a re-pull that needs nothing), how much
+//! disk it takes (`ls`), and which blobs nothing needs any more (`gc`,
+//! `--prune`).
+
+use super::Layout;
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::manifest::{self, Descriptor, Manifest};
+use std::collections::BTreeMap;
+
+/// Blobs an entry reaches, by digest, with their sizes and media types.
+#[derive(Default)]
+pub struct Reached {
+    pub blobs: BTreeMap<Digest, (u64, String)>,
+    /// Named below the entry but not in `blobs/`.
+    pub missing: Vec<Digest>,
+    /// Layers an entry marked as discarded (`--discard-layers`) does not hold.
+    pub discarded: Vec<Digest>,
+}
+
+impl Reached {
+    /// Bytes on disk of everything reached.
+    pub fn size(&self) -> u64 {
+        self.blobs.values().map(|(s, _)| s).sum()
+    }
+}
+
+/// The annotation on an entry whose layers were removed after unpacking.
+pub const LAYERS_DISCARDED: &str = "io.minipull.layers-discarded";
+
+impl Layout {
+    /// Walk `entry` (at most 4 indexes deep). With `verify`, re-hash each
+    /// blob instead of trusting its name; a blob that fails is missing.
+    pub fn reach(&self, entry: &Descriptor, verify: bool) -> Result<Reached> {
+        let mut r = Reached::default();
+        let discarded = entry
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.get(LAYERS_DISCARDED).is_some_and(|v| v == "true"));
+        self.walk(entry, verify, discarded, 0, &mut r)?;
+        // The index a one-platform entry's tag resolved to, when stored
+        // (a signature may sign it).
+        if let Some(d) = entry
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::verify::RESOLVED))
+            .and_then(|d| Digest::parse(d).ok())
+        {
+            if let Some(size) = self.blob_size(&d) {
+                r.blobs.insert(d, (size, crate::manifest::OCI_INDEX.to_string()));
+            }
+        }
+        Ok(r)
+    }
+
+    fn walk(&self, desc: &Descriptor, verify: bool, discarded: bool, depth: usize, r: &mut Reached) -> Result<()> {
+        let d = desc.checked_digest()?;
+        let size = desc.checked_size()?;
+        if r.blobs.contains_key(&d) {
+            return Ok(());
+        }
+        if !self.has_blob(&d, size, verify)? {
+            r.missing.push(d);
+            return Ok(());
+        }
+        r.blobs.insert(d.clone(), (size, desc.media_type.clone()));
+        if depth > 4 {
+            return Ok(());
+        }
+        let bytes = self.read_small_blob(&d, manifest::MAX_MANIFEST_BYTES)?;
+        match manifest::parse(&bytes, Some(&desc.media_type))?.1 {
+            Manifest::Index(i) => {
+                for child in &i.manifests {
+                    self.walk(child, verify, discarded, depth + 1, r)?;
+                }
+            }
+            Manifest::Image(m) => {
+                self.leaf(&m.config, verify, r)?;
+                for l in &m.layers {
+                    // Non-distributable layers with URLs are never pulled.
+                    if l.is_foreign() && l.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+                        continue;
+                    }
+                    let (ld, ls) = (l.checked_digest()?, l.checked_size()?);
+                    if discarded && !self.has_blob(&ld, ls, false)? {
+                        r.discarded.push(ld);
+                        continue;
+                    }
+                    self.leaf(l, verify, r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn leaf(&self, desc: &Descriptor, verify: bool, r: &mut Reached) -> Result<()> {
+        let (d, size) = (desc.checked_digest()?, desc.checked_size()?);
+        if r.blobs.contains_key(&d) {
+            return Ok(());
+        }
+        if self.has_blob(&d, size, verify)? {
+            r.blobs.insert(d, (size, desc.media_type.clone()));
+        } else {
+            r.missing.push(d);
+        }
+        Ok(())
+    }
+
+    /// The size of a blob in the layout, if it is there.
+    pub fn blob_size(&self, d: &Digest) -> Option<u64> {
+        std::fs::symlink_metadata(self.blob_path(d))
+            .ok()
+            .filter(|m| m.file_type().is_file())
+            .map(|m| m.len())
+    }
+}
