@@ -14,7 +14,7 @@ fn main() {
         eprintln!("minipull: internal error{at}; this is a bug, please report it");
     }));
     let code = match minipull::cli::run() {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("minipull: error: {e}");
             e.kind.exit_code()

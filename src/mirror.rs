@@ -132,6 +132,11 @@ impl Sources {
         Sources { list, progress }
     }
 
+    /// The registry's host (the last source).
+    pub fn registry_host(&self) -> &str {
+        self.list.last().map_or("", |s| s.client.host())
+    }
+
     /// Fetch a manifest from the first source that has it.
     pub fn manifest(&mut self, reference: &str, accept: &str, max: u64) -> Result<(FetchedManifest, String)> {
         self.first_ok(&format!("manifest {reference}"), |c| c.manifest(reference, accept, max))

@@ -1,0 +1,295 @@
+//! Command line parsing and the top-level run; one file per command:
+//!
+//! - [`pull`]: `minipull REF OUTDIR` (and `--unpack`);
+//! - [`unpack`]: `minipull unpack` and `minipull config`, on a layout on disk;
+//! - [`check`]: `minipull check REF OUTDIR`, is there an update;
+//! - [`connect`]: credentials, TLS, mirrors: what talking to a registry needs.
+
+mod check;
+mod connect;
+mod pull;
+mod unpack;
+
+use crate::auth::{self, Credentials};
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::manifest::Platform;
+use crate::mirror::{self, MirrorSpec, Sources};
+use crate::progress::Progress;
+use crate::pull::PullOptions;
+use crate::reference::Reference;
+use crate::registry::{self, Client, Options};
+use crate::tls::{self, TlsOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+minipull: pull a container image into an OCI image layout
+
+USAGE:
+    minipull [OPTIONS] REF OUTDIR
+    minipull [OPTIONS] --unpack ROOTFS REF OUTDIR   pull, then unpack into ROOTFS
+    minipull unpack [--platform P] [--force] [--verify-key K] OUTDIR[:NAME] ROOTFS
+                                    unpack an image already in OUTDIR (no network)
+    minipull config OUTDIR[:NAME]   print the image config (Entrypoint, Cmd, Env...)
+    minipull check REF OUTDIR       is there an update? one manifest HEAD; exit 0: no,
+                                    10: yes (or REF is not in OUTDIR yet)
+
+ARGS:
+    REF       image reference: alpine, alpine:3.20, ghcr.io/org/repo:tag,
+              host:5000/a/b@sha256:<hex>
+    OUTDIR    OCI layout directory to create or add to
+
+OPTIONS:
+    --platform OS/ARCH[/VARIANT]  platform to pull from a multi-platform image
+                                  (default: the one minipull runs on)
+    --all-platforms               keep the whole index and pull every platform
+    --username USER               log in as USER (the password comes from stdin)
+    --password-stdin              read the password from the first line of stdin
+    --auth-file PATH              docker config.json or podman auth.json with credentials
+                                  (default: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/
+                                  auth.json, ~/.config/containers/auth.json,
+                                  $DOCKER_CONFIG/config.json, ~/.docker/config.json);
+                                  credHelpers, credsStore and identitytoken work
+    --mirror [http://]HOST[:PORT][/PREFIX]
+                                  try this mirror first (repeatable, in order; falls back
+                                  to the next and then to the registry; $MINIPULL_MIRROR
+                                  takes a comma-separated list)
+    --mirror-for REGISTRY         registries the mirrors serve (repeatable; default
+                                  docker.io; $MINIPULL_MIRROR_FOR)
+    --plain-http                  talk plain HTTP to the registry
+    --ca-file PATH                also trust the CA certificates in this PEM file
+                                  (repeatable; built-in and system roots stay trusted)
+    --insecure                    do not verify TLS certificates (warns; digests are
+                                  still checked)
+    --retries N                   attempts after a failure that got an answer (default 5;
+                                  given, it also bounds retries of an unreachable source)
+    --retry-for SECS              keep trying a registry or mirror that does not answer
+                                  (refused, no route, no DNS) this long (default 60; 0: fail)
+    --timeout SECS                connect timeout and longest wait for data (default 30)
+    --speed-limit BYTES           abandon and resume a download slower than this
+    --speed-time SECS               many bytes a second for this long (default 1024, 30)
+    --unpack ROOTFS               after the pull, apply the image's layers into ROOTFS
+                                  (whiteouts, links, modes; owners and devices as root)
+    --force                       replace a ROOTFS that is not empty (atomically: the
+                                  new tree is staged beside it, then swapped in)
+    --keep-old                    keep the replaced tree as ROOTFS.old (A/B switching)
+    --keep-setuid                 keep setuid/setgid bits when not unpacking as root
+                                  (dropped by default: owners are not applied then)
+    --verify                      re-hash blobs already in OUTDIR before trusting them
+    --verify-key PATH             accept only images with a cosign signature by this PEM
+                                  public key (repeatable: any one suffices; ECDSA P-256,
+                                  P-384, Ed25519; $MINIPULL_VERIFY_KEY, colon-separated);
+                                  checked before any layer is downloaded, and by
+                                  `minipull unpack --verify-key` offline
+    --verify-identity REPO        also require a classic signature to name this repository
+    --no-downgrade                refuse (exit 8) an image whose config is older than the
+                                  one OUTDIR already holds under the same name
+    --json                        print a JSON summary on stdout instead of the digest
+    -q, --quiet                   no progress on stderr (warnings and errors remain)
+    -h, --help                    print this help
+    -V, --version                 print the version
+
+ENVIRONMENT:
+    MINIPULL_USERNAME, MINIPULL_PASSWORD   credentials for the registry (not mirrors)
+    HTTPS_PROXY, HTTP_PROXY, NO_PROXY      proxies (lowercase too)
+    SSL_CERT_FILE, SSL_CERT_DIR            the system's CA certificates
+
+EXIT CODES:
+    0 ok, 1 other error, 2 usage or invalid reference, 3 not found,
+    4 authentication refused, 5 network, 6 integrity, 7 local storage,
+    8 untrusted (no valid signature with --verify-key),
+    10 (check) an update is available
+";
+
+/// What the command line asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Command {
+    Pull,
+    Check,
+    Unpack,
+    Config,
+}
+
+pub(crate) struct Args {
+    pub(crate) command: Command,
+    pub(crate) reference: String,
+    pub(crate) outdir: PathBuf,
+    pub(crate) platform: Option<String>,
+    pub(crate) all_platforms: bool,
+    pub(crate) username: Option<String>,
+    pub(crate) password_stdin: bool,
+    pub(crate) auth_file: Option<PathBuf>,
+    pub(crate) mirrors: Vec<String>,
+    pub(crate) mirror_for: Vec<String>,
+    pub(crate) plain_http: bool,
+    pub(crate) ca_files: Vec<PathBuf>,
+    pub(crate) insecure: bool,
+    pub(crate) retries: u32,
+    pub(crate) retries_explicit: bool,
+    pub(crate) retry_for: u64,
+    pub(crate) timeout: u64,
+    pub(crate) speed_limit: u64,
+    pub(crate) speed_time: u64,
+    pub(crate) verify: bool,
+    pub(crate) verify_keys: Vec<PathBuf>,
+    pub(crate) verify_identity: Option<String>,
+    pub(crate) no_downgrade: bool,
+    pub(crate) json: bool,
+    pub(crate) quiet: bool,
+    /// ROOTFS for `--unpack` and `minipull unpack`.
+    pub(crate) unpack: Option<PathBuf>,
+    #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
+    pub(crate) force: bool,
+    #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
+    pub(crate) keep_old: bool,
+    pub(crate) keep_setuid: bool,
+}
+
+fn parse_args() -> Result<Option<Args>> {
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let command = match argv.first().and_then(|s| s.to_str()) {
+        Some("unpack") => Command::Unpack,
+        Some("config") => Command::Config,
+        Some("check") => Command::Check,
+        _ => Command::Pull,
+    };
+    // Given, --retries bounds unreachable sources too (see --retry-for).
+    let retries_explicit = argv
+        .iter()
+        .any(|s| s == "--retries" || s.to_str().is_some_and(|s| s.starts_with("--retries=")));
+    if command != Command::Pull {
+        argv.remove(0);
+    }
+    let mut a = pico_args::Arguments::from_vec(argv);
+    if a.contains(["-h", "--help"]) {
+        print!("{USAGE}");
+        return Ok(None);
+    }
+    if a.contains(["-V", "--version"]) {
+        println!("minipull {}", env!("CARGO_PKG_VERSION"));
+        return Ok(None);
+    }
+    let usage = |e: pico_args::Error| Error::usage(e.to_string()).hint("see minipull --help");
+    // Given twice, the last one wins, so a wrapper script's defaults can be overridden.
+    fn number(a: &mut pico_args::Arguments, flag: &'static str, default: u64) -> Result<u64> {
+        let values: Vec<u64> = a
+            .values_from_str(flag)
+            .map_err(|e| Error::usage(format!("{flag}: {e}")).hint("it takes a whole number"))?;
+        Ok(values.last().copied().unwrap_or(default))
+    }
+    let args = Args {
+        platform: a.opt_value_from_str("--platform").map_err(usage)?,
+        all_platforms: a.contains("--all-platforms"),
+        username: a.opt_value_from_str("--username").map_err(usage)?,
+        password_stdin: a.contains("--password-stdin"),
+        auth_file: a
+            .opt_value_from_os_str("--auth-file", |s| Ok::<_, String>(PathBuf::from(s)))
+            .map_err(usage)?,
+        mirrors: a.values_from_str("--mirror").map_err(usage)?,
+        mirror_for: a.values_from_str("--mirror-for").map_err(usage)?,
+        plain_http: a.contains("--plain-http"),
+        ca_files: a
+            .values_from_os_str("--ca-file", |s| Ok::<_, String>(PathBuf::from(s)))
+            .map_err(usage)?,
+        insecure: a.contains("--insecure"),
+        retries_explicit,
+        retries: number(&mut a, "--retries", 5)?.min(100) as u32,
+        retry_for: number(&mut a, "--retry-for", 60)?.min(86_400),
+        timeout: number(&mut a, "--timeout", 30)?,
+        speed_limit: number(&mut a, "--speed-limit", 1024)?,
+        speed_time: number(&mut a, "--speed-time", 30)?,
+        verify: a.contains("--verify"),
+        verify_keys: a
+            .values_from_os_str("--verify-key", |s| Ok::<_, String>(PathBuf::from(s)))
+            .map_err(usage)?,
+        verify_identity: a.opt_value_from_str("--verify-identity").map_err(usage)?,
+        no_downgrade: a.contains("--no-downgrade"),
+        unpack: a
+            .opt_value_from_os_str("--unpack", |s| Ok::<_, String>(PathBuf::from(s)))
+            .map_err(usage)?,
+        force: a.contains("--force"),
+        keep_setuid: a.contains("--keep-setuid"),
+        keep_old: a.contains("--keep-old"),
+        command,
+        json: a.contains("--json"),
+        quiet: a.contains(["-q", "--quiet"]),
+        reference: String::new(),
+        outdir: PathBuf::new(),
+    };
+    let rest = a.finish();
+    if let Some(flag) = rest.iter().find(|s| s.to_string_lossy().starts_with('-')) {
+        return Err(Error::usage(format!("unknown option {}", flag.to_string_lossy())).hint("see minipull --help"));
+    }
+    let (want, names) = match command {
+        Command::Pull | Command::Check => (2, "REF and OUTDIR"),
+        Command::Unpack => (2, "OUTDIR[:NAME] and ROOTFS"),
+        Command::Config => (1, "OUTDIR[:NAME]"),
+    };
+    if rest.len() != want {
+        return Err(Error::usage(format!("expected {names}, got {} arguments", rest.len())).hint("see minipull --help"));
+    }
+    if command == Command::Unpack && args.unpack.is_some() {
+        return Err(Error::usage(
+            "`minipull unpack` takes ROOTFS as its last argument, not --unpack",
+        ));
+    }
+    let reference = match command {
+        Command::Pull | Command::Check => rest[0]
+            .to_str()
+            .ok_or_else(|| Error::usage("the image reference is not valid UTF-8"))?
+            .to_string(),
+        // OUTDIR[:NAME] stays an OS string until it is split.
+        _ => String::new(),
+    };
+    let (outdir, unpack) = match command {
+        Command::Pull => (PathBuf::from(&rest[1]), args.unpack.clone()),
+        Command::Check => (PathBuf::from(&rest[1]), None),
+        Command::Unpack => (PathBuf::from(&rest[0]), Some(PathBuf::from(&rest[1]))),
+        Command::Config => (PathBuf::from(&rest[0]), None),
+    };
+    if args.timeout == 0 || args.speed_time == 0 {
+        return Err(Error::usage("--timeout and --speed-time must be at least 1 second"));
+    }
+    Ok(Some(Args {
+        reference,
+        outdir,
+        unpack,
+        ..args
+    }))
+}
+
+/// Parse the command line and pull. Returns the process exit code's error.
+pub fn run() -> Result<i32> {
+    let Some(args) = parse_args()? else { return Ok(0) };
+    // A key that cannot be used is a usage error before any network access.
+    let policy = crate::verify::Policy::load(
+        &args.verify_keys,
+        std::env::var("MINIPULL_VERIFY_KEY").ok(),
+        args.verify_identity.clone(),
+    )?;
+    let platform = match &args.platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    match args.command {
+        Command::Pull => pull::pull_command(&args, platform, policy),
+        Command::Check => check::check_command(&args),
+        Command::Unpack | Command::Config => unpack::local_command(&args, &platform, policy.as_ref()),
+    }
+}
+
+/// `OUTDIR[:NAME]`: a directory that exists as given is OUTDIR; otherwise the
+/// text after the last `:` names the image.
+#[cfg(feature = "unpack")]
+pub(crate) fn split_layout_arg(p: &Path) -> (PathBuf, Option<String>) {
+    if !p.is_dir() {
+        if let Some((dir, name)) = p.to_str().and_then(|s| s.rsplit_once(':')) {
+            if !name.is_empty() && !name.contains('/') && Path::new(dir).is_dir() {
+                return (PathBuf::from(dir), Some(name.to_string()));
+            }
+        }
+    }
+    (p.to_path_buf(), None)
+}
