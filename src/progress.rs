@@ -46,8 +46,21 @@ impl Progress {
             start: now,
             last: now,
             done_at_start: 0,
+            image: None,
         }
     }
+}
+
+/// Where a whole image stands: its total bytes (known once its manifests
+/// are read), the bytes already done before the current blob, and when this
+/// run started downloading, for the periodic line's image total and ETA.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageProgress {
+    pub total: u64,
+    pub done_before: u64,
+    /// Bytes that were already on disk when the run started (not counted in the rate).
+    pub had: u64,
+    pub start: Instant,
 }
 
 /// Progress of one blob.
@@ -58,9 +71,16 @@ pub struct BlobProgress {
     start: Instant,
     last: Instant,
     done_at_start: u64,
+    image: Option<ImageProgress>,
 }
 
 impl BlobProgress {
+    /// Show the whole image's progress and ETA on the periodic line too.
+    pub fn in_image(mut self, image: ImageProgress) -> BlobProgress {
+        self.image = Some(image);
+        self
+    }
+
     /// Bytes already on disk when this run started (a resumed partial).
     pub fn resumed_from(&mut self, have: u64) {
         self.done_at_start = have;
@@ -85,7 +105,7 @@ impl BlobProgress {
         }
         self.last = now;
         let pct = done.saturating_mul(100) / self.size.max(1);
-        let line = format!(
+        let mut line = format!(
             "{} {:>3}% {} / {} {}/s",
             self.label,
             pct,
@@ -93,6 +113,16 @@ impl BlobProgress {
             human(self.size),
             human(self.rate(done))
         );
+        if let Some(img) = self.image {
+            let now_done = img.done_before + done;
+            let fetched = now_done.saturating_sub(img.had);
+            let rate = fetched as f64 / img.start.elapsed().as_secs_f64().max(0.001);
+            let eta = match rate > 0.0 {
+                true => format!("{:.0}s", img.total.saturating_sub(now_done) as f64 / rate),
+                false => "?".to_string(),
+            };
+            line += &format!("; image {} / {}, ETA {eta}", human(now_done), human(img.total));
+        }
         if self.p.tty {
             eprint!("\r\x1b[K{line}");
             let _ = std::io::stderr().flush();

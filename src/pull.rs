@@ -28,6 +28,9 @@ pub struct PullOptions {
     /// The layers must be in OUTDIR after the pull (an unpack follows), even
     /// for an entry whose layers were discarded.
     pub need_layers: bool,
+    /// `--discard-layers`: fetch manifests and config only; the unpack
+    /// fetches each layer just before it applies it, and removes it after.
+    pub discard_layers: bool,
 }
 
 /// What a pull did, for `--json`.
@@ -52,6 +55,9 @@ pub struct Summary {
     /// The signature that verified the image, with `--verify-key`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<crate::verify::Verified>,
+    /// Bytes `--prune` removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned_bytes: Option<u64>,
 }
 
 /// One manifest or blob of the pull.
@@ -92,6 +98,8 @@ struct Puller<'a> {
     reasons: Vec<String>,
     /// The name index.json gives the image (`org.opencontainers.image.ref.name`).
     name: String,
+    /// The image's size and what is done, for the progress line.
+    image: Option<crate::progress::ImageProgress>,
 }
 
 /// Pull `reference` into `layout`.
@@ -119,11 +127,13 @@ pub fn pull(
             bytes_downloaded: 0,
             manifest_bytes_downloaded: 0,
             signature: None,
+            pruned_bytes: None,
         },
         proof: None,
         signed_index: None,
         reasons: Vec::new(),
         name: ref_name(reference),
+        image: None,
     };
     // What OUTDIR already holds costs one HEAD (none by digest) and no GET.
     if let Some(summary) = p.already_here(reference)? {
@@ -142,6 +152,9 @@ pub fn pull(
     annotations.insert(REF_NAME.to_string(), ref_name(reference));
     if let Some(index) = &p.summary.index_digest {
         annotations.insert(crate::verify::RESOLVED.to_string(), index.clone());
+    }
+    if opts.discard_layers {
+        annotations.insert(crate::layout::LAYERS_DISCARDED.to_string(), "true".to_string());
     }
     // The signature goes in before the image is named, so an image that
     // needed one is never in index.json without it.
@@ -232,6 +245,13 @@ impl Puller<'_> {
         if !reached.missing.is_empty() || (self.opts.need_layers && !reached.discarded.is_empty()) {
             return Ok(None);
         }
+        if !reached.discarded.is_empty() {
+            self.progress.note(format!(
+                "{} layers of this image were discarded after unpacking (--discard-layers): only its manifests and config are here{}",
+                reached.discarded.len(),
+                if self.opts.verify { " and were re-checked" } else { "" }
+            ));
+        }
         let mut signature = None;
         if let Some(policy) = &self.opts.policy {
             let mut ignored = Vec::new();
@@ -268,6 +288,7 @@ impl Puller<'_> {
             bytes_downloaded: 0,
             manifest_bytes_downloaded: 0,
             signature,
+            pruned_bytes: None,
         }))
     }
 
@@ -444,10 +465,33 @@ impl Puller<'_> {
     }
 
     fn pull_image(&mut self, m: &ImageManifest) -> Result<()> {
-        self.check_free_space(std::iter::once(&m.config).chain(&m.layers))?;
+        if self.opts.discard_layers {
+            // Room for the largest layer at a time is checked as each comes.
+            self.check_free_space(std::iter::once(&m.config))?;
+        } else {
+            self.check_free_space(std::iter::once(&m.config).chain(&m.layers))?;
+        }
+        let sizes = std::iter::once(&m.config)
+            .chain(&m.layers)
+            .map(|d| d.size.max(0) as u64);
+        let total = sizes.fold(0u64, |a, b| a.saturating_add(b));
+        let had = std::iter::once(&m.config)
+            .chain(&m.layers)
+            .filter_map(|d| d.checked_digest().ok())
+            .map(|d| self.layout.blob_size(&d).unwrap_or_else(|| self.layout.partial_len(&d)))
+            .sum();
+        self.image = Some(crate::progress::ImageProgress {
+            total,
+            done_before: 0,
+            had,
+            start: std::time::Instant::now(),
+        });
         self.fetch_blob(&m.config)?;
         if self.opts.no_downgrade {
             self.refuse_downgrade(&m.config)?;
+        }
+        if self.opts.discard_layers {
+            return Ok(());
         }
         for layer in &m.layers {
             self.fetch_blob(layer)?;
@@ -542,18 +586,30 @@ impl Puller<'_> {
         }
         if self.layout.has_blob(&digest, size, self.opts.verify)? {
             self.record(desc, &digest, size, 0, "present", None);
+            self.advance(size);
             return Ok(());
         }
         let mut bp = self
             .progress
             .blob(format!("{} {}", digest.short(), kind_of(&desc.media_type)), size);
+        if let Some(img) = self.image {
+            bp = bp.in_image(img);
+        }
         let part = self.layout.partial_path(&digest);
         let (downloaded, source) = self.sources.download_blob(&digest, size, &part, &mut bp)?;
         self.layout.commit_partial(&digest)?;
         bp.finish(downloaded);
         self.summary.bytes_downloaded += downloaded;
         self.record(desc, &digest, size, downloaded, "downloaded", Some(source));
+        self.advance(size);
         Ok(())
+    }
+
+    /// A blob of the image is done: the next one's line counts it.
+    fn advance(&mut self, size: u64) {
+        if let Some(img) = &mut self.image {
+            img.done_before = img.done_before.saturating_add(size);
+        }
     }
 
     fn record(
@@ -574,6 +630,35 @@ impl Puller<'_> {
             source,
         });
     }
+}
+
+/// Download one blob into `layout` unless it is there (verified, fsynced,
+/// renamed into `blobs/`): what `--discard-layers` calls for each layer
+/// just before unpacking it. Returns the bytes fetched.
+pub fn fetch_one(sources: &mut Sources, layout: &Layout, progress: Progress, desc: &Descriptor) -> Result<u64> {
+    let (digest, size) = (desc.checked_digest()?, desc.checked_size()?);
+    if layout.has_blob(&digest, size, false)? {
+        return Ok(0);
+    }
+    if let Some(free) = layout.free_bytes() {
+        let need = size.saturating_sub(layout.partial_len(&digest));
+        if need > free {
+            return Err(Error::new(
+                crate::error::Kind::Storage,
+                format!(
+                    "layer {} needs {} more on disk but only {} is free",
+                    digest.short(),
+                    human(need),
+                    human(free)
+                ),
+            ));
+        }
+    }
+    let mut bp = progress.blob(format!("{} {}", digest.short(), kind_of(&desc.media_type)), size);
+    let (downloaded, _) = sources.download_blob(&digest, size, &layout.partial_path(&digest), &mut bp)?;
+    layout.commit_partial(&digest)?;
+    bp.finish(downloaded);
+    Ok(downloaded)
 }
 
 /// Check every digest and size a manifest names before fetching any of

@@ -135,6 +135,7 @@ pub(super) fn sources(
         timeout: Duration::from_secs(args.timeout),
         speed_limit: args.speed_limit,
         speed_time: Duration::from_secs(args.speed_time),
+        limit_rate: args.limit_rate,
         tls,
         proxies: crate::proxy::ProxyEnv::from_env()?,
     };

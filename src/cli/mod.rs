@@ -2,6 +2,7 @@
 //!
 //! - [`pull`]: `minipull REF OUTDIR` (and `--unpack`);
 //! - [`unpack`]: `minipull unpack` and `minipull config`, on a layout on disk;
+//! - [`upkeep`]: `minipull ls`, `rm` and `gc`;
 //! - [`check`]: `minipull check REF OUTDIR`, is there an update;
 //! - [`connect`]: credentials, TLS, mirrors: what talking to a registry needs.
 
@@ -9,6 +10,7 @@ mod check;
 mod connect;
 mod pull;
 mod unpack;
+mod upkeep;
 
 use crate::auth::{self, Credentials};
 use crate::error::{Error, Result};
@@ -33,6 +35,10 @@ USAGE:
     minipull unpack [--platform P] [--force] [--verify-key K] OUTDIR[:NAME] ROOTFS
                                     unpack an image already in OUTDIR (no network)
     minipull config OUTDIR[:NAME]   print the image config (Entrypoint, Cmd, Env...)
+    minipull ls OUTDIR              list the images in OUTDIR (--json)
+    minipull rm OUTDIR:NAME         drop an image from index.json (blobs stay until gc)
+    minipull gc [--keep-partials] OUTDIR
+                                    remove blobs nothing needs and stale partial downloads
     minipull check REF OUTDIR       is there an update? one manifest HEAD; exit 0: no,
                                     10: yes (or REF is not in OUTDIR yet)
 
@@ -78,6 +84,12 @@ OPTIONS:
     --keep-setuid                 keep setuid/setgid bits when not unpacking as root
                                   (dropped by default: owners are not applied then)
     --verify                      re-hash blobs already in OUTDIR before trusting them
+    --prune                       after the pull (and unpack), remove the blobs only the
+                                  replaced version of this image used
+    --discard-layers              with --unpack: remove each layer once unpacked (the entry
+                                  then holds manifests and config only; other tools cannot
+                                  read it)
+    --limit-rate BYTES            cap the average download rate (k, M, G suffixes)
     --verify-key PATH             accept only images with a cosign signature by this PEM
                                   public key (repeatable: any one suffices; ECDSA P-256,
                                   P-384, Ed25519; $MINIPULL_VERIFY_KEY, colon-separated);
@@ -108,6 +120,9 @@ EXIT CODES:
 pub(crate) enum Command {
     Pull,
     Check,
+    Ls,
+    Rm,
+    Gc,
     Unpack,
     Config,
 }
@@ -136,6 +151,10 @@ pub(crate) struct Args {
     pub(crate) verify_keys: Vec<PathBuf>,
     pub(crate) verify_identity: Option<String>,
     pub(crate) no_downgrade: bool,
+    pub(crate) prune: bool,
+    pub(crate) discard_layers: bool,
+    pub(crate) keep_partials: bool,
+    pub(crate) limit_rate: Option<u64>,
     pub(crate) json: bool,
     pub(crate) quiet: bool,
     /// ROOTFS for `--unpack` and `minipull unpack`.
@@ -153,6 +172,9 @@ fn parse_args() -> Result<Option<Args>> {
         Some("unpack") => Command::Unpack,
         Some("config") => Command::Config,
         Some("check") => Command::Check,
+        Some("ls") => Command::Ls,
+        Some("rm") => Command::Rm,
+        Some("gc") => Command::Gc,
         _ => Command::Pull,
     };
     // Given, --retries bounds unreachable sources too (see --retry-for).
@@ -206,6 +228,12 @@ fn parse_args() -> Result<Option<Args>> {
             .map_err(usage)?,
         verify_identity: a.opt_value_from_str("--verify-identity").map_err(usage)?,
         no_downgrade: a.contains("--no-downgrade"),
+        prune: a.contains("--prune"),
+        discard_layers: a.contains("--discard-layers"),
+        keep_partials: a.contains("--keep-partials"),
+        limit_rate: a.opt_value_from_fn("--limit-rate", parse_rate).map_err(|e| {
+            Error::usage(format!("--limit-rate: {e}")).hint("e.g. --limit-rate 2M (bytes a second; k, M, G suffixes)")
+        })?,
         unpack: a
             .opt_value_from_os_str("--unpack", |s| Ok::<_, String>(PathBuf::from(s)))
             .map_err(usage)?,
@@ -226,6 +254,8 @@ fn parse_args() -> Result<Option<Args>> {
         Command::Pull | Command::Check => (2, "REF and OUTDIR"),
         Command::Unpack => (2, "OUTDIR[:NAME] and ROOTFS"),
         Command::Config => (1, "OUTDIR[:NAME]"),
+        Command::Ls | Command::Gc => (1, "OUTDIR"),
+        Command::Rm => (1, "OUTDIR:NAME"),
     };
     if rest.len() != want {
         return Err(Error::usage(format!("expected {names}, got {} arguments", rest.len())).hint("see minipull --help"));
@@ -247,8 +277,19 @@ fn parse_args() -> Result<Option<Args>> {
         Command::Pull => (PathBuf::from(&rest[1]), args.unpack.clone()),
         Command::Check => (PathBuf::from(&rest[1]), None),
         Command::Unpack => (PathBuf::from(&rest[0]), Some(PathBuf::from(&rest[1]))),
-        Command::Config => (PathBuf::from(&rest[0]), None),
+        Command::Config | Command::Ls | Command::Rm | Command::Gc => (PathBuf::from(&rest[0]), None),
     };
+    if args.discard_layers && unpack.is_none() {
+        return Err(Error::usage("--discard-layers needs --unpack ROOTFS"));
+    }
+    if let Some(rate) = args.limit_rate {
+        if args.speed_limit >= rate {
+            return Err(Error::usage(format!(
+                "--limit-rate {rate} is not above the speed floor (--speed-limit {}): every download would be abandoned as too slow",
+                args.speed_limit
+            )));
+        }
+    }
     if args.timeout == 0 || args.speed_time == 0 {
         return Err(Error::usage("--timeout and --speed-time must be at least 1 second"));
     }
@@ -258,6 +299,20 @@ fn parse_args() -> Result<Option<Args>> {
         unpack,
         ..args
     }))
+}
+
+/// `2M`, `512k`, `1G`, `100000`: bytes a second (k = 1024, like curl).
+fn parse_rate(s: &str) -> std::result::Result<u64, String> {
+    let (num, mult) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n.saturating_mul(mult)),
+        _ => Err(format!("{} is not a rate", crate::error::Quoted(s))),
+    }
 }
 
 /// Parse the command line and pull. Returns the process exit code's error.
@@ -276,13 +331,15 @@ pub fn run() -> Result<i32> {
     match args.command {
         Command::Pull => pull::pull_command(&args, platform, policy),
         Command::Check => check::check_command(&args),
+        Command::Ls => upkeep::ls_command(&args),
+        Command::Rm => upkeep::rm_command(&args),
+        Command::Gc => upkeep::gc_command(&args),
         Command::Unpack | Command::Config => unpack::local_command(&args, &platform, policy.as_ref()),
     }
 }
 
 /// `OUTDIR[:NAME]`: a directory that exists as given is OUTDIR; otherwise the
 /// text after the last `:` names the image.
-#[cfg(feature = "unpack")]
 pub(crate) fn split_layout_arg(p: &Path) -> (PathBuf, Option<String>) {
     if !p.is_dir() {
         if let Some((dir, name)) = p.to_str().and_then(|s| s.rsplit_once(':')) {

@@ -18,17 +18,42 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
         policy,
         no_downgrade: args.no_downgrade,
         need_layers: args.unpack.is_some(),
+        discard_layers: args.discard_layers,
     };
-    let summary = crate::pull::pull(&reference, &mut sources, &layout, progress, &pull_opts)?;
+    // --prune: what the version this pull replaces reaches, to remove
+    // afterwards what nothing else needs.
+    let name = crate::pull::ref_name(&reference);
+    let replaced = match args.prune {
+        true => layout.entry_named(&name)?,
+        false => None,
+    };
+    let mut summary = crate::pull::pull(&reference, &mut sources, &layout, progress, &pull_opts)?;
     if let Some(plan) = &plan {
         unpack_pulled(
             &layout,
+            &mut sources,
             &summary.digest,
-            &pull_opts.platform,
+            &pull_opts,
             plan,
             progress,
             args.keep_setuid,
         )?;
+    }
+    if let Some(old) = replaced.filter(|o| o.digest != summary.digest) {
+        // Only now: the new image is complete, index.json names it, and
+        // with --unpack the new root filesystem is in place.
+        let mut candidates: std::collections::BTreeSet<_> = layout.reach(&old, false)?.blobs.into_keys().collect();
+        for sig in layout.retain_entries(|_| true)? {
+            candidates.extend(layout.reach(&sig, false)?.blobs.into_keys());
+        }
+        let freed = layout.remove_unreachable(&candidates)?;
+        progress.note(format!(
+            "pruned {} ({} blobs) that only the replaced {} used",
+            crate::progress::human(freed.bytes),
+            freed.blobs,
+            old.digest
+        ));
+        summary.pruned_bytes = Some(freed.bytes);
     }
     let out = if args.json {
         serde_json::to_string_pretty(&summary).map_err(|e| Error::other(format!("cannot encode the summary: {e}")))?
@@ -53,15 +78,33 @@ fn unpack_ready(rootfs: &Path, args: &Args) -> Result<UnpackPlan> {
 #[cfg(feature = "unpack")]
 fn unpack_pulled(
     layout: &Layout,
+    sources: &mut Sources,
     digest: &str,
-    platform: &Platform,
+    opts: &PullOptions,
     plan: &UnpackPlan,
     progress: Progress,
     keep_setuid: bool,
 ) -> Result<()> {
-    use crate::unpack::{self, Select};
-    let image = unpack::find_image(layout, Select::Digest(digest), platform)?;
-    super::unpack::unpack_image(layout, &image, plan, progress, keep_setuid)
+    use crate::unpack::{self, Select, Stage};
+    let image = unpack::find_image(layout, Select::Digest(digest), &opts.platform)?;
+    if !opts.discard_layers {
+        return super::unpack::unpack_image(layout, &image, plan, progress, keep_setuid, None);
+    }
+    // Each layer is fetched just before it is applied and removed just
+    // after (unless another image in OUTDIR uses it): at most one
+    // compressed layer is on disk at a time.
+    let mut hook = |stage: Stage, layer: &crate::manifest::Descriptor| -> Result<()> {
+        match stage {
+            Stage::Before => crate::pull::fetch_one(sources, layout, progress, layer).map(|_| ()),
+            Stage::After => {
+                let d = layer.checked_digest()?;
+                layout
+                    .remove_unreachable(&std::collections::BTreeSet::from([d]))
+                    .map(|_| ())
+            }
+        }
+    };
+    super::unpack::unpack_image(layout, &image, plan, progress, keep_setuid, Some(&mut hook))
 }
 
 #[cfg(not(feature = "unpack"))]
@@ -72,6 +115,14 @@ fn unpack_ready(_: &Path, _: &Args) -> Result<UnpackPlan> {
 }
 
 #[cfg(not(feature = "unpack"))]
-fn unpack_pulled(_: &Layout, _: &str, _: &Platform, _: &UnpackPlan, _: Progress, _: bool) -> Result<()> {
+fn unpack_pulled(
+    _: &Layout,
+    _: &mut Sources,
+    _: &str,
+    _: &PullOptions,
+    _: &UnpackPlan,
+    _: Progress,
+    _: bool,
+) -> Result<()> {
     Ok(())
 }

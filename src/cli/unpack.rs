@@ -16,6 +16,14 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         None => Select::Only,
     };
     let image = unpack::find_image(&layout, select, platform)?;
+    if args.command == Command::Unpack && image.layers_discarded {
+        return Err(Error::not_found(format!(
+            "the layers of {} were discarded after unpacking (--discard-layers); only its manifests and config are in {}",
+            image.name,
+            dir.display()
+        ))
+        .hint("pull it again with --unpack ROOTFS, which fetches the layers as it applies them"));
+    }
     if let Some(policy) = policy {
         // Before anything is extracted: the signature stored with the image.
         let v = verify_stored(&layout, policy, &image)?;
@@ -34,7 +42,15 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         .as_deref()
         .ok_or_else(|| Error::usage("ROOTFS is missing"))?;
     let plan = crate::rootfs::Plan::new(rootfs, args.force, args.keep_old)?;
-    unpack_image(&layout, &image, &plan, Progress::new(args.quiet), args.keep_setuid).map(|()| 0)
+    unpack_image(
+        &layout,
+        &image,
+        &plan,
+        Progress::new(args.quiet),
+        args.keep_setuid,
+        None,
+    )
+    .map(|()| 0)
 }
 
 /// Unpack as the plan says (staged and swapped, or in place), and say how
@@ -46,13 +62,20 @@ pub(super) fn unpack_image(
     plan: &crate::rootfs::Plan,
     progress: Progress,
     keep_setuid: bool,
+    hook: Option<&mut crate::unpack::LayerHook>,
 ) -> Result<()> {
-    if plan.in_place() {
-        // Nothing to throw away in place: no unverified byte goes in.
+    // Nothing to throw away in place: no unverified byte goes in. (Layers
+    // a hook fetches one at a time are verified as they arrive.)
+    if plan.in_place() && hook.is_none() {
         crate::unpack::verify_layers(layout, image)?;
     }
     let into = plan.begin()?;
-    let s = match crate::unpack::unpack(layout, image, &into, progress, keep_setuid) {
+    let mut none = |_: crate::unpack::Stage, _: &crate::manifest::Descriptor| Ok(());
+    let hook = match hook {
+        Some(h) => h,
+        None => &mut none,
+    };
+    let s = match crate::unpack::unpack_with(layout, image, &into, progress, keep_setuid, hook) {
         Ok(s) => s,
         Err(e) => {
             plan.abort();

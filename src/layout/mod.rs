@@ -7,7 +7,9 @@
 //! pull can be resumed.
 
 mod reach;
+mod upkeep;
 pub use reach::{Reached, LAYERS_DISCARDED};
+pub use upkeep::{is_signature, Freed};
 
 use crate::digest::{hash_into, Algorithm, Digest, Hasher};
 use crate::error::{Error, Result};
@@ -163,6 +165,18 @@ impl Layout {
     fn write_file_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
         write_atomic(&self.root.join(WORK_DIR).join(format!("{name}.tmp")), path, bytes)
+    }
+
+    /// Replace index.json's entries with `entries` (atomically, after
+    /// making the blobs they name durable).
+    pub fn write_entries(&self, entries: &[Descriptor]) -> Result<()> {
+        let mut index = self.read_index()?;
+        index["manifests"] =
+            serde_json::to_value(entries).map_err(|e| Error::other(format!("cannot encode index.json: {e}")))?;
+        let mut bytes =
+            serde_json::to_vec_pretty(&index).map_err(|e| Error::other(format!("cannot encode index.json: {e}")))?;
+        bytes.push(b'\n');
+        self.write_file_atomic(&self.root.join("index.json"), &bytes)
     }
 
     /// The current index.json as JSON, or a fresh empty index.

@@ -83,9 +83,10 @@ impl Layout {
                     if l.is_foreign() && l.urls.as_ref().is_some_and(|u| !u.is_empty()) {
                         continue;
                     }
-                    let (ld, ls) = (l.checked_digest()?, l.checked_size()?);
-                    if discarded && !self.has_blob(&ld, ls, false)? {
-                        r.discarded.push(ld);
+                    // An entry marked discarded holds no layers: what may
+                    // still be on disk is not its to keep.
+                    if discarded {
+                        r.discarded.push(l.checked_digest()?);
                         continue;
                     }
                     self.leaf(l, verify, r)?;

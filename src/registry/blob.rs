@@ -82,6 +82,7 @@ impl Client {
                     break Attempt::TooLong;
                 }
                 p.append(chunk)?;
+                self.pace(chunk.len() as u64);
                 downloaded += chunk.len() as u64;
                 window_bytes += chunk.len() as u64;
                 bp.update(p.have);
@@ -129,6 +130,23 @@ impl Client {
                     self.sleep_backoff(failures, None);
                 }
             }
+        }
+    }
+
+    /// `--limit-rate`: sleep as long as the bytes read so far are ahead of
+    /// the cap, single-threaded, by pacing the reads. A schedule fallen more
+    /// than a second behind (a retry's wait) starts over, so a pause is
+    /// never made up by a burst above the cap.
+    fn pace(&mut self, n: u64) {
+        let Some(rate) = self.opts.limit_rate else { return };
+        let (start, bytes) = self.paced.get_or_insert_with(|| (Instant::now(), 0));
+        *bytes += n;
+        let due = Duration::from_secs_f64(*bytes as f64 / rate as f64);
+        let elapsed = start.elapsed();
+        if due > elapsed {
+            std::thread::sleep(due - elapsed);
+        } else if elapsed > due + Duration::from_secs(1) {
+            self.paced = Some((Instant::now(), 0));
         }
     }
 

@@ -54,6 +54,8 @@ pub struct Options {
     pub speed_limit: u64,
     /// ... for this long is abandoned and resumed.
     pub speed_time: Duration,
+    /// Cap on the average download rate, bytes a second (`--limit-rate`).
+    pub limit_rate: Option<u64>,
     /// Trusted roots, or verification off.
     pub tls: std::sync::Arc<rustls::ClientConfig>,
     /// Proxies from the environment.
@@ -104,6 +106,8 @@ pub struct Client {
     opts: Options,
     progress: Progress,
     jitter_state: u64,
+    /// `--limit-rate`: when pacing started and the bytes read since.
+    paced: Option<(Instant, u64)>,
 }
 
 impl Client {
@@ -179,6 +183,7 @@ impl Client {
             opts,
             progress,
             jitter_state: seed,
+            paced: None,
         }
     }
 

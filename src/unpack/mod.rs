@@ -55,6 +55,8 @@ pub struct Image {
     pub name: String,
     /// The digest its tag resolved to, when that was an index (see [`crate::verify::RESOLVED`]).
     pub resolved: Option<String>,
+    /// Its entry says the layers were removed after unpacking.
+    pub layers_discarded: bool,
     pub manifest: ImageManifest,
     pub config_digest: Digest,
     pub config: Vec<u8>,
@@ -138,6 +140,10 @@ pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Resul
         .as_ref()
         .and_then(|a| a.get(crate::verify::RESOLVED))
         .cloned();
+    let layers_discarded = entry
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.get(crate::layout::LAYERS_DISCARDED).is_some_and(|v| v == "true"));
     let mut desc = (*entry).clone();
     for _ in 0..4 {
         let bytes = read_blob(layout, &desc, manifest::MAX_MANIFEST_BYTES)?;
@@ -150,6 +156,7 @@ pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Resul
                     digest: desc.digest.clone(),
                     name,
                     resolved,
+                    layers_discarded,
                     manifest: *m,
                     config_digest,
                     config,
@@ -190,8 +197,33 @@ fn missing_blob(path: &Path, e: &std::io::Error) -> Error {
     }
 }
 
+/// When [`unpack_with`] calls its hook: before a layer is read (the hook
+/// may download it) and after it is applied (the hook may remove it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Before,
+    After,
+}
+
+/// What [`unpack_with`] calls around each layer.
+pub type LayerHook<'h> = dyn FnMut(Stage, &Descriptor) -> Result<()> + 'h;
+
 /// Apply the image's layers into `rootfs` (see [`prepare_rootfs`]).
 pub fn unpack(layout: &Layout, image: &Image, rootfs: &Path, progress: Progress, keep_setuid: bool) -> Result<Summary> {
+    unpack_with(layout, image, rootfs, progress, keep_setuid, &mut |_, _| Ok(()))
+}
+
+/// [`unpack`], calling `hook` around each layer: `--discard-layers`
+/// downloads a layer just before it is applied and removes it just after,
+/// so the compressed layers are never on disk all at once.
+pub fn unpack_with(
+    layout: &Layout,
+    image: &Image,
+    rootfs: &Path,
+    progress: Progress,
+    keep_setuid: bool,
+    hook: &mut LayerHook,
+) -> Result<Summary> {
     #[derive(serde::Deserialize)]
     struct Config {
         rootfs: RootFs,
@@ -214,8 +246,10 @@ pub fn unpack(layout: &Layout, image: &Image, rootfs: &Path, progress: Progress,
     let mut summary = Summary::default();
     for (i, (layer, diff_id)) in layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
         let diff_id = Digest::parse(diff_id).map_err(|e| e.context(format!("diff_id of layer {}", i + 1)))?;
+        hook(Stage::Before, layer)?;
         let (entries, bytes) = apply_layer(&mut applier, layout, layer, &diff_id)
             .map_err(|e| e.context(format!("layer {} of {} ({})", i + 1, layers.len(), layer.digest)))?;
+        hook(Stage::After, layer)?;
         summary.layers += 1;
         summary.entries += entries;
         summary.bytes += bytes;

@@ -1,0 +1,132 @@
+//! `minipull ls`, `rm` and `gc`: what OUTDIR holds, dropping an entry, and
+//! removing what nothing needs (see [`crate::layout`]'s upkeep).
+
+use super::*;
+use crate::layout::{is_signature, Freed, REF_NAME};
+use crate::progress::human;
+
+/// Open an existing layout (these commands never create one).
+fn existing(dir: &Path, quiet: bool) -> Result<Layout> {
+    if !dir.join("oci-layout").is_file() {
+        return Err(Error::not_found(format!("no OCI image layout at {}", dir.display())));
+    }
+    Layout::open_waiting(dir, crate::layout::LOCK_WAIT, Progress::new(quiet))
+}
+
+/// `minipull ls OUTDIR`: one line per image: name, digest, media type,
+/// platform(s), bytes on disk.
+pub(super) fn ls_command(args: &Args) -> Result<i32> {
+    let layout = existing(&args.outdir, args.quiet)?;
+    let mut rows = Vec::new();
+    for e in layout.entries()?.iter().filter(|e| !is_signature(e)) {
+        let name = e
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REF_NAME))
+            .cloned()
+            .unwrap_or_default();
+        let reached = layout.reach(e, false)?;
+        let mut platforms: Vec<String> = e.platform.iter().map(|p| p.to_string()).collect();
+        if platforms.is_empty() {
+            if let Ok(bytes) = layout.read_small_blob(&e.checked_digest()?, crate::manifest::MAX_MANIFEST_BYTES) {
+                if let Ok((_, crate::manifest::Manifest::Index(i))) =
+                    crate::manifest::parse(&bytes, Some(&e.media_type))
+                {
+                    platforms = i
+                        .manifests
+                        .iter()
+                        .filter_map(|m| m.platform.as_ref())
+                        .map(|p| p.to_string())
+                        .collect();
+                }
+            }
+        }
+        let state = match (reached.missing.is_empty(), reached.discarded.is_empty()) {
+            (false, _) => "incomplete",
+            (true, false) => "layers discarded",
+            (true, true) => "complete",
+        };
+        rows.push(serde_json::json!({
+            "name": name, "digest": e.digest, "mediaType": e.media_type,
+            "platforms": platforms, "size": reached.size(), "state": state,
+        }));
+    }
+    let mut out = std::io::stdout();
+    if args.json {
+        let _ = writeln!(out, "{}", serde_json::Value::Array(rows));
+        return Ok(0);
+    }
+    for r in rows {
+        let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+        let platforms: Vec<&str> = r["platforms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            s("name"),
+            s("digest"),
+            s("mediaType"),
+            if platforms.is_empty() {
+                "-".to_string()
+            } else {
+                platforms.join(",")
+            },
+            human(r["size"].as_u64().unwrap_or(0)),
+            s("state"),
+        );
+    }
+    Ok(0)
+}
+
+/// `minipull rm OUTDIR:NAME`: drop the entry (and its signatures); its
+/// blobs stay until `gc`.
+pub(super) fn rm_command(args: &Args) -> Result<i32> {
+    let (dir, name) = split_layout_arg(&args.outdir);
+    let name = name.ok_or_else(|| Error::usage("say which image: minipull rm OUTDIR:NAME"))?;
+    let layout = existing(&dir, args.quiet)?;
+    let named = |e: &crate::manifest::Descriptor| e.annotations.as_ref().and_then(|a| a.get(REF_NAME)) == Some(&name);
+    let gone = layout.retain_entries(|e| !named(e))?;
+    if !gone.iter().any(|e| !is_signature(e)) {
+        return Err(Error::not_found(format!(
+            "no image named {} in {}",
+            crate::error::Quoted(&name),
+            dir.display()
+        )));
+    }
+    Progress::new(args.quiet).note(format!(
+        "removed {} from {} ({} entries); its blobs stay until `minipull gc`",
+        name,
+        dir.display(),
+        gone.len()
+    ));
+    Ok(0)
+}
+
+/// `minipull gc OUTDIR`: remove the blobs `index.json` does not reach and
+/// stale partial downloads; print what was freed.
+pub(super) fn gc_command(args: &Args) -> Result<i32> {
+    let layout = existing(&args.outdir, args.quiet)?;
+    let freed = layout.collect_garbage(args.keep_partials)?;
+    layout.tidy();
+    report(&freed, args.json);
+    Ok(0)
+}
+
+/// Say what a removal freed: on stdout (a line, or JSON).
+pub(super) fn report(f: &Freed, json: bool) {
+    let out = if json {
+        serde_json::json!({"blobs": f.blobs, "partials": f.partials, "bytes": f.bytes}).to_string()
+    } else {
+        format!(
+            "freed {} ({} blobs, {} partial downloads)",
+            human(f.bytes),
+            f.blobs,
+            f.partials
+        )
+    };
+    let _ = writeln!(std::io::stdout(), "{out}");
+}
