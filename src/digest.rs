@@ -2,7 +2,6 @@
 //! and streaming hashers.
 
 use crate::error::{Error, Quoted, Result};
-use sha2::Digest as _;
 use std::fmt;
 
 /// The hash algorithms minipull verifies. Anything else is refused.
@@ -98,34 +97,33 @@ impl fmt::Display for Digest {
     }
 }
 
-/// A streaming hasher for either algorithm.
+/// A streaming hasher for either algorithm: ring's SHA-2, which the
+/// binary already carries for TLS (SHA extensions on x86_64 and ARMv8,
+/// NEON on armv7), so no second implementation is linked in.
 #[derive(Clone)]
-pub enum Hasher {
-    Sha256(sha2::Sha256),
-    Sha512(sha2::Sha512),
+pub struct Hasher {
+    algorithm: Algorithm,
+    context: ring::digest::Context,
 }
 
 impl Hasher {
     pub fn new(alg: Algorithm) -> Hasher {
-        match alg {
-            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        let which = match alg {
+            Algorithm::Sha256 => &ring::digest::SHA256,
+            Algorithm::Sha512 => &ring::digest::SHA512,
+        };
+        Hasher {
+            algorithm: alg,
+            context: ring::digest::Context::new(which),
         }
     }
     pub fn update(&mut self, bytes: &[u8]) {
-        match self {
-            Hasher::Sha256(h) => h.update(bytes),
-            Hasher::Sha512(h) => h.update(bytes),
-        }
+        self.context.update(bytes);
     }
     pub fn finish(self) -> Digest {
-        let (algorithm, bytes) = match self {
-            Hasher::Sha256(h) => (Algorithm::Sha256, h.finalize().to_vec()),
-            Hasher::Sha512(h) => (Algorithm::Sha512, h.finalize().to_vec()),
-        };
         Digest {
-            algorithm,
-            hex: to_hex(&bytes),
+            algorithm: self.algorithm,
+            hex: to_hex(self.context.finish().as_ref()),
         }
     }
 }

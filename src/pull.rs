@@ -267,7 +267,7 @@ impl Puller<'_> {
         let blobs = reached
             .blobs
             .iter()
-            .map(|(d, (size, media_type))| ContentSummary {
+            .map(|(d, size, media_type)| ContentSummary {
                 digest: d.to_string(),
                 media_type: media_type.clone(),
                 size: *size,

@@ -42,9 +42,9 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
     if let Some(old) = replaced.filter(|o| o.digest != summary.digest) {
         // Only now: the new image is complete, index.json names it, and
         // with --unpack the new root filesystem is in place.
-        let mut candidates: std::collections::BTreeSet<_> = layout.reach(&old, false)?.blobs.into_keys().collect();
+        let mut candidates: Vec<_> = layout.reach(&old, false)?.digests().collect();
         for sig in layout.retain_entries(|_| true)? {
-            candidates.extend(layout.reach(&sig, false)?.blobs.into_keys());
+            candidates.extend(layout.reach(&sig, false)?.digests());
         }
         let freed = layout.remove_unreachable(&candidates)?;
         progress.note(format!(
@@ -98,9 +98,7 @@ fn unpack_pulled(
             Stage::Before => crate::pull::fetch_one(sources, layout, progress, layer).map(|_| ()),
             Stage::After => {
                 let d = layer.checked_digest()?;
-                layout
-                    .remove_unreachable(&std::collections::BTreeSet::from([d]))
-                    .map(|_| ())
+                layout.remove_unreachable(&[d]).map(|_| ())
             }
         }
     };

@@ -8,12 +8,13 @@ use super::Layout;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::manifest::{self, Descriptor, Manifest};
-use std::collections::BTreeMap;
 
-/// Blobs an entry reaches, by digest, with their sizes and media types.
+/// Blobs an entry reaches, with their sizes and media types. (A list: an
+/// image reaches tens of blobs, and a map's code costs more bytes than the
+/// linear searches cost time.)
 #[derive(Default)]
 pub struct Reached {
-    pub blobs: BTreeMap<Digest, (u64, String)>,
+    pub blobs: Vec<(Digest, u64, String)>,
     /// Named below the entry but not in `blobs/`.
     pub missing: Vec<Digest>,
     /// Layers an entry marked as discarded (`--discard-layers`) does not hold.
@@ -21,9 +22,24 @@ pub struct Reached {
 }
 
 impl Reached {
+    fn has(&self, d: &Digest) -> bool {
+        self.blobs.iter().any(|(x, ..)| x == d)
+    }
+
+    fn add(&mut self, d: Digest, size: u64, media_type: &str) {
+        if !self.has(&d) {
+            self.blobs.push((d, size, media_type.to_string()));
+        }
+    }
+
+    /// The digests of the blobs reached.
+    pub fn digests(self) -> impl Iterator<Item = Digest> {
+        self.blobs.into_iter().map(|(d, ..)| d)
+    }
+
     /// Bytes on disk of everything reached.
     pub fn size(&self) -> u64 {
-        self.blobs.values().map(|(s, _)| s).sum()
+        self.blobs.iter().map(|(_, s, _)| s).sum()
     }
 }
 
@@ -49,7 +65,7 @@ impl Layout {
             .and_then(|d| Digest::parse(d).ok())
         {
             if let Some(size) = self.blob_size(&d) {
-                r.blobs.insert(d, (size, crate::manifest::OCI_INDEX.to_string()));
+                r.add(d, size, crate::manifest::OCI_INDEX);
             }
         }
         Ok(r)
@@ -58,14 +74,14 @@ impl Layout {
     fn walk(&self, desc: &Descriptor, verify: bool, discarded: bool, depth: usize, r: &mut Reached) -> Result<()> {
         let d = desc.checked_digest()?;
         let size = desc.checked_size()?;
-        if r.blobs.contains_key(&d) {
+        if r.has(&d) {
             return Ok(());
         }
         if !self.has_blob(&d, size, verify)? {
             r.missing.push(d);
             return Ok(());
         }
-        r.blobs.insert(d.clone(), (size, desc.media_type.clone()));
+        r.add(d.clone(), size, &desc.media_type);
         if depth > 4 {
             return Ok(());
         }
@@ -98,11 +114,11 @@ impl Layout {
 
     fn leaf(&self, desc: &Descriptor, verify: bool, r: &mut Reached) -> Result<()> {
         let (d, size) = (desc.checked_digest()?, desc.checked_size()?);
-        if r.blobs.contains_key(&d) {
+        if r.has(&d) {
             return Ok(());
         }
         if self.has_blob(&d, size, verify)? {
-            r.blobs.insert(d, (size, desc.media_type.clone()));
+            r.add(d, size, &desc.media_type);
         } else {
             r.missing.push(d);
         }

@@ -9,7 +9,6 @@ use super::{Layout, REF_NAME, WORK_DIR};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
 use crate::manifest::Descriptor;
-use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::time::{Duration, SystemTime};
 
@@ -40,7 +39,7 @@ impl Layout {
         let entries = self.entries()?;
         let (mut kept, mut gone): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| is_signature(e) || keep(e));
         // A signature stays only while an image entry it signs stays.
-        let signed: BTreeSet<String> = kept
+        let signed: Vec<String> = kept
             .iter()
             .filter(|e| !is_signature(e))
             .flat_map(|e| {
@@ -51,9 +50,9 @@ impl Layout {
             })
             .flatten()
             .collect();
-        let (sigs_kept, sigs_gone): (Vec<_>, Vec<_>) = kept
-            .drain(..)
-            .partition(|e| !is_signature(e) || annotation(e, crate::verify::SIGNS).is_some_and(|d| signed.contains(d)));
+        let (sigs_kept, sigs_gone): (Vec<_>, Vec<_>) = kept.drain(..).partition(|e| {
+            !is_signature(e) || annotation(e, crate::verify::SIGNS).is_some_and(|d| signed.iter().any(|s| s == d))
+        });
         kept = sigs_kept;
         gone.extend(sigs_gone);
         if !gone.is_empty() {
@@ -64,22 +63,22 @@ impl Layout {
 
     /// Every blob reachable from `index.json`, and the digests its
     /// manifests name that are not (yet) in `blobs/`.
-    pub fn reachable(&self) -> Result<(BTreeSet<Digest>, BTreeSet<Digest>)> {
-        let (mut have, mut named) = (BTreeSet::new(), BTreeSet::new());
+    pub fn reachable(&self) -> Result<(Vec<Digest>, Vec<Digest>)> {
+        let (mut have, mut named) = (Vec::new(), Vec::new());
         for e in self.entries()? {
             let r = self.reach(&e, false)?;
-            have.extend(r.blobs.into_keys());
-            named.extend(r.missing);
-            named.extend(r.discarded);
+            named.extend(r.missing.iter().cloned());
+            named.extend(r.discarded.iter().cloned());
+            have.extend(r.digests());
         }
         Ok((have, named))
     }
 
     /// Remove the blobs of `candidates` that nothing in `index.json` reaches.
-    pub fn remove_unreachable(&self, candidates: &BTreeSet<Digest>) -> Result<Freed> {
+    pub fn remove_unreachable(&self, candidates: &[Digest]) -> Result<Freed> {
         let (reachable, _) = self.reachable()?;
         let mut freed = Freed::default();
-        for d in candidates.difference(&reachable) {
+        for d in candidates.iter().filter(|d| !reachable.contains(d)) {
             self.remove_blob(d, &mut freed)?;
         }
         Ok(freed)
