@@ -137,6 +137,7 @@ pub fn pull(
     };
     // What OUTDIR already holds costs one HEAD (none by digest) and no GET.
     if let Some(summary) = p.already_here(reference)? {
+        layout.tidy();
         progress.note(format!(
             "{} ({}) is already in {}: nothing to download",
             summary.reference,
@@ -176,7 +177,10 @@ pub fn pull(
     };
     // Last: only now does the layout name the image, and everything it names exists.
     p.layout.add_to_index(&entry)?;
-    p.layout.tidy();
+    // With --discard-layers the unpack still downloads into the work directory.
+    if !opts.discard_layers {
+        p.layout.tidy();
+    }
     if let Some(line) = p.sources.report() {
         progress.note(line);
     }

@@ -54,11 +54,20 @@ pub struct Faults {
     pub redirect_forever: bool,
     /// The realm to put in the Bearer challenge instead of our own /token.
     pub token_realm: Option<String>,
+    /// Answer manifest HEAD requests with this status (405: HEAD refused).
+    pub head_status: Option<u16>,
+    /// Answer manifest HEAD requests without Docker-Content-Digest.
+    pub head_without_digest: bool,
+    /// Answer manifest requests 429 with Docker Hub's rate-limit headers
+    /// (nothing remaining) and a Retry-After of an hour.
+    pub rate_limited: bool,
 }
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
 pub struct Logged {
+    /// GET or HEAD.
+    pub method: String,
     pub path: String,
     pub range: Option<String>,
     pub authorization: Option<String>,
@@ -256,25 +265,30 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
     sock.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(sock.try_clone()?);
     let (line, headers) = read_head(&mut reader)?;
+    let method = line.split_whitespace().next().unwrap_or("GET").to_string();
+    let head = method == "HEAD";
     let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
     let range = headers.get("range").cloned();
     let authorization = headers.get("authorization").cloned();
     let mut out = sock;
     let mut respond = |status: u16, extra: &[(&str, String)], body: &[u8]| -> std::io::Result<()> {
-        let mut head = format!(
+        let mut head_line = format!(
             "HTTP/1.1 {status} X\r\nConnection: close\r\nContent-Length: {}\r\n",
             body.len()
         );
         for (k, v) in extra {
-            head.push_str(&format!("{k}: {v}\r\n"));
+            head_line.push_str(&format!("{k}: {v}\r\n"));
         }
-        head.push_str("\r\n");
-        out.write_all(head.as_bytes())?;
-        out.write_all(body)?;
+        head_line.push_str("\r\n");
+        out.write_all(head_line.as_bytes())?;
+        if !head {
+            out.write_all(body)?;
+        }
         Ok(())
     };
     let log = |status: u16, body_bytes: u64| {
         state.lock().unwrap().log.push(Logged {
+            method: method.clone(),
             path: path.clone(),
             range: range.clone(),
             authorization: authorization.clone(),
@@ -356,6 +370,22 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
             .or_else(|| p.split_once("/referrers/").map(|(r, d)| format!("{r}/referrers/{d}")))
     });
     if let Some(key) = manifest_key {
+        if faults.rate_limited {
+            log(429, 0);
+            return respond(
+                429,
+                &[
+                    ("ratelimit-limit", "100;w=21600".into()),
+                    ("ratelimit-remaining", "0;w=21600".into()),
+                    ("Retry-After", "3600".into()),
+                ],
+                br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}"#,
+            );
+        }
+        if let Some(status) = faults.head_status.filter(|_| head) {
+            log(status, 0);
+            return respond(status, &[], b"");
+        }
         let found = state.lock().unwrap().manifests.get(&key).cloned();
         let Some((mt, bytes, real_digest)) = found else {
             log(404, 0);
@@ -383,6 +413,9 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
             return Ok(());
         }
         log(200, bytes.len() as u64);
+        if head && faults.head_without_digest {
+            return respond(200, &[("Content-Type", ct)], &bytes);
+        }
         return respond(200, &[("Content-Type", ct), ("Docker-Content-Digest", digest)], &bytes);
     }
 
@@ -441,6 +474,7 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
     let flip = faults.flip_at.filter(|_| faults.flip_always || once(&mut s, "flip"));
     // Logged now, so tests see requests in the order they arrived.
     s.log.push(Logged {
+        method: method.clone(),
         path: path.clone(),
         range: range.clone(),
         authorization: authorization.clone(),

@@ -1,0 +1,590 @@
+//! The device update loop: `check`, the cheap re-pull, `--prune`, `ls`,
+//! `rm`, `gc`, `--discard-layers`, `--limit-rate` and rate limits, against
+//! the real docker-registry (its access log counts the requests) and the
+//! in-suite server for what a real one will not do on demand.
+
+mod common;
+use common::fault::{FaultServer, Faults};
+use common::*;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+struct World {
+    reg: Registry,
+    log: PathBuf,
+    work: TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let work = TempDir::new("update");
+        let log = work.join("access.log");
+        let reg = Registry::start_setup(Setup {
+            access_log: Some(log.clone()),
+            ..Setup::default()
+        });
+        World { reg, log, work }
+    }
+
+    /// Run minipull with --plain-http (after the command word, if any).
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut a: Vec<&str> = args.to_vec();
+        let at = usize::from(a.first() == Some(&"check"));
+        a.insert(at, "--plain-http");
+        minipull(&a, None)
+    }
+
+    fn r(&self, repo: &str, tag: &str) -> String {
+        format!("{}/{repo}:{tag}", self.reg.host)
+    }
+
+    /// The access log lines so far, once the registry has written them all.
+    fn log_lines(&self) -> Vec<String> {
+        let mut last = usize::MAX;
+        for _ in 0..40 {
+            let n = std::fs::read_to_string(&self.log).unwrap_or_default().lines().count();
+            if n == last {
+                break;
+            }
+            last = n;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Requests of `repo` since `from` (a log length): (manifest HEADs, manifest GETs, blob GETs).
+    fn requests_since(&self, repo: &str, from: usize) -> (usize, usize, usize) {
+        let lines = self.log_lines();
+        let new = &lines[from.min(lines.len())..];
+        let count = |needle: String| new.iter().filter(|l| l.contains(&needle)).count();
+        (
+            count(format!("\"HEAD /v2/{repo}/manifests/")),
+            count(format!("\"GET /v2/{repo}/manifests/")),
+            count(format!("\"GET /v2/{repo}/blobs/")),
+        )
+    }
+
+    fn blob_gets_since(&self, repo: &str, from: usize) -> Vec<String> {
+        self.log_lines()[from..]
+            .iter()
+            .filter(|l| l.contains(&format!("\"GET /v2/{repo}/blobs/")))
+            .cloned()
+            .collect()
+    }
+}
+
+fn layer(name: &str, text: &[u8]) -> Layer {
+    gz_layer(&[(name, text)])
+}
+
+fn blobs_in(out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(out.join("blobs/sha256"))
+        .map(|d| {
+            d.map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn digests_of(reg: &Registry, repo: &str, manifest: &str) -> Vec<String> {
+    let m: serde_json::Value = serde_json::from_slice(
+        &ureq::get(format!("http://{}/v2/{repo}/manifests/{manifest}", reg.host))
+            .header("Accept", OCI_MANIFEST)
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_vec()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut v = vec![m["config"]["digest"].as_str().unwrap().to_string()];
+    v.extend(
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string()),
+    );
+    v
+}
+
+#[test]
+fn check_repull_update_prune_ls_rm_gc() {
+    let w = World::new();
+    let repo = "fleet/os";
+    let base = layer("etc/base", b"base\n");
+    let v1 = Image::new(
+        "amd64",
+        vec![layer("etc/base", b"base\n"), layer("etc/app", b"app 1\n")],
+    );
+    let (d1, _) = w.reg.push_image(repo, "stable", &v1);
+    // Another image in the same OUTDIR; the same image is also tagged
+    // `stable` in its repository, which OUTDIR does not hold.
+    let other_img = Image::new("amd64", vec![layer("x", b"x")]);
+    let (other, _) = w.reg.push_image("fleet/other", "other", &other_img);
+    w.reg.push_image("fleet/other", "stable", &other_img);
+    let out = w.work.join("layout");
+    let o = w.run(&[&w.r(repo, "stable"), out.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    assert_exit(&w.run(&[&w.r("fleet/other", "other"), out.to_str().unwrap()]), 0);
+    // fleet/other:stable is not fleet/os:stable: not in OUTDIR yet (10).
+    assert_exit(
+        &w.run(&["check", &w.r("fleet/other", "stable"), out.to_str().unwrap()]),
+        10,
+    );
+
+    // check: up to date, exactly one manifest HEAD and no GET.
+    let from = w.log_lines().len();
+    let o = w.run(&["check", "--json", &w.r(repo, "stable"), out.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (j["remote"].as_str(), j["local"].as_str(), j["upToDate"].as_bool()),
+        (Some(d1.as_str()), Some(d1.as_str()), Some(true))
+    );
+    assert_eq!(w.requests_since(repo, from), (1, 0, 0), "one HEAD, nothing else");
+
+    // A re-pull of the unchanged image: one HEAD, no GET, no bytes.
+    let from = w.log_lines().len();
+    let o = w.run(&["--json", &w.r(repo, "stable"), out.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["bytesDownloaded"], 0);
+    assert_eq!(s["digest"], d1.as_str());
+    assert_eq!(w.requests_since(repo, from), (1, 0, 0));
+    // With --verify, the blobs are re-hashed, still without a GET.
+    let from = w.log_lines().len();
+    assert_exit(&w.run(&["--verify", &w.r(repo, "stable"), out.to_str().unwrap()]), 0);
+    assert_eq!(w.requests_since(repo, from), (1, 0, 0));
+
+    // A new release under the same tag: check says so (10).
+    let v2 = Image::new("amd64", vec![base, layer("etc/app", b"app 2\n")]);
+    let (d2, _) = w.reg.push_image(repo, "stable", &v2);
+    let o = w.run(&["check", &w.r(repo, "stable"), out.to_str().unwrap()]);
+    assert_exit(&o, 10);
+    assert_eq!(stdout(&o).trim(), d2);
+    // A repository that does not exist is an error, not an update.
+    assert_exit(
+        &w.run(&["check", &w.r("fleet/none", "stable"), out.to_str().unwrap()]),
+        3,
+    );
+
+    // Pull it with --prune: only what changed is downloaded, and what only
+    // v1 used is gone.
+    let old_blobs = digests_of(&w.reg, repo, &d1);
+    let new_blobs = digests_of(&w.reg, repo, &d2);
+    let from = w.log_lines().len();
+    let o = w.run(&["--prune", "--json", &w.r(repo, "stable"), out.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    let gets = w.blob_gets_since(repo, from);
+    assert_eq!(gets.len(), 2, "the new config and the changed layer only: {gets:?}");
+    assert!(
+        gets.iter().all(|g| !g.contains(&new_blobs[1])),
+        "the shared base layer is not fetched again"
+    );
+    let have = blobs_in(&out);
+    for gone in [&d1, &old_blobs[0], &old_blobs[2]] {
+        assert!(!have.contains(gone), "{gone} only v1 used");
+    }
+    for kept in new_blobs.iter().chain([&d2, &other]) {
+        assert!(have.contains(kept), "{kept} is still needed");
+    }
+    assert_blobs_consistent(&out);
+    assert_index_points_at_blobs(&out);
+    run_ok(
+        "oci-image-tool",
+        &[
+            "validate",
+            "--type",
+            "image",
+            "--ref",
+            "name=stable",
+            out.to_str().unwrap(),
+        ],
+    );
+    let rootfs = umoci_unpack(&out, "stable", &w.work);
+    assert_eq!(std::fs::read(rootfs.join("etc/app")).unwrap(), b"app 2\n");
+
+    // ls: one line per image, and --json.
+    let o = minipull(&["ls", "--json", out.to_str().unwrap()], None);
+    assert_exit(&o, 0);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let digests: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(digests.len(), 2, "{list}");
+    assert!(digests.contains(&d2.as_str()) && digests.contains(&other.as_str()));
+    assert!(list[0]["size"].as_u64().unwrap() > 0);
+    assert_eq!(list[0]["platforms"], json!([]));
+    let o = minipull(&["ls", out.to_str().unwrap()], None);
+    assert_eq!(stdout(&o).lines().count(), 2, "{}", stdout(&o));
+
+    // rm drops the entry; gc frees exactly what nothing reaches any more,
+    // and an old partial download.
+    let partial_dir = out.join(".minipull/partial");
+    std::fs::create_dir_all(&partial_dir).unwrap();
+    let stale = partial_dir.join(format!("sha256-{}", "ab".repeat(32)));
+    std::fs::write(&stale, vec![7u8; 1000]).unwrap();
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(48 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+    let other_blobs = digests_of(&w.reg, "fleet/other", &other);
+    assert_exit(&minipull(&["rm", &format!("{}:stable", out.display())], None), 0);
+    assert_exit(&minipull(&["rm", &format!("{}:stable", out.display())], None), 3);
+    assert_index_points_at_blobs(&out);
+    assert_eq!(blobs_in(&out).len(), 4 + 3, "rm keeps the blobs until gc");
+    // --keep-partials keeps the partial.
+    let o = minipull(&["gc", "--keep-partials", "--json", out.to_str().unwrap()], None);
+    assert_exit(&o, 0);
+    assert!(stale.exists());
+    let freed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(freed["blobs"], 4, "the stable image's manifest, config and two layers");
+    let mut left = other_blobs.clone();
+    left.push(other.clone());
+    left.sort();
+    assert_eq!(blobs_in(&out), left, "the other image is untouched");
+    let o = minipull(&["gc", "--json", out.to_str().unwrap()], None);
+    assert_exit(&o, 0);
+    let freed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (freed["partials"].as_u64(), freed["bytes"].as_u64()),
+        (Some(1), Some(1000))
+    );
+    assert!(!stale.exists());
+    run_ok(
+        "oci-image-tool",
+        &[
+            "validate",
+            "--type",
+            "image",
+            "--ref",
+            "name=other",
+            out.to_str().unwrap(),
+        ],
+    );
+}
+
+#[test]
+fn gc_frees_only_the_unreachable_and_a_kill_never_leaves_a_dangling_entry() {
+    let w = World::new();
+    let out = w.work.join("layout");
+    for (i, tag) in ["a", "b", "c"].iter().enumerate() {
+        let img = Image::new(
+            "amd64",
+            vec![layer("f", format!("{i}").as_bytes()), layer("shared", b"shared")],
+        );
+        w.reg.push_image("gc/img", tag, &img);
+        assert_exit(&w.run(&[&w.r("gc/img", tag), out.to_str().unwrap()]), 0);
+    }
+    let before = blobs_in(&out);
+    assert_exit(&minipull(&["rm", &format!("{}:b", out.display())], None), 0);
+    // Killed at different moments of its work, then run again: index.json
+    // never names a missing blob, and the second run finishes the job.
+    for delay_ms in [0u64, 2, 5, 10] {
+        let mut child = std::process::Command::new(minipull_bin())
+            .args(["gc", out.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_index_points_at_blobs(&out);
+    }
+    assert_exit(&minipull(&["gc", out.to_str().unwrap()], None), 0);
+    let after = blobs_in(&out);
+    // b's manifest, config and own layer went; the shared layer stayed.
+    assert_eq!(before.len() - after.len(), 3, "{before:?} -> {after:?}");
+    assert_index_points_at_blobs(&out);
+    for tag in ["a", "c"] {
+        run_ok(
+            "oci-image-tool",
+            &[
+                "validate",
+                "--type",
+                "image",
+                "--ref",
+                &format!("name={tag}"),
+                out.to_str().unwrap(),
+            ],
+        );
+    }
+}
+
+#[test]
+fn multi_platform_tag_checks_and_repulls_for_free() {
+    let w = World::new();
+    let repo = "fleet/multi";
+    let push_index = |text: &[u8]| {
+        let (amd, amd_b) = w
+            .reg
+            .push_image(repo, "amd", &Image::new("amd64", vec![layer("a", text)]));
+        let (arm, arm_b) = w
+            .reg
+            .push_image(repo, "arm", &Image::new("arm64", vec![layer("a", text)]));
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": amd, "size": amd_b.len(), "platform": {"os": "linux", "architecture": "amd64"}},
+                {"mediaType": OCI_MANIFEST, "digest": arm, "size": arm_b.len(), "platform": {"os": "linux", "architecture": "arm64"}}
+            ]
+        }))
+        .unwrap();
+        (w.reg.push_manifest(repo, "v1", OCI_INDEX, &index), arm)
+    };
+    let (index1, arm1) = push_index(b"one");
+    let out = w.work.join("layout");
+    let o = w.run(&[
+        "--platform",
+        "linux/arm64",
+        "--json",
+        &w.r(repo, "v1"),
+        out.to_str().unwrap(),
+    ]);
+    assert_exit(&o, 0);
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["digest"], arm1.as_str());
+    let entry = &read_json(&out.join("index.json"))["manifests"][0];
+    assert_eq!(entry["annotations"]["io.minipull.resolved"], index1.as_str());
+
+    let from = w.log_lines().len();
+    let o = w.run(&["check", &w.r(repo, "v1"), out.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    assert_eq!(w.requests_since(repo, from), (1, 0, 0));
+    let from = w.log_lines().len();
+    assert_exit(
+        &w.run(&["--platform", "linux/arm64", &w.r(repo, "v1"), out.to_str().unwrap()]),
+        0,
+    );
+    assert_eq!(w.requests_since(repo, from), (1, 0, 0), "a re-pull fetches nothing");
+    // Another platform of the same tag is not what OUTDIR holds.
+    let from = w.log_lines().len();
+    assert_exit(
+        &w.run(&["--platform", "linux/amd64", &w.r(repo, "v1"), out.to_str().unwrap()]),
+        0,
+    );
+    assert!(w.requests_since(repo, from).1 > 0, "the amd64 image is pulled");
+
+    // A re-pushed index is an update.
+    let (index2, _) = push_index(b"two");
+    assert_ne!(index1, index2);
+    let o = w.run(&["check", &w.r(repo, "v1"), out.to_str().unwrap()]);
+    assert_exit(&o, 10);
+    assert_eq!(stdout(&o).trim(), index2);
+}
+
+#[test]
+fn head_quirks_fall_back_to_get_and_rate_limits_end_at_once() {
+    let work = TempDir::new("update-quirks");
+    let server = FaultServer::start(Faults::default());
+    let (digest, _) = server.add_image("quirk/img", "v1", vec![5u8; 1000]);
+    let out = work.join("layout");
+    let r = format!("{}/quirk/img:v1", server.host);
+    assert_exit(&minipull(&["--plain-http", &r, out.to_str().unwrap()], None), 0);
+    for faults in [
+        Faults {
+            head_without_digest: true,
+            ..Faults::default()
+        },
+        Faults {
+            head_status: Some(405),
+            ..Faults::default()
+        },
+    ] {
+        server.set_faults(faults);
+        server.clear_log();
+        let o = minipull(&["check", "--plain-http", &r, out.to_str().unwrap()], None);
+        assert_exit(&o, 0);
+        assert_eq!(stdout(&o).trim(), digest);
+        assert!(stderr(&o).contains("asking with GET"), "{}", stderr(&o));
+        let gets: Vec<_> = server
+            .log()
+            .into_iter()
+            .filter(|l| l.method == "GET" && l.path.contains("/manifests/"))
+            .collect();
+        assert_eq!(gets.len(), 1, "{gets:?}");
+    }
+
+    // Docker Hub's pull limit, spent, with an hour to wait: exit 5 at
+    // once, saying so, without an hour of retries.
+    server.set_faults(Faults {
+        rate_limited: true,
+        ..Faults::default()
+    });
+    server.clear_log();
+    let t = Instant::now();
+    let o = minipull(&["--plain-http", &r, work.join("fresh").to_str().unwrap()], None);
+    assert_exit(&o, 5);
+    assert!(t.elapsed() < Duration::from_secs(20), "no waiting for an hour");
+    let e = stderr(&o);
+    assert!(
+        e.contains("pull limit is exhausted")
+            && e.contains("100 pulls every 6.0 h")
+            && e.contains("try again in 1.0 h"),
+        "{e}"
+    );
+    assert_eq!(
+        server.log().len(),
+        2,
+        "the ping and one manifest request, no retries: {:?}",
+        server.log()
+    );
+}
+
+#[test]
+fn limit_rate_holds_the_cap_over_every_five_seconds() {
+    const MIB: u64 = 1024 * 1024;
+    let work = TempDir::new("update-rate");
+    let server = FaultServer::start(Faults::default());
+    let size = 50 * MIB;
+    let blob: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    let (_, layer_digest) = server.add_image("rate/img", "v1", blob);
+    let out = work.join("layout");
+    let r = format!("{}/rate/img:v1", server.host);
+    let part = out.join(".minipull/partial").join(layer_digest.replace(':', "-"));
+    let start = Instant::now();
+    let mut child = std::process::Command::new(minipull_bin())
+        .args(["--plain-http", "-q", "--limit-rate", "2M", &r, out.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    // Sample the partial file's size every 100 ms (bounded: 90 s).
+    let mut samples: Vec<(f64, u64)> = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(90), "the pull did not end");
+        let held = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(size);
+        samples.push((start.elapsed().as_secs_f64(), held));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(child.wait().unwrap().success());
+    let total = start.elapsed().as_secs_f64();
+    let cap = 2.0 * MIB as f64;
+    let average = size as f64 / total;
+    assert!(
+        average <= cap * 1.1 && average >= cap * 0.9,
+        "average {average} against {cap}"
+    );
+    // Every 5-second window stays within 10% of the cap.
+    for (i, &(t0, b0)) in samples.iter().enumerate() {
+        if let Some(&(t1, b1)) = samples[i..].iter().find(|(t, _)| *t >= t0 + 5.0) {
+            let rate = (b1.saturating_sub(b0)) as f64 / (t1 - t0);
+            assert!(rate <= cap * 1.1, "{rate} B/s between {t0:.1} s and {t1:.1} s");
+        }
+    }
+    assert!(blob_path(&out, &layer_digest).exists());
+}
+
+#[test]
+fn discard_layers_keeps_peak_disk_near_one_layer_and_stays_honest() {
+    const MIB: usize = 1024 * 1024;
+    let w = World::new();
+    let repo = "fleet/initramfs";
+    // Three layers of incompressible data: each compressed layer is as big as its tree.
+    let noise = |seed: u64| -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..6 * MIB)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let layers: Vec<Layer> = (1..=3u64)
+        .map(|i| gz_layer(&[(&format!("data{i}"), &noise(i))]))
+        .collect();
+    let largest = layers.iter().map(|l| l.blob.len()).max().unwrap() as u64;
+    let (digest, _) = w.reg.push_image(repo, "v1", &Image::new("amd64", layers));
+    let out = w.work.join("layout");
+    let root = w.work.join("root");
+    let mut child = std::process::Command::new(minipull_bin())
+        .args([
+            "--plain-http",
+            "-q",
+            "--discard-layers",
+            "--unpack",
+            root.to_str().unwrap(),
+            &w.r(repo, "v1"),
+            out.to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap();
+    fn du(p: &Path) -> u64 {
+        let Ok(meta) = std::fs::symlink_metadata(p) else {
+            return 0;
+        };
+        if meta.is_dir() {
+            std::fs::read_dir(p)
+                .map(|d| d.flatten().map(|e| du(&e.path())).sum())
+                .unwrap_or(0)
+        } else {
+            meta.len()
+        }
+    }
+    let (mut peak, start) = (0u64, Instant::now());
+    let staging = w.work.path().to_path_buf();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(60));
+        peak = peak.max(du(&staging) - du(&w.log).min(du(&staging)));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(child.wait().unwrap().success());
+    let tree = du(&root);
+    let bound = ((tree + largest) as f64 * 1.1) as u64;
+    assert!(
+        peak <= bound,
+        "peak {peak} > new tree {tree} + largest layer {largest} + 10%"
+    );
+    assert!(peak > tree, "the sampling saw the pull ({peak})");
+    assert_eq!(std::fs::read(root.join("data2")).unwrap().len(), 6 * MIB);
+
+    // The entry says so, and every command is honest about it.
+    let entry = &read_json(&out.join("index.json"))["manifests"][0];
+    assert_eq!(entry["annotations"]["io.minipull.layers-discarded"], "true");
+    assert_index_points_at_blobs(&out);
+    assert_eq!(blobs_in(&out).len(), 2, "the manifest and the config only");
+    let o = minipull(&["ls", out.to_str().unwrap()], None);
+    assert!(stdout(&o).contains("layers discarded"), "{}", stdout(&o));
+    let o = minipull(
+        &["unpack", out.to_str().unwrap(), w.work.join("again").to_str().unwrap()],
+        None,
+    );
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("discarded"), "{}", stderr(&o));
+    // check and a re-pull without an unpack fetch nothing.
+    let from = w.log_lines().len();
+    assert_exit(&w.run(&["check", &w.r(repo, "v1"), out.to_str().unwrap()]), 0);
+    let o = w.run(&["--verify", &w.r(repo, "v1"), out.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("discarded"), "{}", stderr(&o));
+    assert_eq!(w.requests_since(repo, from), (2, 0, 0));
+    // gc keeps the manifest and the config.
+    assert_exit(&minipull(&["gc", out.to_str().unwrap()], None), 0);
+    assert_eq!(blobs_in(&out).len(), 2);
+    // An unpack into another root fetches the layers again, one at a time.
+    let o = w.run(&[
+        "--discard-layers",
+        "--unpack",
+        w.work.join("root2").to_str().unwrap(),
+        &w.r(repo, "v1"),
+        out.to_str().unwrap(),
+    ]);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(w.work.join("root2/data3")).unwrap().len(), 6 * MIB);
+    let _ = digest;
+}
