@@ -312,7 +312,8 @@ impl Puller<'_> {
         let f = self.fetch_manifest(reference, expected)?;
         validate_descriptors(&f.manifest).map_err(|e| e.context(format!("manifest {reference}")))?;
         let one_platform = matches!(f.manifest, Manifest::Index(_)) && !self.opts.all_platforms;
-        if depth == 0 && self.verify_signature(&f.digest)? && one_platform {
+        // The signed index is kept (unnamed) so `unpack --verify-key` can check offline that it lists the platform manifest.
+        if depth == 0 && self.verify_signature(&f.digest)? && one_platform && self.proof.is_some() {
             self.signed_index = Some((f.digest.clone(), f.bytes.clone()));
         }
         if depth == 0 && self.untrusted() && !one_platform {

@@ -8,8 +8,9 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
     let tls = tls_settings(args, progress)?;
     // Before the download: a ROOTFS we may not use should not cost one.
     let plan = args.unpack.as_deref().map(|r| unpack_ready(r, args)).transpose()?;
-    let layout = Layout::open_waiting(&args.outdir, crate::layout::LOCK_WAIT, progress)?;
+    // Credentials and mirrors are checked before OUTDIR is created.
     let mut sources = sources(args, &reference, tls, progress)?;
+    let layout = Layout::open_waiting(&args.outdir, crate::layout::LOCK_WAIT, progress)?;
     progress.note(format!("pulling {reference} from {}", sources.registry_host()));
     let pull_opts = PullOptions {
         platform,
