@@ -222,6 +222,8 @@ fn layers_of(w: &World, repo: &str, manifest_digest: &str) -> Vec<String> {
     v
 }
 
+// Verifies offline with `minipull unpack`.
+#[cfg(feature = "unpack")]
 #[test]
 fn classic_signature_accepted_then_verified_offline_and_tampering_refused() {
     let w = World::new();
@@ -406,6 +408,8 @@ fn every_way_of_not_being_signed_is_refused_before_any_layer() {
     }
 }
 
+// Verifies offline with `minipull unpack`.
+#[cfg(feature = "unpack")]
 #[test]
 fn bundles_multi_platform_key_rotation_and_several_signatures() {
     let w = World::new();

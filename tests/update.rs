@@ -458,19 +458,53 @@ fn limit_rate_holds_the_cap_over_every_five_seconds() {
     let r = format!("{}/rate/img:v1", server.host);
     let part = out.join(".minipull/partial").join(layer_digest.replace(':', "-"));
     let start = Instant::now();
+    let errors = work.join("stderr");
     let mut child = std::process::Command::new(minipull_bin())
-        .args(["--plain-http", "-q", "--limit-rate", "2M", &r, out.to_str().unwrap()])
+        .args(["--plain-http", "--limit-rate", "2M", &r, out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&errors).unwrap())
         .spawn()
         .unwrap();
-    // Sample the partial file's size every 100 ms (bounded: 90 s).
+    // Sample the partial file's size and the process's peak RSS every 100 ms (bounded: 90 s).
+    let status = format!("/proc/{}/status", child.id());
     let mut samples: Vec<(f64, u64)> = Vec::new();
+    let mut sampled_rss_kib = 0u64;
     while child.try_wait().unwrap().is_none() {
         assert!(start.elapsed() < Duration::from_secs(90), "the pull did not end");
         let held = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(size);
         samples.push((start.elapsed().as_secs_f64(), held));
+        if let Some(kib) = std::fs::read_to_string(&status).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        }) {
+            sampled_rss_kib = sampled_rss_kib.max(kib);
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(child.wait().unwrap().success());
+    // Pacing costs no memory: RSS stays what the same pull without a cap takes.
+    let bin = minipull_bin();
+    let (o, unlimited) = peak_rss_kib(&[
+        bin.to_str().unwrap(),
+        "--plain-http",
+        "-q",
+        &r,
+        work.join("fast").to_str().unwrap(),
+    ]);
+    assert_exit(&o, 0);
+    assert!(
+        sampled_rss_kib > 0 && sampled_rss_kib <= unlimited + 512,
+        "peak RSS {sampled_rss_kib} KiB against {unlimited} KiB uncapped"
+    );
+    // The periodic line shows the whole image and an ETA, plain text.
+    let e = std::fs::read_to_string(&errors).unwrap();
+    let line = e
+        .lines()
+        .find(|l| l.contains("; image "))
+        .unwrap_or_else(|| panic!("no image progress in:\n{e}"));
+    assert!(line.contains("/ 50.0 MiB, ETA "), "{line}");
+    assert!(!e.contains('\x1b'), "no escape codes when stderr is not a terminal");
     let total = start.elapsed().as_secs_f64();
     let cap = 2.0 * MIB as f64;
     let average = size as f64 / total;
@@ -488,6 +522,7 @@ fn limit_rate_holds_the_cap_over_every_five_seconds() {
     assert!(blob_path(&out, &layer_digest).exists());
 }
 
+#[cfg(feature = "unpack")]
 #[test]
 fn discard_layers_keeps_peak_disk_near_one_layer_and_stays_honest() {
     const MIB: usize = 1024 * 1024;

@@ -688,3 +688,21 @@ impl Drop for Tmpfs {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// Peak RSS in KiB of a command, as the kernel counts it for a child of a
+/// fresh python3 (so no other process of the test run is counted).
+pub fn peak_rss_kib(cmd: &[&str]) -> (Output, u64) {
+    let script = "import resource, subprocess, sys\n\
+                  r = subprocess.run(sys.argv[1:], capture_output=True)\n\
+                  sys.stdout.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) + '\\n')\n\
+                  sys.stderr.buffer.write(r.stderr)\n\
+                  sys.exit(r.returncode)";
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(cmd)
+        .output()
+        .expect("python3 runs");
+    let kib = stdout(&o).trim().parse().unwrap_or(u64::MAX);
+    (o, kib)
+}
