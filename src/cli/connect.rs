@@ -9,7 +9,10 @@ pub(super) fn credentials(args: &Args, reference: &Reference, progress: Progress
             if u.is_empty() || u.contains(':') {
                 return Err(Error::usage("--username must be non-empty and must not contain ':'"));
             }
-            return Ok(Some(Credentials::new(u.clone(), registry::read_password_stdin()?)));
+            return Ok(Some(Credentials::new(
+                u.clone(),
+                registry::read_password_stdin(u.starts_with("_json_key"))?,
+            )));
         }
         (Some(_), false) => {
             return Err(Error::usage("--username needs --password-stdin")

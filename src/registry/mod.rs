@@ -319,13 +319,19 @@ impl Client {
         match status {
             404 => Error::not_found(format!("{what} not found on {} (HTTP 404{detail})", self.host))
                 .hint("check the repository name and tag; `minipull` normalizes `alpine` to `docker.io/library/alpine:latest`"),
-            401 => Error::auth(format!("{what}: authentication refused by {} (HTTP 401{detail})", self.host)).hint(
-                if self.creds.is_some() {
-                    "check the username and password, and that this account may pull the repository"
-                } else {
-                    "the repository may be private or may not exist: log in with --username USER --password-stdin or --auth-file"
-                },
-            ),
+            // Docker Hub (and others) answer 401, not 404, for a repository
+            // that does not exist: with no credentials sent that is "not
+            // found or private" (exit 3), with credentials a refusal (exit 4).
+            401 if self.creds.is_none() => Error::not_found(format!(
+                "{what}: {} says the repository does not exist or needs credentials (HTTP 401{detail})",
+                self.host
+            ))
+            .hint("check the repository name; if it is private, log in with --username USER --password-stdin or --auth-file"),
+            401 => Error::auth(format!(
+                "{what}: {} refused us (HTTP 401{detail}): the repository does not exist or these credentials may not pull it",
+                self.host
+            ))
+            .hint("check the repository name, the username and password, and that this account may pull the repository"),
             403 => Error::auth(format!("{what}: access denied by {} (HTTP 403{detail})", self.host)),
             429 | 500..=599 => Error::network(format!("{what}: {} answered HTTP {status}{detail}", self.host))
                 .hint("the registry is overloaded or failing; try again later, or use --retries"),
@@ -355,12 +361,18 @@ fn registry_error_summary(body: &[u8]) -> Option<String> {
 }
 
 /// Read the password for `--password-stdin`: the first line of stdin.
-pub fn read_password_stdin() -> Result<Secret> {
+pub fn read_password_stdin(whole: bool) -> Result<Secret> {
     let mut s = String::new();
     std::io::stdin()
+        .take(1024 * 1024)
         .read_to_string(&mut s)
         .map_err(|e| Error::usage(format!("cannot read the password from stdin: {e}")))?;
-    let line = s.lines().next().unwrap_or("").to_string();
+    // A service-account key (Google's `_json_key`) is a multi-line JSON
+    // document: all of stdin, less its final newline. Otherwise the first line.
+    let line = match whole {
+        true => s.trim_end_matches(['\n', '\r']).to_string(),
+        false => s.lines().next().unwrap_or("").to_string(),
+    };
     if line.is_empty() {
         return Err(Error::usage("--password-stdin was given but stdin is empty"));
     }

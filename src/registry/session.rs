@@ -73,6 +73,10 @@ impl Client {
                 ));
             }
             self.challenge = Some(bearer.clone());
+        } else if self.challenge.is_some() {
+            // Harbor answers an expired bearer token with `Basic
+            // realm="harbor"`: renew the token at the realm learned first;
+            // the password never goes out as Basic because of it.
         } else if challenges.iter().any(|c| c.0.scheme == "basic") {
             self.basic = true;
             if self.creds.is_none() {

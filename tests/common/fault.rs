@@ -54,6 +54,12 @@ pub struct Faults {
     pub redirect_forever: bool,
     /// The realm to put in the Bearer challenge instead of our own /token.
     pub token_realm: Option<String>,
+    /// Harbor: an expired or unknown token that came with an Authorization
+    /// header is answered `Basic realm="harbor"`, not with a bearer challenge.
+    pub harbor_basic_on_expiry: bool,
+    /// Docker Hub: a repository that does not exist is answered 401
+    /// `insufficient_scope` with an UNAUTHORIZED body, never 404.
+    pub missing_repo_is_401: bool,
     /// Answer manifest HEAD requests with this status (405: HEAD refused).
     pub head_status: Option<u16>,
     /// Answer manifest HEAD requests without Docker-Content-Digest.
@@ -331,6 +337,14 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
             .and_then(|a| a.strip_prefix("Bearer "))
             .and_then(|t| state.lock().unwrap().tokens.get(t).copied())
             .is_some_and(|issued| issued.elapsed() < lifetime);
+        if !valid && faults.harbor_basic_on_expiry && authorization.is_some() {
+            log(401, 0);
+            return respond(
+                401,
+                &[("WWW-Authenticate", r#"Basic realm="harbor""#.into())],
+                b"{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}",
+            );
+        }
         if !valid {
             log(401, 0);
             let realm = faults
@@ -387,6 +401,18 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
             return respond(status, &[], b"");
         }
         let found = state.lock().unwrap().manifests.get(&key).cloned();
+        if found.is_none() && faults.missing_repo_is_401 {
+            log(401, 0);
+            let challenge = format!(
+                r#"Bearer realm="http://127.0.0.1:{port}/token",service="fault",scope="repository:{}:pull",error="insufficient_scope""#,
+                key.rsplit_once('/').map_or("", |(r, _)| r)
+            );
+            return respond(
+                401,
+                &[("WWW-Authenticate", challenge)],
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}"#,
+            );
+        }
         let Some((mt, bytes, real_digest)) = found else {
             log(404, 0);
             return respond(
