@@ -150,3 +150,400 @@ fn artifact_registry_json_key_password_is_read_whole() {
     );
     assert!(!stderr(&o).contains("service_account"));
 }
+
+/// A pull through `server` (and whatever it redirects to) into a fresh
+/// layout, checked with oci-image-tool; returns the output.
+fn pull_checked(
+    server: &FaultServer,
+    repo: &str,
+    work: &TempDir,
+    extra: &[&str],
+    stdin: Option<&str>,
+) -> std::process::Output {
+    let out = work.join(&format!("out-{}", server.port));
+    let r = format!("{}/{repo}:v1", server.host);
+    let mut args = vec!["--plain-http", "--timeout", "30"];
+    args.extend_from_slice(extra);
+    args.push(&r);
+    args.push(out.to_str().unwrap());
+    let o = minipull(&args, stdin);
+    assert_exit(&o, 0);
+    run_ok(
+        "oci-image-tool",
+        &["validate", "--type", "image", "--ref", "name=v1", out.to_str().unwrap()],
+    );
+    o
+}
+
+/// The scope values the token endpoint was asked for.
+fn scopes_asked(server: &FaultServer) -> Vec<String> {
+    server
+        .log()
+        .iter()
+        .filter(|l| l.path.starts_with("/token"))
+        .flat_map(|l| {
+            l.path
+                .split(['?', '&'])
+                .filter_map(|kv| kv.strip_prefix("scope="))
+                .map(|v| v.replace("%3A", ":").replace("%2F", "/"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Docker Hub: blobs 307 to a CDN on another origin with a signed,
+/// expiring query, where the CDN ignores Range; a chunked text/plain token
+/// answer with `token` only (then `token` + `access_token`); rate-limit
+/// headers in their empty-limit form; a plain-text 429 once.
+#[test]
+fn docker_hub() {
+    let work = TempDir::new("hub");
+    for answer in [
+        r#"{"token":"{t}"}"#,
+        r#"{"token":"{t}","access_token":"{t}","expires_in":300}"#,
+    ] {
+        let cdn = FaultServer::start(Faults {
+            ignore_range: true,
+            drop_after: Some(40_000),
+            ..Faults::default()
+        });
+        let server = FaultServer::start(Faults {
+            token_lifetime: Some(Duration::from_secs(300)),
+            challenge: Some(
+                r#"Bearer realm="{realm}",service="registry.docker.io",scope="repository:library/app:pull""#.into(),
+            ),
+            token_answer: Some(("text/plain; charset=utf-8".into(), answer.into())),
+            token_chunked: true,
+            ratelimit_headers: true,
+            redirect_blobs_to: Some(format!("http://{}", cdn.host)),
+            status_once: Some(("/manifests/".into(), 429, None)),
+            ..Faults::default()
+        });
+        let layer = data(100_000);
+        let (_, ld) = server.add_image("library/app", "v1", layer.clone());
+        cdn.add_blob(&ld, layer);
+        cdn.set_target(&ld);
+        for (d, b) in server_blobs(&server) {
+            cdn.add_blob(&d, b);
+        }
+        cdn.clear_log();
+        pull_checked(&server, "library/app", &work, &[], None);
+        assert!(cdn.log().iter().all(|l| l.authorization.is_none()), "{:?}", cdn.log());
+        assert!(
+            cdn.log().iter().any(|l| l.range.is_some() && l.status == 200),
+            "the CDN ignored a Range and we coped"
+        );
+        assert_eq!(
+            scopes_asked(&server).first().map(String::as_str),
+            Some("repository:library/app:pull")
+        );
+    }
+}
+
+/// The blobs the server holds, to copy to a CDN.
+fn server_blobs(server: &FaultServer) -> Vec<(String, Vec<u8>)> {
+    server.blobs()
+}
+
+/// GHCR: a `/v2/` challenge whose scope is a placeholder for another
+/// repository; an anonymous token answer without `expires_in`; blobs
+/// redirected to another registry host that wants its own anonymous token
+/// and takes 11 s to produce its first byte.
+#[test]
+fn ghcr() {
+    let work = TempDir::new("ghcr");
+    let other = FaultServer::start(Faults {
+        token_lifetime: Some(Duration::from_secs(300)),
+        challenge: Some(r#"Bearer realm="{realm}",service="pkg-containers",scope="repository:org/app:pull""#.into()),
+        cdn_first_byte_delay: Some(Duration::from_secs(11)),
+        ..Faults::default()
+    });
+    let server = FaultServer::start(Faults {
+        token_lifetime: Some(Duration::from_secs(300)),
+        challenge: Some(r#"Bearer realm="{realm}",service="ghcr.io",scope="repository:user/image:pull""#.into()),
+        token_answer: Some(("application/json".into(), r#"{"token":"{t}"}"#.into())),
+        redirect_blobs_to: Some(format!("http://{}", other.host)),
+        ..Faults::default()
+    });
+    let (_, ld) = server.add_image("org/app", "v1", data(50_000));
+    for (d, b) in server.blobs() {
+        other.add_blob(&d, b);
+    }
+    other.set_target(&ld);
+    let t = std::time::Instant::now();
+    pull_checked(
+        &server,
+        "org/app",
+        &work,
+        &["--username", "me", "--password-stdin"],
+        Some("Ghcr-Secret-3\n"),
+    );
+    assert!(
+        t.elapsed() >= Duration::from_secs(11),
+        "the slow first byte was waited for"
+    );
+    let scopes = scopes_asked(&server);
+    assert!(
+        !scopes.is_empty() && scopes.iter().all(|s| s == "repository:org/app:pull"),
+        "the placeholder is never used: {scopes:?}"
+    );
+    // The second host got only an anonymous token from its own realm.
+    let basic = format!("Basic {}", base64_pub(b"me:Ghcr-Secret-3"));
+    let our_tokens: Vec<String> = server
+        .log()
+        .iter()
+        .filter_map(|l| l.authorization.clone())
+        .filter(|a| a.starts_with("Bearer"))
+        .collect();
+    for l in other.log() {
+        let a = l.authorization.clone().unwrap_or_default();
+        assert!(
+            a != basic && !our_tokens.contains(&a),
+            "credentials or our token reached the other host: {l:?}"
+        );
+    }
+    assert!(other
+        .log()
+        .iter()
+        .any(|l| l.path.starts_with("/token") && l.authorization.is_none()));
+    assert!(other
+        .log()
+        .iter()
+        .any(|l| l.path.contains("/cdn/") && l.status == 200 && l.authorization.is_some()));
+}
+
+/// Amazon ECR: Basic auth with user `AWS` and a realm/service in the
+/// challenge; blobs 307 to an S3-style presigned URL that refuses any
+/// Authorization header with 400.
+#[test]
+fn amazon_ecr() {
+    let work = TempDir::new("ecr");
+    let s3 = FaultServer::start(Faults {
+        cdn_refuses_authorization: true,
+        ..Faults::default()
+    });
+    let password = "eyJwYXlsb2FkIjoi-ecr-token";
+    let server = FaultServer::start(Faults {
+        basic_auth: Some(format!("Basic {}", base64_pub(format!("AWS:{password}").as_bytes()))),
+        challenge: Some(
+            r#"Basic realm="https://123456789012.dkr.ecr.eu-west-1.amazonaws.com/",service="ecr.amazonaws.com""#.into(),
+        ),
+        redirect_blobs_to: Some(format!("http://{}", s3.host)),
+        ..Faults::default()
+    });
+    server.add_image("team/app", "v1", data(30_000));
+    for (d, b) in server.blobs() {
+        s3.add_blob(&d, b);
+    }
+    pull_checked(
+        &server,
+        "team/app",
+        &work,
+        &["--username", "AWS", "--password-stdin"],
+        Some(&format!("{password}\n")),
+    );
+    assert!(
+        s3.log().iter().all(|l| l.authorization.is_none() && l.status == 200),
+        "{:?}",
+        s3.log()
+    );
+}
+
+/// Google Artifact Registry: a challenge with `realm` only, then one with an
+/// unquoted `service=gcr.io`; later 401s without any WWW-Authenticate;
+/// blobs 302 to a relative Location; user `oauth2accesstoken`; an identity
+/// token whose OAuth2 POST is answered 404 falls back to GET.
+#[test]
+fn artifact_registry() {
+    let work = TempDir::new("gar");
+    for challenge in [r#"Bearer realm="{realm}""#, r#"Bearer realm="{realm}",service=gcr.io"#] {
+        let server = FaultServer::start(Faults {
+            token_lifetime: Some(Duration::from_secs(300)),
+            challenge: Some(challenge.into()),
+            challenge_only_at_ping: true,
+            relative_redirect: true,
+            token_post_status: Some(404),
+            ..Faults::default()
+        });
+        server.add_image("proj/repo/app", "v1", data(20_000));
+        pull_checked(
+            &server,
+            "proj/repo/app",
+            &work,
+            &["--username", "oauth2accesstoken", "--password-stdin"],
+            Some("ya29.access-token\n"),
+        );
+        assert!(server.log().iter().any(|l| l.path.starts_with("/artifacts-downloads/")));
+        // An identity token (config.json's identitytoken): POST 404, then GET.
+        let docker = work.join(&format!("docker-{}", server.port));
+        std::fs::create_dir_all(&docker).unwrap();
+        std::fs::write(
+            docker.join("config.json"),
+            format!(r#"{{"auths":{{"{}":{{"identitytoken":"refresh-123"}}}}}}"#, server.host),
+        )
+        .unwrap();
+        server.clear_log();
+        let out = work.join(&format!("id-{}", server.port));
+        let o = minipull_env(
+            &[
+                "--plain-http",
+                &format!("{}/proj/repo/app:v1", server.host),
+                out.to_str().unwrap(),
+            ],
+            None,
+            &[("DOCKER_CONFIG", docker.to_str().unwrap())],
+        );
+        assert_exit(&o, 0);
+        let tokens: Vec<_> = server
+            .log()
+            .into_iter()
+            .filter(|l| l.path.starts_with("/token"))
+            .collect();
+        assert!(
+            tokens.iter().any(|l| l.method == "POST" && l.status == 404),
+            "{tokens:?}"
+        );
+        let basic = format!("Basic {}", base64_pub(b"<token>:refresh-123"));
+        assert!(
+            tokens
+                .iter()
+                .any(|l| l.method == "GET" && l.authorization.as_deref() == Some(basic.as_str())),
+            "{tokens:?}"
+        );
+    }
+}
+
+/// Azure ACR: the identity-token flow answered with `access_token` only (no
+/// `token`, no `expires_in`), a deployment that answers the POST 400 (GET
+/// then), the zero-GUID user, blobs redirected to a SAS URL elsewhere.
+#[test]
+fn azure_acr() {
+    let work = TempDir::new("acr");
+    let blob_store = FaultServer::start(Faults {
+        cdn_refuses_authorization: true,
+        ..Faults::default()
+    });
+    let server = FaultServer::start(Faults {
+        token_lifetime: Some(Duration::from_secs(300)),
+        challenge: Some(r#"Bearer realm="{realm}",service="myacr.azurecr.io""#.into()),
+        token_answer: Some((
+            "application/json; charset=utf-8".into(),
+            r#"{"access_token":"{t}"}"#.into(),
+        )),
+        token_post_status: Some(400),
+        redirect_blobs_to: Some(format!("http://{}", blob_store.host)),
+        ..Faults::default()
+    });
+    server.add_image("samples/app", "v1", data(20_000));
+    for (d, b) in server.blobs() {
+        blob_store.add_blob(&d, b);
+    }
+    pull_checked(
+        &server,
+        "samples/app",
+        &work,
+        &["--username", "00000000-0000-0000-0000-000000000000", "--password-stdin"],
+        Some("acr-refresh-token\n"),
+    );
+    assert!(blob_store.log().iter().all(|l| l.authorization.is_none()));
+}
+
+/// Quay: blobs `302 FOUND` with a text/html body that also carries
+/// Docker-Content-Digest; manifests with `; charset=utf-8`.
+#[test]
+fn quay() {
+    let work = TempDir::new("quay");
+    let cdn = FaultServer::start(Faults::default());
+    let server = FaultServer::start(Faults {
+        redirect_blobs_to: Some(format!("http://{}", cdn.host)),
+        redirect_html: true,
+        manifest_content_type: Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8".into()),
+        ..Faults::default()
+    });
+    server.add_image("org/app", "v1", data(20_000));
+    for (d, b) in server.blobs() {
+        cdn.add_blob(&d, b);
+    }
+    pull_checked(&server, "org/app", &work, &[], None);
+    assert!(server.log().iter().any(|l| l.status == 302));
+}
+
+/// Harbor's anonymous HEAD is always 401, even on public projects: `check`
+/// falls back to GET.
+#[test]
+fn harbor_anonymous_head_falls_back_to_get() {
+    let work = TempDir::new("harbor-head");
+    let server = FaultServer::start(Faults::default());
+    let (digest, _) = server.add_image("library/app", "v1", data(5_000));
+    let out = work.join("out");
+    let r = format!("{}/library/app:v1", server.host);
+    assert_exit(&minipull(&["--plain-http", &r, out.to_str().unwrap()], None), 0);
+    server.set_faults(Faults {
+        head_status: Some(401),
+        ..Faults::default()
+    });
+    let o = minipull(&["check", "--plain-http", &r, out.to_str().unwrap()], None);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o).trim(), digest);
+}
+
+/// Artifactory: a challenge scope that drops the repository key, 401s with
+/// an ISO-8859-1 JSON body, 406 unless Accept lists the stored type.
+#[test]
+fn artifactory() {
+    let work = TempDir::new("artifactory");
+    let server = FaultServer::start(Faults {
+        token_lifetime: Some(Duration::from_secs(300)),
+        challenge: Some(r#"Bearer realm="{realm}",service="artifactory",scope="repository:test/cp5:pull""#.into()),
+        error_content_type: Some("application/json;charset=ISO-8859-1".into()),
+        strict_accept: true,
+        ..Faults::default()
+    });
+    server.add_image("foo-docker/test/cp5", "v1", data(20_000));
+    pull_checked(&server, "foo-docker/test/cp5", &work, &[], None);
+    let scopes = scopes_asked(&server);
+    assert!(
+        scopes.iter().all(|s| s == "repository:foo-docker/test/cp5:pull"),
+        "the truncated key is never used alone: {scopes:?}"
+    );
+}
+
+/// zot: manifests and blobs sent chunked without Content-Length; 416 with
+/// no body for any Range but `bytes=N-`/`bytes=N-M` (a resume must send that).
+#[test]
+fn zot() {
+    let work = TempDir::new("zot");
+    let server = FaultServer::start(Faults {
+        chunked: true,
+        strict_range: true,
+        drop_after: Some(30_000),
+        ..Faults::default()
+    });
+    server.add_image("app", "v1", data(100_000));
+    pull_checked(&server, "app", &work, &[], None);
+    let ranges: Vec<_> = server.log().into_iter().filter_map(|l| l.range).collect();
+    assert!(
+        !ranges.is_empty() && ranges.iter().all(|r| r.starts_with("bytes=") && r.ends_with('-')),
+        "{ranges:?}"
+    );
+}
+
+/// Any registry: no Docker-Content-Digest, two challenges in one header and
+/// a Negotiate header beside them, `expires_in: 0`, `access_token` only.
+#[test]
+fn general_quirks() {
+    let work = TempDir::new("general");
+    let server = FaultServer::start(Faults {
+        token_lifetime: Some(Duration::from_secs(300)),
+        no_digest_header: true,
+        extra_challenge: Some("Negotiate".into()),
+        challenge: Some(r#"Basic realm="corp", Bearer realm="{realm}",service="reg""#.into()),
+        token_answer: Some((
+            "application/json".into(),
+            r#"{"access_token":"{t}","expires_in":0}"#.into(),
+        )),
+        ..Faults::default()
+    });
+    server.add_image("team/app", "v1", data(20_000));
+    pull_checked(&server, "team/app", &work, &[], None);
+}

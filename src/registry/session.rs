@@ -35,6 +35,16 @@ impl OwnChallenge {
     }
 }
 
+/// Whether a challenge's `scope` (`repository:NAME:ACTIONS`, possibly
+/// several separated by spaces) names the repository `repo`.
+pub(super) fn names_repository(scope: &str, repo: &str) -> bool {
+    scope.split(' ').any(|s| {
+        s.strip_prefix("repository:")
+            .and_then(|r| r.rsplit_once(':'))
+            .is_some_and(|(name, _)| name == repo)
+    })
+}
+
 /// Percent-encode a query value (RFC 3986 unreserved characters pass).
 pub(super) fn percent_encode(s: &str) -> String {
     use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -105,10 +115,17 @@ impl Client {
         if let Some(service) = ch.param("service") {
             query.push(format!("service={}", percent_encode(service)));
         }
-        query.push(format!(
-            "scope={}",
-            percent_encode(&format!("repository:{}:pull", self.repository))
-        ));
+        // One scope rule: ours first; a scope the challenge offers is added
+        // only when it names our repository (GHCR's placeholder and
+        // Artifactory's truncated key never stand in for ours).
+        let ours = format!("repository:{}:pull", self.repository);
+        query.push(format!("scope={}", percent_encode(&ours)));
+        if let Some(offered) = ch
+            .param("scope")
+            .filter(|o| *o != ours && names_repository(o, &self.repository))
+        {
+            query.push(format!("scope={}", percent_encode(offered)));
+        }
         let sep = if realm.contains('?') { '&' } else { '?' };
         let url = format!("{realm}{sep}{}", query.join("&"));
         let basic = self
@@ -147,6 +164,26 @@ impl Client {
             };
             answer.map_err(|e| transport_error(&e, host_of(&url)))
         })?;
+        if refresh.is_some() && matches!(resp.status().as_u16(), 400 | 404 | 405) {
+            // Some deployments (ACR, Artifact Registry) refuse the OAuth2
+            // POST: ask with GET, the refresh token as the Basic password.
+            let fallback = self.creds.as_ref().and_then(|c| {
+                let token = c.identity_token.clone()?;
+                let user = if c.username.is_empty() {
+                    "<token>"
+                } else {
+                    c.username.as_str()
+                };
+                Some(Credentials::new(user, token).basic_header())
+            });
+            resp = self.with_retries("getting a token", |_| {
+                let mut req = agent.get(&url);
+                if let Some(b) = &fallback {
+                    req = req.header("Authorization", b.expose());
+                }
+                req.call().map_err(|e| transport_error(&e, host_of(&url)))
+            })?;
+        }
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
             let e = if self.creds.is_some() {
@@ -183,6 +220,20 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offered_scopes_count_only_for_our_repository() {
+        assert!(names_repository("repository:team/app:pull,push", "team/app"));
+        assert!(
+            !names_repository("repository:user/image:pull", "team/app"),
+            "GHCR's placeholder"
+        );
+        assert!(
+            !names_repository("repository:test/cp5:pull", "foo-docker/test/cp5"),
+            "Artifactory's truncated key"
+        );
+        assert!(names_repository("registry:catalog:* repository:a/b:pull", "a/b"));
+    }
 
     #[test]
     fn percent_encoding() {

@@ -178,6 +178,44 @@ pub(super) fn resolve_url(base: &str, location: &str) -> String {
     format!("{origin}{}{location}", if dir.is_empty() { "/" } else { dir })
 }
 
+impl Client {
+    /// An anonymous bearer token for `url`'s host, from the realm its 401
+    /// names, only when that realm is on the same origin as `url`.
+    fn anonymous_token_for(&self, resp: &Response<Body>, url: &str) -> Option<Secret> {
+        let challenge = resp
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(auth::parse_challenges)
+            .find(|c| c.scheme == "bearer")?;
+        let realm = challenge.param("realm")?;
+        let scheme_ok = realm.starts_with("https://") || (self.plain && realm.starts_with("http://"));
+        if !scheme_ok || !same_origin(realm, url) {
+            return None;
+        }
+        let mut query = Vec::new();
+        for key in ["service", "scope"] {
+            if let Some(v) = challenge.param(key) {
+                query.push(format!("{key}={}", super::session::percent_encode(v)));
+            }
+        }
+        let sep = if realm.contains('?') { '&' } else { '?' };
+        let token_url = format!("{realm}{sep}{}", query.join("&"));
+        let mut answer = self.agent_for(&token_url).get(&token_url).call().ok()?;
+        if answer.status().as_u16() != 200 {
+            return None;
+        }
+        let body = answer
+            .body_mut()
+            .with_config()
+            .limit(MAX_TOKEN_BYTES)
+            .read_to_vec()
+            .ok()?;
+        auth::parse_token_answer(&body).ok().map(|a| a.token)
+    }
+}
+
 /// A 429 that says the pull limit is spent (Docker Hub's `ratelimit-*`
 /// headers with nothing remaining, or a `Retry-After` longer than we would
 /// wait): an error to stop at once, saying how many pulls the window allows
@@ -419,9 +457,16 @@ impl Client {
     ) -> std::result::Result<Response<Body>, Failure> {
         let authorization = if with_auth { self.authorization()? } else { None };
         let mut url = url.to_string();
+        // An anonymous token another host's own realm gave us, for that host only.
+        let mut foreign: Option<(String, Secret)> = None;
         for _ in 0..=MAX_REDIRECTS {
             let agent = self.agent_for(&url);
             let mut req = if head { agent.head(&url) } else { agent.get(&url) };
+            if let Some((origin, token)) = &foreign {
+                if same_origin(&url, origin) {
+                    req = req.header("Authorization", format!("Bearer {}", token.expose()));
+                }
+            }
             if let Some(a) = accept {
                 req = req.header("Accept", a);
             }
@@ -435,6 +480,15 @@ impl Client {
             }
             let resp = req.call().map_err(|e| transport_error(&e, host_of(&url)))?;
             let status = resp.status().as_u16();
+            if status == 401 && foreign.is_none() && !same_origin(&url, &self.origin) {
+                // A redirect to another registry host that wants its own
+                // token (GHCR): at most an anonymous one, from a realm on
+                // that host itself; never our credentials or our token.
+                if let Some(token) = self.anonymous_token_for(&resp, &url) {
+                    foreign = Some((origin_of(&url), token));
+                    continue;
+                }
+            }
             if !matches!(status, 301 | 302 | 303 | 307 | 308) {
                 return Ok(resp);
             }

@@ -60,6 +60,43 @@ pub struct Faults {
     /// Docker Hub: a repository that does not exist is answered 401
     /// `insufficient_scope` with an UNAUTHORIZED body, never 404.
     pub missing_repo_is_401: bool,
+    /// The Bearer challenge to send instead of the default; `{realm}` is
+    /// replaced by the realm URL.
+    pub challenge: Option<String>,
+    /// Another WWW-Authenticate header sent before the bearer one (`Negotiate`).
+    pub extra_challenge: Option<String>,
+    /// Only the `/v2/` ping's 401 carries WWW-Authenticate (Artifact Registry).
+    pub challenge_only_at_ping: bool,
+    /// The Content-Type of 401 bodies (Artifactory: `application/json;charset=ISO-8859-1`).
+    pub error_content_type: Option<String>,
+    /// The token endpoint's answer: Content-Type and body, `{t}` replaced by
+    /// the token (default `application/json`, `{"token":..,"expires_in":300}`).
+    pub token_answer: Option<(String, String)>,
+    /// Send the token answer chunked (Docker Hub).
+    pub token_chunked: bool,
+    /// Answer POSTs to the token endpoint with this status.
+    pub token_post_status: Option<u16>,
+    /// Send manifest and blob bodies chunked, without Content-Length.
+    pub chunked: bool,
+    /// Redirect blobs with `302 FOUND`, a text/html body and Docker-Content-Digest (Quay).
+    pub redirect_html: bool,
+    /// Redirect blobs with a relative Location on this server (Artifact Registry).
+    pub relative_redirect: bool,
+    /// Wait this long before answering a CDN request (GHCR's slow signed URLs).
+    pub cdn_first_byte_delay: Option<Duration>,
+    /// Answer CDN requests that carry Authorization with 400 (S3 presigned URLs).
+    pub cdn_refuses_authorization: bool,
+    /// Docker Hub's ratelimit headers on manifest answers, in the empty-limit form.
+    pub ratelimit_headers: bool,
+    /// 416 with no body for a Range that is not `bytes=N-` or `bytes=N-M` (zot).
+    pub strict_range: bool,
+    /// 406 for a manifest request whose Accept does not list the stored type (Artifactory).
+    pub strict_accept: bool,
+    /// Require this exact `Authorization` value (Basic auth, ECR); a request
+    /// without it gets 401 with `challenge` (default `Basic realm="fault"`).
+    pub basic_auth: Option<String>,
+    /// Send manifests without Docker-Content-Digest, to GET as well as HEAD.
+    pub no_digest_header: bool,
     /// Answer manifest HEAD requests with this status (405: HEAD refused).
     pub head_status: Option<u16>,
     /// Answer manifest HEAD requests without Docker-Content-Digest.
@@ -206,6 +243,22 @@ impl FaultServer {
         (md, ld)
     }
 
+    /// Every blob the server holds (to copy to a CDN).
+    pub fn blobs(&self) -> Vec<(String, Vec<u8>)> {
+        self.state
+            .lock()
+            .unwrap()
+            .blobs
+            .iter()
+            .map(|(d, b)| (d.clone(), b.clone()))
+            .collect()
+    }
+
+    /// Apply blob faults to this digest only.
+    pub fn set_target(&self, digest: &str) {
+        self.state.lock().unwrap().target = Some(digest.to_string());
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         let mut s = self.state.lock().unwrap();
         s.faults = faults;
@@ -276,6 +329,7 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
     let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
     let range = headers.get("range").cloned();
     let authorization = headers.get("authorization").cloned();
+    let accept = headers.get("accept").cloned();
     let mut out = sock;
     let mut respond = |status: u16, extra: &[(&str, String)], body: &[u8]| -> std::io::Result<()> {
         let mut head_line = format!(
@@ -304,30 +358,61 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
         });
     };
 
-    // Token endpoint.
-    if path.starts_with("/token") {
-        let mut s = state.lock().unwrap();
-        s.tokens_issued += 1;
-        let t = format!("tok-{}", s.tokens_issued);
-        s.tokens.insert(t.clone(), Instant::now());
-        drop(s);
-        log(200, 0);
-        let body = format!(r#"{{"token":"{t}","expires_in":300}}"#);
-        return respond(200, &[("Content-Type", "application/json".into())], body.as_bytes());
-    }
-
     let (mut faults, target) = {
         let s = state.lock().unwrap();
         (s.faults.clone(), s.target.clone())
     };
     // Blob faults hit only the target blob (not, say, the config fetched first).
     if target.is_some_and(|t| !path.contains(&t)) && !path.starts_with("/cdn/") && path.contains("/blobs/") {
+        // Only the damage is aimed; a personality (auth, redirects,
+        // encodings) applies to every blob.
         faults = Faults {
-            token_lifetime: faults.token_lifetime,
-            redirect_blobs_to: faults.redirect_blobs_to,
-            status_once: faults.status_once,
-            ..Faults::default()
+            drop_after: None,
+            cut_at: None,
+            flip_at: None,
+            flip_always: false,
+            stall: None,
+            trickle_once: None,
+            ignore_range: false,
+            range_416_once: false,
+            extra_bytes: 0,
+            throttle: None,
+            cdn_first_byte_delay: None,
+            redirect_forever: false,
+            ..faults
         };
+    }
+
+    // Token endpoint.
+    if path.starts_with("/token") {
+        if let Some(status) = faults.token_post_status.filter(|_| method == "POST") {
+            log(status, 0);
+            return respond(status, &[], b"");
+        }
+        let mut s = state.lock().unwrap();
+        s.tokens_issued += 1;
+        let t = format!("tok-{port}-{}", s.tokens_issued);
+        s.tokens.insert(t.clone(), Instant::now());
+        drop(s);
+        log(200, 0);
+        let (ct, body) = faults
+            .token_answer
+            .clone()
+            .unwrap_or(("application/json".into(), r#"{"token":"{t}","expires_in":300}"#.into()));
+        let body = body.replace("{t}", &t);
+        if faults.token_chunked {
+            return respond_chunked(&mut out, 200, &[("Content-Type", ct)], body.as_bytes(), head);
+        }
+        return respond(200, &[("Content-Type", ct)], body.as_bytes());
+    }
+
+    // Basic auth: the exact header or a 401.
+    if let Some(expected) = &faults.basic_auth {
+        if authorization.as_deref() != Some(expected.as_str()) && !path.contains("/cdn/") {
+            log(401, 0);
+            let challenge = faults.challenge.clone().unwrap_or(r#"Basic realm="fault""#.into());
+            return respond(401, &[("WWW-Authenticate", challenge)], b"");
+        }
     }
 
     // Bearer auth, with tokens that the server expires on its own schedule.
@@ -351,12 +436,21 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
                 .token_realm
                 .clone()
                 .unwrap_or(format!("http://127.0.0.1:{port}/token"));
-            let challenge = format!(r#"Bearer realm="{realm}",service="fault",scope="repository:x:pull""#);
-            return respond(
-                401,
-                &[("WWW-Authenticate", challenge)],
-                b"{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}",
-            );
+            let challenge = match &faults.challenge {
+                Some(c) => c.replace("{realm}", &realm),
+                None => format!(r#"Bearer realm="{realm}",service="fault",scope="repository:x:pull""#),
+            };
+            let mut headers = Vec::new();
+            if !faults.challenge_only_at_ping || path == "/v2/" {
+                if let Some(extra) = &faults.extra_challenge {
+                    headers.push(("WWW-Authenticate", extra.clone()));
+                }
+                headers.push(("WWW-Authenticate", challenge));
+            }
+            if let Some(ct) = &faults.error_content_type {
+                headers.push(("Content-Type", ct.clone()));
+            }
+            return respond(401, &headers, b"{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}");
         }
     }
 
@@ -438,11 +532,30 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
             let _ = out.shutdown(Shutdown::Both);
             return Ok(());
         }
-        log(200, bytes.len() as u64);
-        if head && faults.head_without_digest {
-            return respond(200, &[("Content-Type", ct)], &bytes);
+        if faults.strict_accept
+            && !accept
+                .as_deref()
+                .unwrap_or("")
+                .contains(ct.split(';').next().unwrap_or(""))
+        {
+            log(406, 0);
+            return respond(406, &[], b"");
         }
-        return respond(200, &[("Content-Type", ct), ("Docker-Content-Digest", digest)], &bytes);
+        log(200, bytes.len() as u64);
+        let mut headers = vec![("Content-Type", ct)];
+        let hide_digest = faults.no_digest_header || (head && faults.head_without_digest);
+        let send_digest = !hide_digest;
+        if send_digest {
+            headers.push(("Docker-Content-Digest", digest));
+        }
+        if faults.ratelimit_headers {
+            headers.push(("ratelimit-limit", ";w=21600".into()));
+            headers.push(("ratelimit-remaining", "76;w=21600".into()));
+        }
+        if faults.chunked {
+            return respond_chunked(&mut out, 200, &headers, &bytes, head);
+        }
+        return respond(200, &headers, &bytes);
     }
 
     // Blobs, possibly redirected to another host.
@@ -451,8 +564,8 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
         .and_then(|p| p.split_once("/blobs/"))
         .map(|(_, d)| d.to_string())
         .or_else(|| {
-            path.strip_prefix("/cdn/")
-                .map(|d| d.split('?').next().unwrap_or("").to_string())
+            path.split_once("/cdn/")
+                .map(|(_, d)| d.split('?').next().unwrap_or("").to_string())
         });
     let Some(digest) = blob_digest else {
         log(404, 0);
@@ -466,9 +579,44 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
     }
     if path.starts_with("/v2/") {
         if let Some(base) = &faults.redirect_blobs_to {
-            log(307, 0);
             let n = state.lock().unwrap().log.len();
-            return respond(307, &[("Location", format!("{base}/cdn/{digest}?sig={n}"))], b"");
+            let location = format!("{base}/cdn/{digest}?verify={n}-signature");
+            if faults.redirect_html {
+                log(302, 0);
+                let body = format!("<a href=\"{location}\">Found</a>.\n");
+                return respond(
+                    302,
+                    &[
+                        ("Location", location),
+                        ("Content-Type", "text/html; charset=utf-8".into()),
+                        ("Docker-Content-Digest", digest.clone()),
+                    ],
+                    body.as_bytes(),
+                );
+            }
+            log(307, 0);
+            return respond(307, &[("Location", location)], b"");
+        }
+        if faults.relative_redirect {
+            log(302, 0);
+            return respond(
+                302,
+                &[("Location", format!("/artifacts-downloads/cdn/{digest}?token=x"))],
+                b"",
+            );
+        }
+    }
+    if path.contains("/cdn/") {
+        if let Some(d) = faults.cdn_first_byte_delay {
+            std::thread::sleep(d);
+        }
+        if faults.cdn_refuses_authorization && authorization.is_some() {
+            log(400, 0);
+            return respond(
+                400,
+                &[("Content-Type", "application/xml".into())],
+                b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>",
+            );
         }
     }
     let blob = state.lock().unwrap().blobs.get(&digest).cloned();
@@ -478,6 +626,18 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
     };
     body.extend(std::iter::repeat_n(b'X', faults.extra_bytes));
     let total = body.len() as u64;
+    if faults.strict_range {
+        let ok = range.as_deref().is_none_or(|r| {
+            r.strip_prefix("bytes=").is_some_and(|v| {
+                let (a, b) = v.split_once('-').unwrap_or(("", "x"));
+                !a.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit())
+            })
+        });
+        if !ok {
+            log(416, 0);
+            return respond(416, &[], b"");
+        }
+    }
     let start = range
         .as_deref()
         .and_then(|r| r.strip_prefix("bytes="))
@@ -511,6 +671,20 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
     let entry = s.log.len() - 1;
     drop(s);
 
+    if faults.chunked && faults.drop_after.is_none() && faults.stall.is_none() {
+        let mut headers = Vec::new();
+        if status == 206 {
+            headers.push((
+                "Content-Range",
+                format!("bytes {offset}-{}/{total}", total.saturating_sub(1)),
+            ));
+        }
+        let r = respond_chunked(&mut out, status, &headers, &body[offset as usize..], head);
+        let mut s = state.lock().unwrap();
+        s.log[entry].body_bytes = total - offset;
+        s.log[entry].finished = true;
+        return r;
+    }
     let mut head = format!(
         "HTTP/1.1 {status} X\r\nConnection: close\r\nContent-Length: {}\r\n",
         total - offset
@@ -592,4 +766,29 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
     let mut sink = [0u8; 1];
     let _ = reader.read(&mut sink);
     Ok(())
+}
+
+/// An answer with `Transfer-Encoding: chunked` and no Content-Length.
+fn respond_chunked(
+    out: &mut TcpStream,
+    status: u16,
+    extra: &[(&str, String)],
+    body: &[u8],
+    head: bool,
+) -> std::io::Result<()> {
+    let mut h = format!("HTTP/1.1 {status} X\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n");
+    for (k, v) in extra {
+        h.push_str(&format!("{k}: {v}\r\n"));
+    }
+    h.push_str("\r\n");
+    out.write_all(h.as_bytes())?;
+    if head {
+        return Ok(());
+    }
+    for chunk in body.chunks(7919) {
+        out.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+        out.write_all(chunk)?;
+        out.write_all(b"\r\n")?;
+    }
+    out.write_all(b"0\r\n\r\n")
 }
