@@ -1,14 +1,42 @@
 //! Registries as they really are: each test emulates one registry's
-//! recorded HTTP behaviour with the in-suite server and pulls through it,
-//! checking the outcome and the server's log for what must never happen.
+//! recorded HTTP behaviour with the in-suite server, in front of a real
+//! docker-registry that holds the content, and pulls through it, checking
+//! the layout with oci-image-tool and the servers' logs for what must never
+//! happen.
 
 mod common;
 use common::fault::{FaultServer, Faults};
 use common::*;
 use std::time::Duration;
 
+/// Incompressible bytes, so a gzip layer is as big as its content.
 fn data(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ len as u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A real docker-registry holding `repo:v1`, one gzip layer of `size`
+/// bytes; returns it and the layer's digest.
+fn real_image(repo: &str, size: usize) -> (Registry, String) {
+    let reg = Registry::start(Auth::None);
+    let layer = gz_layer(&[("payload", &data(size))]);
+    let digest = sha256(&layer.blob);
+    reg.push_image(repo, "v1", &Image::new("amd64", vec![layer]));
+    (reg, digest)
+}
+
+/// An emulated registry (or CDN) with `faults`, serving what `reg` holds for `repo`.
+fn front(faults: Faults, reg: &Registry, repo: &str) -> FaultServer {
+    let s = FaultServer::start(faults);
+    s.in_front_of(&format!("http://{}", reg.host), repo);
+    s
 }
 
 /// Docker Hub: a repository that does not exist (or is private) is a 401
@@ -70,9 +98,17 @@ fn harbor_basic_challenge_on_an_expired_token_renews_the_token() {
         token_lifetime: Some(Duration::from_secs(1)),
         stall: Some((50_000, Duration::from_millis(1500))),
         harbor_basic_on_expiry: true,
+        // Harbor's answer: expires_in and an RFC 3339 issued_at (the
+        // server forgets the token after 1 s anyway, as an expiry does).
+        token_answer: Some((
+            "application/json".into(),
+            r#"{"token":"{t}","expires_in":1800,"issued_at":"2026-11-30T10:00:00Z"}"#.into(),
+        )),
         ..Faults::default()
     });
-    let (_, layer) = server.add_image("project/app", "v1", data(200_000));
+    let (reg, layer) = real_image("project/app", 200_000);
+    server.in_front_of(&format!("http://{}", reg.host), "project/app");
+    server.set_target(&layer);
     let r = format!("{}/project/app:v1", server.host);
     // A robot account: `$` and `+` in the user name.
     let o = minipull(
@@ -119,7 +155,8 @@ fn artifact_registry_json_key_password_is_read_whole() {
         token_lifetime: Some(Duration::from_secs(300)),
         ..Faults::default()
     });
-    server.add_image("proj/repo/app", "v1", data(10_000));
+    let (reg, _) = real_image("proj/repo/app", 10_000);
+    server.in_front_of(&format!("http://{}", reg.host), "proj/repo/app");
     let key = "{\n  \"type\": \"service_account\",\n  \"private_key\": \"-----BEGIN PRIVATE KEY-----\\nabc\\n\"\n}\n";
     let r = format!("{}/proj/repo/app:v1", server.host);
     let o = minipull(
@@ -219,14 +256,11 @@ fn docker_hub() {
             status_once: Some(("/manifests/".into(), 429, None)),
             ..Faults::default()
         });
-        let layer = data(100_000);
-        let (_, ld) = server.add_image("library/app", "v1", layer.clone());
-        cdn.add_blob(&ld, layer);
-        cdn.set_target(&ld);
-        for (d, b) in server_blobs(&server) {
-            cdn.add_blob(&d, b);
+        let (reg, ld) = real_image("library/app", 100_000);
+        for s in [&server, &cdn] {
+            s.in_front_of(&format!("http://{}", reg.host), "library/app");
         }
-        cdn.clear_log();
+        cdn.set_target(&ld);
         pull_checked(&server, "library/app", &work, &[], None);
         assert!(cdn.log().iter().all(|l| l.authorization.is_none()), "{:?}", cdn.log());
         assert!(
@@ -238,11 +272,6 @@ fn docker_hub() {
             Some("repository:library/app:pull")
         );
     }
-}
-
-/// The blobs the server holds, to copy to a CDN.
-fn server_blobs(server: &FaultServer) -> Vec<(String, Vec<u8>)> {
-    server.blobs()
 }
 
 /// GHCR: a `/v2/` challenge whose scope is a placeholder for another
@@ -265,9 +294,9 @@ fn ghcr() {
         redirect_blobs_to: Some(format!("http://{}", other.host)),
         ..Faults::default()
     });
-    let (_, ld) = server.add_image("org/app", "v1", data(50_000));
-    for (d, b) in server.blobs() {
-        other.add_blob(&d, b);
+    let (reg, ld) = real_image("org/app", 50_000);
+    for s in [&server, &other] {
+        s.in_front_of(&format!("http://{}", reg.host), "org/app");
     }
     other.set_target(&ld);
     let t = std::time::Instant::now();
@@ -331,9 +360,9 @@ fn amazon_ecr() {
         redirect_blobs_to: Some(format!("http://{}", s3.host)),
         ..Faults::default()
     });
-    server.add_image("team/app", "v1", data(30_000));
-    for (d, b) in server.blobs() {
-        s3.add_blob(&d, b);
+    let (reg, _) = real_image("team/app", 30_000);
+    for s in [&server, &s3] {
+        s.in_front_of(&format!("http://{}", reg.host), "team/app");
     }
     pull_checked(
         &server,
@@ -365,7 +394,8 @@ fn artifact_registry() {
             token_post_status: Some(404),
             ..Faults::default()
         });
-        server.add_image("proj/repo/app", "v1", data(20_000));
+        let (reg, _) = real_image("proj/repo/app", 20_000);
+        server.in_front_of(&format!("http://{}", reg.host), "proj/repo/app");
         pull_checked(
             &server,
             "proj/repo/app",
@@ -434,9 +464,9 @@ fn azure_acr() {
         redirect_blobs_to: Some(format!("http://{}", blob_store.host)),
         ..Faults::default()
     });
-    server.add_image("samples/app", "v1", data(20_000));
-    for (d, b) in server.blobs() {
-        blob_store.add_blob(&d, b);
+    let (reg, _) = real_image("samples/app", 20_000);
+    for s in [&server, &blob_store] {
+        s.in_front_of(&format!("http://{}", reg.host), "samples/app");
     }
     pull_checked(
         &server,
@@ -460,9 +490,9 @@ fn quay() {
         manifest_content_type: Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8".into()),
         ..Faults::default()
     });
-    server.add_image("org/app", "v1", data(20_000));
-    for (d, b) in server.blobs() {
-        cdn.add_blob(&d, b);
+    let (reg, _) = real_image("org/app", 20_000);
+    for s in [&server, &cdn] {
+        s.in_front_of(&format!("http://{}", reg.host), "org/app");
     }
     pull_checked(&server, "org/app", &work, &[], None);
     assert!(server.log().iter().any(|l| l.status == 302));
@@ -474,7 +504,17 @@ fn quay() {
 fn harbor_anonymous_head_falls_back_to_get() {
     let work = TempDir::new("harbor-head");
     let server = FaultServer::start(Faults::default());
-    let (digest, _) = server.add_image("library/app", "v1", data(5_000));
+    let (reg, _) = real_image("library/app", 5_000);
+    server.in_front_of(&format!("http://{}", reg.host), "library/app");
+    let digest = sha256(
+        &ureq::get(format!("http://{}/v2/library/app/manifests/v1", reg.host))
+            .header("Accept", OCI_MANIFEST)
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_vec()
+            .unwrap(),
+    );
     let out = work.join("out");
     let r = format!("{}/library/app:v1", server.host);
     assert_exit(&minipull(&["--plain-http", &r, out.to_str().unwrap()], None), 0);
@@ -499,7 +539,8 @@ fn artifactory() {
         strict_accept: true,
         ..Faults::default()
     });
-    server.add_image("foo-docker/test/cp5", "v1", data(20_000));
+    let (reg, _) = real_image("foo-docker/test/cp5", 20_000);
+    server.in_front_of(&format!("http://{}", reg.host), "foo-docker/test/cp5");
     pull_checked(&server, "foo-docker/test/cp5", &work, &[], None);
     let scopes = scopes_asked(&server);
     assert!(
@@ -519,7 +560,9 @@ fn zot() {
         drop_after: Some(30_000),
         ..Faults::default()
     });
-    server.add_image("app", "v1", data(100_000));
+    let (reg, ld) = real_image("app", 100_000);
+    server.in_front_of(&format!("http://{}", reg.host), "app");
+    server.set_target(&ld);
     pull_checked(&server, "app", &work, &[], None);
     let ranges: Vec<_> = server.log().into_iter().filter_map(|l| l.range).collect();
     assert!(
@@ -544,6 +587,7 @@ fn general_quirks() {
         )),
         ..Faults::default()
     });
-    server.add_image("team/app", "v1", data(20_000));
+    let (reg, _) = real_image("team/app", 20_000);
+    server.in_front_of(&format!("http://{}", reg.host), "team/app");
     pull_checked(&server, "team/app", &work, &[], None);
 }

@@ -133,6 +133,9 @@ struct State {
     tokens_issued: u32,
     /// Blob faults apply only to this digest, when set (the image's layer).
     target: Option<String>,
+    /// A real registry (`http://host:port`) whose content this server serves
+    /// in front of, and the repository to use for CDN-style paths.
+    upstream: Option<(String, String)>,
 }
 
 pub struct FaultServer {
@@ -241,6 +244,12 @@ impl FaultServer {
         let md = super::sha256(&bytes);
         self.add_manifest(repo, &md, super::OCI_MANIFEST, &bytes);
         (md, ld)
+    }
+
+    /// Serve what `upstream` (a real registry, `http://host:port`) holds for
+    /// `repo`, fetched when first asked, with this server's quirks on top.
+    pub fn in_front_of(&self, upstream: &str, repo: &str) {
+        self.state.lock().unwrap().upstream = Some((upstream.to_string(), repo.to_string()));
     }
 
     /// Every blob the server holds (to copy to a CDN).
@@ -494,7 +503,18 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
             log(status, 0);
             return respond(status, &[], b"");
         }
-        let found = state.lock().unwrap().manifests.get(&key).cloned();
+        let mut found = state.lock().unwrap().manifests.get(&key).cloned();
+        let upstream = state.lock().unwrap().upstream.clone();
+        if let (None, Some((base, _))) = (&found, upstream) {
+            if let Some((repo, reference)) = key.split_once("/manifests/").or_else(|| key.rsplit_once('/')) {
+                let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+                if let Some((ct, bytes)) = upstream_get(&format!("{base}/v2/{repo}/manifests/{reference}"), accept) {
+                    let entry = (ct, bytes.clone(), super::sha256(&bytes));
+                    state.lock().unwrap().manifests.insert(key.clone(), entry.clone());
+                    found = Some(entry);
+                }
+            }
+        }
         if found.is_none() && faults.missing_repo_is_401 {
             log(401, 0);
             let challenge = format!(
@@ -619,7 +639,18 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
             );
         }
     }
-    let blob = state.lock().unwrap().blobs.get(&digest).cloned();
+    let mut blob = state.lock().unwrap().blobs.get(&digest).cloned();
+    let upstream = state.lock().unwrap().upstream.clone();
+    if let (None, Some((base, cdn_repo))) = (&blob, upstream) {
+        let repo = path
+            .strip_prefix("/v2/")
+            .and_then(|p| p.split_once("/blobs/"))
+            .map_or(cdn_repo, |(r, _)| r.to_string());
+        if let Some((_, bytes)) = upstream_get(&format!("{base}/v2/{repo}/blobs/{digest}"), "*/*") {
+            state.lock().unwrap().blobs.insert(digest.clone(), bytes.clone());
+            blob = Some(bytes);
+        }
+    }
     let Some(mut body) = blob else {
         log(404, 0);
         return respond(404, &[], br#"{"errors":[{"code":"BLOB_UNKNOWN"}]}"#);
@@ -791,4 +822,17 @@ fn respond_chunked(
         out.write_all(b"\r\n")?;
     }
     out.write_all(b"0\r\n\r\n")
+}
+
+/// GET from the real registry a server stands in front of.
+fn upstream_get(url: &str, accept: &str) -> Option<(String, Vec<u8>)> {
+    let resp = ureq::get(url).header("Accept", accept).call().ok()?;
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let bytes = resp.into_body().with_config().limit(1 << 30).read_to_vec().ok()?;
+    Some((ct, bytes))
 }
