@@ -32,12 +32,6 @@ fn real_image(repo: &str, size: usize) -> (Registry, String) {
     (reg, digest)
 }
 
-/// An emulated registry (or CDN) with `faults`, serving what `reg` holds for `repo`.
-fn front(faults: Faults, reg: &Registry, repo: &str) -> FaultServer {
-    let s = FaultServer::start(faults);
-    s.in_front_of(&format!("http://{}", reg.host), repo);
-    s
-}
 
 /// Docker Hub: a repository that does not exist (or is private) is a 401
 /// `insufficient_scope`, not a 404: exit 3 and a message that says so when
