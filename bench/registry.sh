@@ -1,17 +1,18 @@
 # Shared by build.sh demo and the benchmarks (source it): start Debian's
 # docker-registry on a free 127.0.0.1 port and push blobs/manifests with curl.
 # Sets WORK, PORT, REG (pid) and R (the repository API base for $REPO).
+# With ACCESS_LOG=1 the registry logs every request to $WORK/access.log.
 
 start_registry() { # repo
     WORK=$(mktemp -d /var/tmp/minipull-reg.XXXXXX)
     PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     cat > "$WORK/config.yml" <<YAML
 version: 0.1
-log: {level: error, accesslog: {disabled: true}}
+log: {level: error, accesslog: {disabled: $([ "${ACCESS_LOG:-}" = 1 ] && echo false || echo true)}}
 storage: {filesystem: {rootdirectory: $WORK/data}}
 http: {addr: 127.0.0.1:$PORT}
 YAML
-    docker-registry serve "$WORK/config.yml" >/dev/null 2>&1 &
+    docker-registry serve "$WORK/config.yml" >"$WORK/access.log" 2>/dev/null &
     REG=$!
     trap 'kill $REG 2>/dev/null; rm -rf "$WORK"' EXIT
     for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done

@@ -14,20 +14,9 @@ BIN=${MINIPULL:-./dist/minipull}
 [ -x "$BIN" ] || ./build.sh
 for t in docker-registry curl openssl python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
 
-WORK=$(mktemp -d /var/tmp/minipull-verify.XXXXXX)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$WORK/config.yml" <<YAML
-version: 0.1
-log: {level: error, accesslog: {disabled: false}}
-storage: {filesystem: {rootdirectory: $WORK/data}}
-http: {addr: 127.0.0.1:$PORT}
-YAML
-docker-registry serve "$WORK/config.yml" > "$WORK/access.log" 2>/dev/null &
-REG=$!
-trap 'kill $REG 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done
-R="http://127.0.0.1:$PORT/v2/bench/signed"
-. bench/registry.sh  # push_blob, push_image (R and PORT set above)
+ACCESS_LOG=1
+. bench/registry.sh
+start_registry bench/signed
 
 head -c 1M /dev/urandom > "$WORK/layer"
 echo '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' > "$WORK/config"

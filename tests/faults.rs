@@ -8,19 +8,6 @@ use std::time::{Duration, Instant};
 
 const REPO: &str = "weak/net";
 
-/// Incompressible-looking, deterministic bytes.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 struct Setup {
     server: FaultServer,
     layer: Vec<u8>,
@@ -31,7 +18,7 @@ struct Setup {
 
 fn setup(faults: Faults, size: usize) -> Setup {
     let server = FaultServer::start(faults);
-    let layer = data(size, size as u64);
+    let layer = noise(size, size as u64);
     let (manifest_digest, layer_digest) = server.add_image(REPO, "v1", layer.clone());
     Setup {
         server,
@@ -629,7 +616,7 @@ fn item_11_a_rerun_waits_for_the_lock_instead_of_failing() {
 fn a_registry_that_answers_late_is_waited_for_by_default() {
     // Nothing listens for 15 s: more than the old retry budget (about 11 s).
     let server = FaultServer::start_later(Faults::default(), Duration::from_secs(15));
-    let layer = data(20_000, 7);
+    let layer = noise(20_000, 7);
     server.add_image(REPO, "v1", layer);
     let work = TempDir::new("late");
     let r = format!("{}/{REPO}:v1", server.host);
@@ -666,7 +653,7 @@ fn a_registry_that_answers_late_is_waited_for_by_default() {
 fn a_mirror_that_comes_up_late_is_used_rather_than_the_registry() {
     let registry = FaultServer::start(Faults::default());
     let mirror = FaultServer::start_later(Faults::default(), Duration::from_secs(4));
-    let layer = data(30_000, 9);
+    let layer = noise(30_000, 9);
     let (digest, _) = registry.add_image(REPO, "v1", layer.clone());
     let (mirror_digest, _) = mirror.add_image(REPO, "v1", layer);
     assert_eq!(digest, mirror_digest);

@@ -9,29 +9,15 @@ use common::fault::{FaultServer, Faults};
 use common::*;
 use std::time::Duration;
 
-/// Incompressible bytes, so a gzip layer is as big as its content.
-fn data(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ len as u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// A real docker-registry holding `repo:v1`, one gzip layer of `size`
 /// bytes; returns it and the layer's digest.
 fn real_image(repo: &str, size: usize) -> (Registry, String) {
     let reg = Registry::start(Auth::None);
-    let layer = gz_layer(&[("payload", &data(size))]);
+    let layer = gz_layer(&[("payload", &noise(size, size as u64))]);
     let digest = sha256(&layer.blob);
     reg.push_image(repo, "v1", &Image::new("amd64", vec![layer]));
     (reg, digest)
 }
-
 
 /// Docker Hub: a repository that does not exist (or is private) is a 401
 /// `insufficient_scope`, not a 404: exit 3 and a message that says so when

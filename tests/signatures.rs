@@ -148,22 +148,19 @@ fn bundle_manifest(reg: &Registry, repo: &str, bundle: &[u8], subject: &str) -> 
     (m, desc)
 }
 
-/// A registry with an access log, and a simple image in it.
-struct World {
-    reg: Registry,
-    log: PathBuf,
-    work: TempDir,
+/// A registry with an access log, and simple images in it.
+struct World(LoggedRegistry);
+
+impl std::ops::Deref for World {
+    type Target = LoggedRegistry;
+    fn deref(&self) -> &LoggedRegistry {
+        &self.0
+    }
 }
 
 impl World {
     fn new() -> World {
-        let work = TempDir::new("sig");
-        let log = work.join("access.log");
-        let reg = Registry::start_setup(Setup {
-            access_log: Some(log.clone()),
-            ..Setup::default()
-        });
-        World { reg, log, work }
+        World(LoggedRegistry::new("sig"))
     }
 
     /// Push a one-layer image under `repo:v1`; returns its digest.
@@ -183,12 +180,7 @@ impl World {
 
     /// Blob GETs of `repo` in the access log so far.
     fn blob_gets(&self, repo: &str) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains(&format!("GET /v2/{repo}/blobs/")))
-            .map(str::to_string)
-            .collect()
+        self.blob_gets_since(repo, 0)
     }
 }
 

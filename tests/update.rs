@@ -7,24 +7,22 @@ mod common;
 use common::fault::{FaultServer, Faults};
 use common::*;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-struct World {
-    reg: Registry,
-    log: PathBuf,
-    work: TempDir,
+/// A registry with an access log.
+struct World(LoggedRegistry);
+
+impl std::ops::Deref for World {
+    type Target = LoggedRegistry;
+    fn deref(&self) -> &LoggedRegistry {
+        &self.0
+    }
 }
 
 impl World {
     fn new() -> World {
-        let work = TempDir::new("update");
-        let log = work.join("access.log");
-        let reg = Registry::start_setup(Setup {
-            access_log: Some(log.clone()),
-            ..Setup::default()
-        });
-        World { reg, log, work }
+        World(LoggedRegistry::new("update"))
     }
 
     /// Run minipull with --plain-http (after the command word, if any).
@@ -39,24 +37,6 @@ impl World {
         format!("{}/{repo}:{tag}", self.reg.host)
     }
 
-    /// The access log lines so far, once the registry has written them all.
-    fn log_lines(&self) -> Vec<String> {
-        let mut last = usize::MAX;
-        for _ in 0..40 {
-            let n = std::fs::read_to_string(&self.log).unwrap_or_default().lines().count();
-            if n == last {
-                break;
-            }
-            last = n;
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
     /// Requests of `repo` since `from` (a log length): (manifest HEADs, manifest GETs, blob GETs).
     fn requests_since(&self, repo: &str, from: usize) -> (usize, usize, usize) {
         let lines = self.log_lines();
@@ -67,14 +47,6 @@ impl World {
             count(format!("\"GET /v2/{repo}/manifests/")),
             count(format!("\"GET /v2/{repo}/blobs/")),
         )
-    }
-
-    fn blob_gets_since(&self, repo: &str, from: usize) -> Vec<String> {
-        self.log_lines()[from..]
-            .iter()
-            .filter(|l| l.contains(&format!("\"GET /v2/{repo}/blobs/")))
-            .cloned()
-            .collect()
     }
 }
 

@@ -706,3 +706,66 @@ pub fn peak_rss_kib(cmd: &[&str]) -> (Output, u64) {
     let kib = stdout(&o).trim().parse().unwrap_or(u64::MAX);
     (o, kib)
 }
+
+/// Incompressible-looking, deterministic bytes (xorshift), so a gzip layer
+/// is as big as its content.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A real docker-registry whose access log (every request line) is kept,
+/// with a work directory: what the signature and update tests count
+/// requests with.
+pub struct LoggedRegistry {
+    pub reg: Registry,
+    pub log: PathBuf,
+    pub work: TempDir,
+}
+
+impl LoggedRegistry {
+    pub fn new(tag: &str) -> LoggedRegistry {
+        let work = TempDir::new(tag);
+        let log = work.join("access.log");
+        let reg = Registry::start_setup(Setup {
+            access_log: Some(log.clone()),
+            ..Setup::default()
+        });
+        LoggedRegistry { reg, log, work }
+    }
+
+    /// The access log's lines so far, once the registry has written them all.
+    pub fn log_lines(&self) -> Vec<String> {
+        let mut last = usize::MAX;
+        for _ in 0..40 {
+            let n = std::fs::read_to_string(&self.log).unwrap_or_default().lines().count();
+            if n == last {
+                break;
+            }
+            last = n;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Blob GETs of `repo` in the log, from line `from` on.
+    pub fn blob_gets_since(&self, repo: &str, from: usize) -> Vec<String> {
+        let lines = self.log_lines();
+        lines[from.min(lines.len())..]
+            .iter()
+            .filter(|l| l.contains(&format!("\"GET /v2/{repo}/blobs/")))
+            .cloned()
+            .collect()
+    }
+}
