@@ -148,6 +148,20 @@ fn bundle_manifest(reg: &Registry, repo: &str, bundle: &[u8], subject: &str) -> 
     (m, desc)
 }
 
+/// `minipull unpack --verify-key KEY OUT ROOT`: offline verification, then the unpack.
+fn unpack_verified(key: &Key, out: &Path, root: &Path) -> std::process::Output {
+    minipull(
+        &[
+            "unpack",
+            "--verify-key",
+            key.public(),
+            out.to_str().unwrap(),
+            root.to_str().unwrap(),
+        ],
+        None,
+    )
+}
+
 /// A registry with an access log, and simple images in it.
 struct World(LoggedRegistry);
 
@@ -255,16 +269,7 @@ fn classic_signature_accepted_then_verified_offline_and_tampering_refused() {
     // Offline: `unpack` without a NAME still finds the one image, and
     // verifies it before extracting.
     let root = w.work.join("root");
-    let o = minipull(
-        &[
-            "unpack",
-            "--verify-key",
-            key.public(),
-            out.to_str().unwrap(),
-            root.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = unpack_verified(&key, &out, &root);
     assert_exit(&o, 0);
     assert!(stderr(&o).contains("signature verified offline"), "{}", stderr(&o));
     assert_eq!(std::fs::read(root.join("etc/hello")).unwrap(), b"signed\n");
@@ -283,16 +288,7 @@ fn classic_signature_accepted_then_verified_offline_and_tampering_refused() {
     altered[at] ^= 1;
     std::fs::write(&payload_path, &altered).unwrap();
     let root2 = w.work.join("root2");
-    let o = minipull(
-        &[
-            "unpack",
-            "--verify-key",
-            key.public(),
-            out.to_str().unwrap(),
-            root2.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = unpack_verified(&key, &out, &root2);
     assert_exit(&o, 8);
     assert!(!root2.join("etc/hello").exists(), "nothing extracted");
 

@@ -501,19 +501,8 @@ fn discard_layers_keeps_peak_disk_near_one_layer_and_stays_honest() {
     let w = World::new();
     let repo = "fleet/initramfs";
     // Three layers of incompressible data: each compressed layer is as big as its tree.
-    let noise = |seed: u64| -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..6 * MIB)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    };
     let layers: Vec<Layer> = (1..=3u64)
-        .map(|i| gz_layer(&[(&format!("data{i}"), &noise(i))]))
+        .map(|i| gz_layer(&[(&format!("data{i}"), &noise(6 * MIB, i))]))
         .collect();
     let largest = layers.iter().map(|l| l.blob.len()).max().unwrap() as u64;
     let (digest, _) = w.reg.push_image(repo, "v1", &Image::new("amd64", layers));
