@@ -149,6 +149,7 @@ fn bundle_manifest(reg: &Registry, repo: &str, bundle: &[u8], subject: &str) -> 
 }
 
 /// `minipull unpack --verify-key KEY OUT ROOT`: offline verification, then the unpack.
+#[cfg(feature = "unpack")]
 fn unpack_verified(key: &Key, out: &Path, root: &Path) -> std::process::Output {
     minipull(
         &[
