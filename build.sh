@@ -7,7 +7,8 @@
 #   ./build.sh all      static binaries for x86_64, aarch64, armv7 and riscv64 in
 #                       dist/<target>/minipull with dist/SHA256SUMS (TARGETS=... for some)
 #   ./build.sh check-cross  run those binaries under qemu-user against a local registry
-#   ./build.sh test     install the test tools when missing (Debian), then cargo test
+#   ./build.sh test     install the test tools when missing (Debian), then cargo test,
+#                       the cross binaries under qemu-user, and a qemu boot from a registry
 #   ./build.sh flags    print the rustc flags of the release builds
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -214,6 +215,12 @@ case "${1:-build}" in
         "$0" all
         say "running the cross binaries under qemu-user"
         bash bench/cross-check.sh $TARGETS
+        # Boot a real kernel from a registry with the example initramfs (qemu,
+        # TCG): alone, after the suites, since a TCG guest loads both cores.
+        need_packages qemu-system-x86 linux-image-amd64 busybox-static cpio socat
+        build_musl
+        say "booting a kernel from a registry under qemu (examples/initramfs/test.sh)"
+        bash examples/initramfs/test.sh
         ;;
     *)
         echo "usage: ./build.sh [build|all|check-cross|demo|test|flags]" >&2
