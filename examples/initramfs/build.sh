@@ -6,7 +6,8 @@
 #
 # Environment: MINIPULL (default dist/minipull), BUSYBOX (default
 # /bin/busybox, from Debian's busybox-static), MODULES (default "virtio_pci
-# virtio_net": qemu's NIC; a real board names its own), MODULES_DIR (default
+# virtio_net virtio_blk crc32c_generic ext4": qemu's NIC and disk, and ext4;
+# a real board names its own), MODULES_DIR (default
 # /lib/modules/KERNEL_VERSION), EXTRA ("SRC:DEST ..." more files, e.g. a CA or
 # a public key: "ca.pem:/etc/ca.pem").
 set -eu
@@ -16,7 +17,7 @@ out=$1
 kver=${2:-$(ls /lib/modules | sort -V | tail -1)}
 MINIPULL=${MINIPULL:-$root/dist/minipull}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
-MODULES=${MODULES:-virtio_pci virtio_net}
+MODULES=${MODULES:-virtio_pci virtio_net virtio_blk crc32c_generic ext4}
 MODULES_DIR=${MODULES_DIR:-/lib/modules/$kver}
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT

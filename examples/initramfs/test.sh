@@ -18,20 +18,27 @@ kernel=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -1)
 [ -r "$kernel" ] || { echo "boot test: no kernel in /boot (apt-get install linux-image-amd64)" >&2; exit 1; }
 kver=${kernel#/boot/vmlinuz-}
 
+ACCESS_LOG=1
 . bench/registry.sh
 start_registry boot/img
 
-# The bootable image: /bin/busybox and an /sbin/init that says so and powers off.
+# A bootable image, version $1: /bin/busybox and an /sbin/init that prints
+# the marker with its version and powers off. Sets LAYER_DIGEST.
 marker="minipull-boot-marker-$$"
-mkdir -p "$WORK/rootfs/bin" "$WORK/rootfs/sbin" "$WORK/rootfs/proc"
-cp /bin/busybox "$WORK/rootfs/bin/busybox"
-printf '#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n/bin/busybox echo "%s: booted $(/bin/busybox cut -d" " -f1 /proc/uptime) s after the kernel started"\n/bin/busybox poweroff -f\n' "$marker" > "$WORK/rootfs/sbin/init"
-chmod 755 "$WORK/rootfs/sbin/init"
-tar --owner=0 --group=0 --numeric-owner -C "$WORK/rootfs" -cf "$WORK/layer.tar" .
-gzip -9 -c "$WORK/layer.tar" > "$WORK/layer.tar.gz"
-printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["/sbin/init"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-    "$(sha256sum "$WORK/layer.tar" | cut -d' ' -f1)" > "$WORK/config"
-push_image v1 "$WORK/config" "$WORK/layer.tar.gz" application/vnd.oci.image.layer.v1.tar+gzip
+make_image() {
+    local v=$1 dir=$WORK/rootfs-$1
+    mkdir -p "$dir/bin" "$dir/sbin" "$dir/proc"
+    cp /bin/busybox "$dir/bin/busybox"
+    printf '#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n/bin/busybox echo "%s-v%s: booted $(/bin/busybox cut -d" " -f1 /proc/uptime) s after the kernel started"\n/bin/busybox poweroff -f\n' "$marker" "$v" > "$dir/sbin/init"
+    chmod 755 "$dir/sbin/init"
+    tar --owner=0 --group=0 --numeric-owner -C "$dir" -cf "$WORK/layer-$v.tar" .
+    gzip -9 -c "$WORK/layer-$v.tar" > "$WORK/layer-$v.tar.gz"
+    printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["/sbin/init"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+        "$(sha256sum "$WORK/layer-$v.tar" | cut -d' ' -f1)" > "$WORK/config-$v"
+    push_image v1 "$WORK/config-$v" "$WORK/layer-$v.tar.gz" application/vnd.oci.image.layer.v1.tar+gzip
+}
+make_image 1
+V1_LAYER=$LAYER_DIGEST
 
 examples/initramfs/build.sh "$WORK/initrd.cpio.gz" "$kver" >&2
 
@@ -44,27 +51,64 @@ boot() { # console-log extra-kernel-args...
         -serial "file:$log" -kernel "$kernel" -initrd "$WORK/initrd.cpio.gz" \
         -append "console=ttyS0 panic=-1 quiet minipull.ref=10.0.2.100:5000/boot/img:v1 minipull.plain=1 $*" \
         -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:5000-cmd:socat - TCP:127.0.0.1:$PORT" \
-        -device virtio-net-pci,netdev=n0 || true
+        -device virtio-net-pci,netdev=n0 ${DISK_ARGS:-} || true
 }
+expect() { # console-log pattern what
+    if ! grep -q -- "$2" "$1"; then
+        echo "boot test: FAILED: $3; console:" >&2
+        cat "$1" >&2
+        exit 1
+    fi
+    grep -E "minipull-init|$marker" "$1" | tr -d '\r' | sed 's/^/    /' >&2
+    echo "boot test: ok: $3" >&2
+}
+requests() { wc -l < "$WORK/access.log"; }
 
+# 8. Diskless: pulled into a tmpfs, layers discarded, switch_root.
 start=$(date +%s.%N)
-boot "$WORK/console1"
+boot "$WORK/console-diskless"
 end=$(date +%s.%N)
-if ! grep -q "$marker" "$WORK/console1"; then
-    echo "boot test: FAILED, the pulled root did not boot; console:" >&2
-    cat "$WORK/console1" >&2
-    exit 1
-fi
-grep -E "minipull-init|$marker" "$WORK/console1" | tr -d '\r' >&2
-echo "boot test: diskless boot from the registry reached the marker, $(awk "BEGIN{printf \"%.1f\", $end - $start}") s after qemu started" >&2
+expect "$WORK/console-diskless" "$marker-v1" "diskless boot from the registry, $(awk "BEGIN{printf \"%.1f\", $end - $start}") s after qemu started"
 
-# Registry down: the device says so on the console, never a silent panic.
-kill "$REG"; wait "$REG" 2>/dev/null || true
-boot "$WORK/console2" minipull.wait=3 minipull.fail=reboot minipull.delay=1
-if ! grep -q "could not pull" "$WORK/console2"; then
-    echo "boot test: FAILED, no clear message with the registry down; console:" >&2
-    cat "$WORK/console2" >&2
-    exit 1
+# 1. First boot on an empty disk: pull, unpack, switch_root.
+truncate -s 256M "$WORK/disk.img"
+mkfs.ext4 -q -F "$WORK/disk.img"
+DISK_ARGS="-drive file=$WORK/disk.img,format=raw,if=virtio"
+boot "$WORK/console-first" minipull.disk=/dev/vda
+expect "$WORK/console-first" "$marker-v1" "first boot on an empty disk installs and boots v1"
+
+# 2. Unchanged: boots from the disk; the registry sees one manifest HEAD, no GET.
+sleep 0.5; before=$(requests)
+boot "$WORK/console-same" minipull.disk=/dev/vda
+expect "$WORK/console-same" "up to date" "an unchanged image boots from the disk"
+expect "$WORK/console-same" "$marker-v1" "the installed v1 booted"
+sleep 0.5
+new=$(tail -n +$((before + 1)) "$WORK/access.log")
+heads=$(grep -c '"HEAD /v2/boot/img/manifests/' <<<"$new" || true)
+gets=$(grep -cE '"GET /v2/boot/img/(manifests|blobs)/' <<<"$new" || true)
+[ "$heads" = 1 ] && [ "$gets" = 0 ] || { echo "boot test: FAILED: $heads manifest HEADs and $gets GETs for an unchanged image" >&2; echo "$new" >&2; exit 1; }
+echo "boot test: ok: the unchanged boot cost one manifest HEAD and no GET" >&2
+
+# 3. A new image under the same tag: the next boot installs it, boots it, and
+# the old image's own layer is gone from the disk.
+make_image 2
+boot "$WORK/console-update" minipull.disk=/dev/vda
+expect "$WORK/console-update" "$marker-v2" "the next boot installs and boots v2"
+blobs=$(debugfs -R "ls -l /oci/blobs/sha256" "$WORK/disk.img" 2>/dev/null)
+if grep -q "${V1_LAYER#sha256:}" <<<"$blobs"; then
+    echo "boot test: FAILED: v1's layer is still on the disk" >&2; exit 1
 fi
-grep "minipull-init" "$WORK/console2" | tr -d '\r' | head -5 >&2
-echo "boot test: ok" >&2
+grep -q "${LAYER_DIGEST#sha256:}" <<<"$blobs" || { echo "boot test: FAILED: v2's layer is not on the disk" >&2; exit 1; }
+echo "boot test: ok: --prune removed v1's layer from the disk" >&2
+
+# 4. Registry down: the installed root boots, and the console says why.
+kill "$REG"; wait "$REG" 2>/dev/null || true
+boot "$WORK/console-down" minipull.disk=/dev/vda minipull.wait=3
+expect "$WORK/console-down" "cannot be reached" "with the registry down the console says so"
+expect "$WORK/console-down" "$marker-v2" "and the installed v2 boots"
+
+# Diskless with the registry down: a clear message, never a silent panic.
+DISK_ARGS=
+boot "$WORK/console-nothing" minipull.wait=3 minipull.fail=reboot minipull.delay=1
+expect "$WORK/console-nothing" "could not pull" "diskless with the registry down says so and reboots"
+echo "boot test: all cases passed" >&2
