@@ -11,7 +11,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
 [ -x dist/minipull ] || ./build.sh >/dev/null
-for t in qemu-system-x86_64 socat cpio docker-registry; do
+for t in qemu-system-x86_64 socat cpio docker-registry debugfs setcap openssl; do
     command -v "$t" >/dev/null || { echo "boot test: missing $t" >&2; exit 1; }
 done
 kernel=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -1)
@@ -31,7 +31,11 @@ make_image() {
     cp /bin/busybox "$dir/bin/busybox"
     printf '#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n/bin/busybox echo "%s-v%s: booted $(/bin/busybox cut -d" " -f1 /proc/uptime) s after the kernel started"\n/bin/busybox poweroff -f\n' "$marker" "$v" > "$dir/sbin/init"
     chmod 755 "$dir/sbin/init"
-    tar --owner=0 --group=0 --numeric-owner -C "$dir" -cf "$WORK/layer-$v.tar" .
+    # A file with file capabilities (the security.capability xattr), as ping has.
+    cp /bin/busybox "$dir/bin/ping"
+    setcap cap_net_raw+ep "$dir/bin/ping"
+    tar --owner=0 --group=0 --numeric-owner --xattrs --xattrs-include='security.capability' \
+        -C "$dir" -cf "$WORK/layer-$v.tar" .
     gzip -9 -c "$WORK/layer-$v.tar" > "$WORK/layer-$v.tar.gz"
     printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["/sbin/init"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
         "$(sha256sum "$WORK/layer-$v.tar" | cut -d' ' -f1)" > "$WORK/config-$v"
@@ -48,7 +52,7 @@ boot() { # console-log extra-kernel-args...
     local log=$1
     shift
     timeout 240 qemu-system-x86_64 -m 512 -nodefaults -no-reboot -display none \
-        -serial "file:$log" -kernel "$kernel" -initrd "$WORK/initrd.cpio.gz" \
+        -serial "file:$log" -kernel "$kernel" -initrd "${INITRD:-$WORK/initrd.cpio.gz}" \
         -append "console=ttyS0 panic=-1 quiet minipull.ref=10.0.2.100:5000/boot/img:v1 minipull.plain=1 $*" \
         -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:5000-cmd:socat - TCP:127.0.0.1:$PORT" \
         -device virtio-net-pci,netdev=n0 ${DISK_ARGS:-} || true
@@ -100,12 +104,43 @@ if grep -q "${V1_LAYER#sha256:}" <<<"$blobs"; then
 fi
 grep -q "${LAYER_DIGEST#sha256:}" <<<"$blobs" || { echo "boot test: FAILED: v2's layer is not on the disk" >&2; exit 1; }
 echo "boot test: ok: --prune removed v1's layer from the disk" >&2
+# 9. The file capability survived the pull and the unpack onto the disk.
+ea=$(debugfs -R "ea_list /root/bin/ping" "$WORK/disk.img" 2>/dev/null)
+grep -q "security.capability" <<<"$ea" || { echo "boot test: FAILED: no security.capability on /root/bin/ping: $ea" >&2; exit 1; }
+echo "boot test: ok: /root/bin/ping on the disk carries its security.capability xattr" >&2
+
+# 10. Signed: with minipull.key= only an image signed by that key is
+# installed. v3, signed, is; v4, unsigned, is refused and v3 keeps booting.
+openssl ecparam -genkey -name prime256v1 -noout -out "$WORK/fleet.key"
+openssl pkey -in "$WORK/fleet.key" -pubout -out "$WORK/fleet.pub" 2>/dev/null
+EXTRA="$WORK/fleet.pub:/etc/fleet.pub" examples/initramfs/build.sh "$WORK/initrd-signed.cpio.gz" "$kver" >&2
+sign_latest() { # a classic cosign signature of the manifest just pushed
+    local digest="sha256:$(sha256sum "$WORK/manifest" | cut -d' ' -f1)" cfg pd sig
+    printf '{"critical":{"identity":{"docker-reference":"10.0.2.100:5000/boot/img"},"image":{"docker-manifest-digest":"%s"},"type":"cosign container image signature"},"optional":null}' "$digest" > "$WORK/payload"
+    sig=$(openssl dgst -sha256 -sign "$WORK/fleet.key" "$WORK/payload" | base64 -w0)
+    echo '{}' > "$WORK/sigconfig"
+    cfg=$(push_blob "$WORK/sigconfig"); pd=$(push_blob "$WORK/payload")
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":"%s","size":%s,"annotations":{"dev.cosignproject.cosign/signature":"%s"}}]}' \
+        "$cfg" "$(stat -c %s "$WORK/sigconfig")" "$pd" "$(stat -c %s "$WORK/payload")" "$sig" > "$WORK/sigmanifest"
+    curl -s -f -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary @"$WORK/sigmanifest" \
+        "$R/manifests/${digest/:/-}.sig" >/dev/null
+}
+INITRD=$WORK/initrd-signed.cpio.gz
+make_image 3
+sign_latest
+boot "$WORK/console-signed" minipull.disk=/dev/vda minipull.key=/etc/fleet.pub
+expect "$WORK/console-signed" "$marker-v3" "a signed v3 is installed and boots"
+make_image 4
+boot "$WORK/console-unsigned" minipull.disk=/dev/vda minipull.key=/etc/fleet.pub
+expect "$WORK/console-unsigned" "not signed by /etc/fleet.pub (exit 8)" "an unsigned v4 is refused"
+expect "$WORK/console-unsigned" "$marker-v3" "and the installed v3 keeps booting"
+INITRD=$WORK/initrd.cpio.gz
 
 # 4. Registry down: the installed root boots, and the console says why.
 kill "$REG"; wait "$REG" 2>/dev/null || true
 boot "$WORK/console-down" minipull.disk=/dev/vda minipull.wait=3
 expect "$WORK/console-down" "cannot be reached" "with the registry down the console says so"
-expect "$WORK/console-down" "$marker-v2" "and the installed v2 boots"
+expect "$WORK/console-down" "$marker-v3" "and the installed v3 boots"
 
 # Diskless with the registry down: a clear message, never a silent panic.
 DISK_ARGS=
