@@ -37,7 +37,7 @@ elif mkdir "/sys/fs/cgroup/memory/minipull-bench-$$" 2>/dev/null; then
 else
     echo "no writable memory cgroup (v1 or v2): the 32 MiB rows are skipped" >&2
 fi
-[ -n "$CG" ] && trap 'rmdir "$CG" 2>/dev/null; kill $REG 2>/dev/null; rm -rf "$WORK"' EXIT
+[ -n "$CG" ] && trap 'rmdir "$CG" 2>/dev/null || true; kill $REG 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 dirty_kib() { awk '/^(Dirty|Writeback):/ {s += $2} END {print s}' /proc/meminfo; }
 run() { # label binary [cgroup]

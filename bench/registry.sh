@@ -14,7 +14,7 @@ http: {addr: 127.0.0.1:$PORT}
 YAML
     docker-registry serve "$WORK/config.yml" >"$WORK/access.log" 2>/dev/null &
     REG=$!
-    trap 'kill $REG 2>/dev/null; rm -rf "$WORK"' EXIT
+    trap 'kill $REG 2>/dev/null || true; rm -rf "$WORK"' EXIT
     for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done
     R="http://127.0.0.1:$PORT/v2/$1"
 }

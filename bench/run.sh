@@ -34,7 +34,7 @@ MP=$PWD/dist/minipull
 
 . bench/registry.sh
 start_registry bench/big
-trap 'kill $REG ${TLSREG:-} 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $REG ${TLSREG:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 say() { echo "bench: $*" >&2; }
 
