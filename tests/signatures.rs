@@ -706,3 +706,41 @@ fn a_mirror_without_the_signature_falls_back_to_the_registry() {
         .iter()
         .all(|g| !g.contains(&layers_of(&w, repo, &digest)[1])));
 }
+
+/// A signed release replaced by an unsigned one with --prune (no key): its
+/// signature entry, now signing nothing, is dropped from index.json and its
+/// blobs removed, and the pull succeeds (it failed with exit 7 after the
+/// swap: index.json was rewritten through a work directory already tidied).
+#[cfg(feature = "unpack")]
+#[test]
+fn prune_drops_the_signature_of_the_replaced_image() {
+    let w = World::new();
+    let key = keygen(w.work.path(), "vendor", false);
+    let repo = "signed/prune";
+    let d1 = w.image(repo, b"one\n");
+    let p = payload(&format!("{}/{repo}", w.reg.host), &d1);
+    push_classic(&w.reg, repo, &d1, &[(p.clone(), base64_pub(&key.sign(&p)))]);
+    let out = w.work.join("layout");
+    let root = w.work.join("root");
+    let root_s = root.to_str().unwrap();
+    assert_exit(
+        &w.pull(repo, &out, &["--verify-key", key.public(), "--unpack", root_s]),
+        0,
+    );
+    w.image(repo, b"two\n");
+    let o = w.pull(repo, &out, &["--prune", "--force", "--keep-old", "--unpack", root_s]);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(root.join("etc/hello")).unwrap(), b"two\n");
+    let index = read_json(&out.join("index.json"));
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "the orphaned signature entry is gone: {index}");
+    assert!(
+        !blob_path(&out, &sha256(&p)).exists(),
+        "the old signature's payload is pruned"
+    );
+    assert_index_points_at_blobs(&out);
+    assert!(
+        !out.join(".minipull").exists(),
+        "the work directory is tidied at the end"
+    );
+}

@@ -56,6 +56,8 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
         ));
         summary.pruned_bytes = Some(freed.bytes);
     }
+    // Last (with --discard-layers the unpack still used the work directory).
+    layout.tidy();
     let out = if args.json {
         serde_json::to_string_pretty(&summary).map_err(|e| Error::other(format!("cannot encode the summary: {e}")))?
     } else {

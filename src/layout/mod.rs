@@ -163,6 +163,9 @@ impl Layout {
 
     /// Write `bytes` to `path` through a temporary file in the work directory.
     fn write_file_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        // The work directory may have been tidied away earlier in this run
+        // (a pull that then prunes rewrites index.json once more).
+        ensure_private_dir(&self.root.join(WORK_DIR), false)?;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
         write_atomic(&self.root.join(WORK_DIR).join(format!("{name}.tmp")), path, bytes)
     }
@@ -282,7 +285,11 @@ impl Layout {
     /// Remove the work directory if nothing resumable is left in it.
     pub fn tidy(&self) {
         let partial = self.root.join(WORK_DIR).join("partial");
-        if fs::remove_dir(&partial).is_ok() {
+        let emptied = match fs::remove_dir(&partial) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        };
+        if emptied {
             let _ = fs::remove_file(self.root.join(WORK_DIR).join("lock"));
             let _ = fs::remove_dir(self.root.join(WORK_DIR));
         }
