@@ -58,26 +58,10 @@ pub(super) fn check_command(args: &Args) -> Result<i32> {
 /// multi-platform tag), else the entry's own. Read without taking the lock
 /// or creating anything.
 fn recorded_digest(outdir: &Path, reference: &Reference) -> Result<Option<String>> {
-    let path = outdir.join("index.json");
-    let bytes = match crate::layout::open_no_follow(&path).and_then(|mut f| {
-        use std::io::Read;
-        let mut b = Vec::new();
-        f.read_to_end(&mut b).map(|_| b)
-    }) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(crate::layout::planted_or(&path, e, "cannot read")),
-    };
-    let index: crate::manifest::Index = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::new(
-            crate::error::Kind::Storage,
-            format!("{} is not a valid image index: {e}", path.display()),
-        )
-    })?;
+    let entries = crate::layout::entries_at(outdir)?;
     let full = reference.to_string();
     let ann = |e: &crate::manifest::Descriptor, k: &str| e.annotations.as_ref().and_then(|a| a.get(k)).cloned();
-    Ok(index
-        .manifests
+    Ok(entries
         .iter()
         .rev()
         .find(|e| ann(e, CONTAINERD_NAME).as_deref() == Some(full.as_str()))

@@ -246,19 +246,7 @@ impl Layout {
 
     /// The entries of index.json (none when there is no index.json yet).
     pub fn entries(&self) -> Result<Vec<crate::manifest::Descriptor>> {
-        let path = self.root.join("index.json");
-        let bytes = match read_no_follow(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(planted_or(&path, e, "cannot read")),
-        };
-        let index: crate::manifest::Index = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::new(
-                crate::error::Kind::Storage,
-                format!("{} is not a valid image index: {e}", path.display()),
-            )
-        })?;
-        Ok(index.manifests)
+        entries_at(&self.root)
     }
 
     /// A small blob read whole and checked against its digest.
@@ -401,6 +389,24 @@ pub fn planted_or(path: &Path, e: std::io::Error, what: &str) -> Error {
     } else {
         Error::storage(format!("{what} {}", path.display()), &e)
     }
+}
+
+/// The entries of `root/index.json` (none when it does not exist), read
+/// without taking the lock or creating anything (what `check` needs).
+pub fn entries_at(root: &Path) -> Result<Vec<Descriptor>> {
+    let path = root.join("index.json");
+    let bytes = match read_no_follow(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(planted_or(&path, e, "cannot read")),
+    };
+    let index: crate::manifest::Index = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::new(
+            crate::error::Kind::Storage,
+            format!("{} is not a valid image index: {e}", path.display()),
+        )
+    })?;
+    Ok(index.manifests)
 }
 
 /// Open a file for reading without following a symbolic link.
