@@ -167,8 +167,10 @@ impl Plan {
         }
     }
 
-    /// Sync the unpacked tree, put it in place, record what it is.
-    pub fn commit(&self, digest: &str, reference: &str) -> Result<Installed> {
+    /// Sync the unpacked tree, put it in place, record what it is: the
+    /// manifest's digest and, when its tag named an index, that index's
+    /// digest (what `minipull check` prints, so a device compares the two).
+    pub fn commit(&self, digest: &str, resolved: Option<&str>, reference: &str) -> Result<Installed> {
         let done = if self.in_place {
             self.rootfs.clone()
         } else {
@@ -184,7 +186,7 @@ impl Plan {
                 .map_err(|e| Error::storage(format!("cannot set the mode of {}", done.display()), &e))?;
             self.swap(&done)?
         };
-        self.write_record(digest, reference)?;
+        self.write_record(digest, resolved, reference)?;
         Ok(Installed {
             how: format!("{how} (made durable with one syncfs: {synced:.2} s)"),
         })
@@ -236,9 +238,12 @@ impl Plan {
         Ok("staged and swapped in atomically; the old tree was removed".into())
     }
 
-    fn write_record(&self, digest: &str, reference: &str) -> Result<()> {
+    fn write_record(&self, digest: &str, resolved: Option<&str>, reference: &str) -> Result<()> {
         let path = self.record_path();
-        let body = serde_json::json!({ "digest": digest, "reference": reference });
+        let mut body = serde_json::json!({ "digest": digest, "reference": reference });
+        if let Some(r) = resolved {
+            body["resolved"] = r.into();
+        }
         let mut bytes = serde_json::to_vec_pretty(&body).unwrap_or_default();
         bytes.push(b'\n');
         let mut tmp = path.clone().into_os_string();

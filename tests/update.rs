@@ -333,6 +333,24 @@ fn multi_platform_tag_checks_and_repulls_for_free() {
     assert_eq!(s["digest"], arm1.as_str());
     let entry = &read_json(&out.join("index.json"))["manifests"][0];
     assert_eq!(entry["annotations"]["io.minipull.resolved"], index1.as_str());
+    // The record beside an unpacked root names both, so a device can compare
+    // what `check` prints (the tag's digest) with what it runs.
+    #[cfg(feature = "unpack")]
+    {
+        let root = w.work.join("root");
+        let o = w.run(&[
+            "--platform",
+            "linux/arm64",
+            "--unpack",
+            root.to_str().unwrap(),
+            &w.r(repo, "v1"),
+            out.to_str().unwrap(),
+        ]);
+        assert_exit(&o, 0);
+        let record = read_json(&w.work.join("root.minipull.json"));
+        assert_eq!(record["digest"], arm1.as_str());
+        assert_eq!(record["resolved"], index1.as_str());
+    }
 
     let from = w.log_lines().len();
     let o = w.run(&["check", &w.r(repo, "v1"), out.to_str().unwrap()]);

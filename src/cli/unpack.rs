@@ -82,7 +82,7 @@ pub(super) fn unpack_image(
             return Err(e);
         }
     };
-    let installed = match plan.commit(&image.digest, &image.name) {
+    let installed = match plan.commit(&image.digest, image.resolved.as_deref(), &image.name) {
         Ok(i) => i,
         Err(e) => {
             plan.abort();
