@@ -23,13 +23,15 @@ ACCESS_LOG=1
 start_registry boot/img
 
 # A bootable image, version $1: /bin/busybox and an /sbin/init that prints
-# the marker with its version and powers off. Sets LAYER_DIGEST.
+# the marker with its version, marks itself good (the one line README
+# documents; not with $2 = nomark) and powers off. Sets LAYER_DIGEST.
 marker="minipull-boot-marker-$$"
 make_image() {
-    local v=$1 dir=$WORK/rootfs-$1
+    local v=$1 dir=$WORK/rootfs-$1 mark='busybox touch /.minipull-boot-ok'
+    [ "${2:-}" = nomark ] && mark=true
     mkdir -p "$dir/bin" "$dir/sbin" "$dir/proc"
     cp /bin/busybox "$dir/bin/busybox"
-    printf '#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n/bin/busybox echo "%s-v%s: booted $(/bin/busybox cut -d" " -f1 /proc/uptime) s after the kernel started"\n/bin/busybox poweroff -f\n' "$marker" "$v" > "$dir/sbin/init"
+    printf '#!/bin/busybox sh\nexport PATH=/bin\nbusybox mount -t proc proc /proc\n%s\nbusybox sync\nbusybox echo "%s-v%s: booted $(busybox cut -d" " -f1 /proc/uptime) s after the kernel started"\nbusybox poweroff -f\n' "$mark" "$marker" "$v" > "$dir/sbin/init"
     chmod 755 "$dir/sbin/init"
     # A file with file capabilities (the security.capability xattr), as ping has.
     cp /bin/busybox "$dir/bin/ping"
@@ -48,13 +50,16 @@ examples/initramfs/build.sh "$WORK/initrd.cpio.gz" "$kver" >&2
 
 # The guest reaches 10.0.2.100:5000, which qemu forwards, one socat per
 # connection, to the registry on the host's loopback; nothing else.
+# GUEST_REF: the image and how to reach it; FWD: more forwards (",guestfwd=...").
+GUEST_REF="minipull.ref=10.0.2.100:5000/boot/img:v1 minipull.plain=1"
 boot() { # console-log extra-kernel-args...
     local log=$1
     shift
+    # shellcheck disable=SC2086
     timeout 240 qemu-system-x86_64 -m 512 -nodefaults -no-reboot -display none \
         -serial "file:$log" -kernel "$kernel" -initrd "${INITRD:-$WORK/initrd.cpio.gz}" \
-        -append "console=ttyS0 panic=-1 quiet minipull.ref=10.0.2.100:5000/boot/img:v1 minipull.plain=1 $*" \
-        -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:5000-cmd:socat - TCP:127.0.0.1:$PORT" \
+        -append "console=ttyS0 panic=-1 quiet $GUEST_REF $*" ${RTC:-} \
+        -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:5000-cmd:socat - TCP:127.0.0.1:$PORT${FWD:-}" \
         -device virtio-net-pci,netdev=n0 ${DISK_ARGS:-} || true
 }
 expect() { # console-log pattern what
@@ -135,6 +140,61 @@ boot "$WORK/console-unsigned" minipull.disk=/dev/vda minipull.key=/etc/fleet.pub
 expect "$WORK/console-unsigned" "not signed by /etc/fleet.pub (exit 8)" "an unsigned v4 is refused"
 expect "$WORK/console-unsigned" "$marker-v3" "and the installed v3 keeps booting"
 INITRD=$WORK/initrd.cpio.gz
+
+# 11. A new root that never marks itself good: it is tried minipull.tries
+# times (2 here, default 3), then the previous root (v3) comes back and the
+# registry's v5 is not installed again.
+make_image 5 nomark
+boot "$WORK/console-trial1" minipull.disk=/dev/vda minipull.tries=2
+expect "$WORK/console-trial1" "$marker-v5" "v5 (which never marks itself good) is installed and boots (try 1)"
+boot "$WORK/console-trial2" minipull.disk=/dev/vda minipull.tries=2
+expect "$WORK/console-trial2" "$marker-v5" "v5 boots again (try 2)"
+boot "$WORK/console-trial3" minipull.disk=/dev/vda minipull.tries=2
+expect "$WORK/console-trial3" "did not mark itself good in 2 boots" "after 2 unmarked boots the console says so"
+expect "$WORK/console-trial3" "which did not boot here" "and v5 is not installed again"
+expect "$WORK/console-trial3" "$marker-v3" "and the previous root, v3, boots"
+
+# 6 and 7. TLS with a test CA valid from 2020 and the guest clock at
+# 1970-01-01; token auth with the credentials in a file on the disk. A second
+# docker-registry serves the same storage over TLS with token auth; the token
+# server (TLS too) is reached through its own forward. A fresh disk holds
+# only the credentials; the image is v6.
+make_image 6
+SEC=$WORK/secure; mkdir -p "$SEC/disk"
+python3 examples/initramfs/token-server.py certs "$SEC"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SPORT=$(free_port); TPORT=$(free_port)
+password="pw-$$-never-on-the-console"
+python3 examples/initramfs/token-server.py serve "$SEC" "$TPORT" fleet "$password" boot-issuer boot-registry &
+TOKEN_PID=$!
+cat > "$SEC/config.yml" <<YAML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $WORK/data}}
+http: {addr: 127.0.0.1:$SPORT, tls: {certificate: $SEC/server.pem, key: $SEC/server.key}}
+auth: {token: {realm: "https://10.0.2.100:5444/token", service: boot-registry, issuer: boot-issuer, rootcertbundle: $SEC/sign.pem}}
+YAML
+docker-registry serve "$SEC/config.yml" 2>"$SEC/registry.log" &
+SREG=$!
+trap 'kill $REG $SREG $TOKEN_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for _ in $(seq 100); do curl -s -o /dev/null --cacert "$SEC/ca.pem" "https://127.0.0.1:$SPORT/v2/" && break; sleep 0.1; done
+printf '{"auths":{"10.0.2.100:5443":{"auth":"%s"}}}\n' "$(printf 'fleet:%s' "$password" | base64 -w0)" > "$SEC/disk/auth.json"
+truncate -s 256M "$SEC/disk.img"
+mkfs.ext4 -q -F -d "$SEC/disk" "$SEC/disk.img"
+EXTRA="$SEC/ca.pem:/etc/registry-ca.pem" examples/initramfs/build.sh "$WORK/initrd-ca.cpio.gz" "$kver" >&2
+INITRD=$WORK/initrd-ca.cpio.gz DISK_ARGS="-drive file=$SEC/disk.img,format=raw,if=virtio" RTC="-rtc base=1970-01-01" \
+    GUEST_REF="minipull.ref=10.0.2.100:5443/boot/img:v1 minipull.ca=/etc/registry-ca.pem minipull.auth=/disk/auth.json" \
+    FWD=",guestfwd=tcp:10.0.2.100:5443-cmd:socat - TCP:127.0.0.1:$SPORT,guestfwd=tcp:10.0.2.100:5444-cmd:socat - TCP:127.0.0.1:$TPORT" \
+    boot "$WORK/console-secure" minipull.disk=/dev/vda
+expect "$WORK/console-secure" "clock reads 1970-01-01" "the guest clock reads 1970 and minipull says so"
+expect "$WORK/console-secure" "$marker-v6" "v6 is installed from the TLS, token-auth registry and boots"
+grep -q "user=fleet scope=repository:boot/img:pull -> 200" "$SEC/token.log" \
+    || { echo "boot test: FAILED: the token server saw no request with the disk's credentials" >&2; cat "$SEC/token.log" >&2; exit 1; }
+if grep -qF "$password" "$WORK/console-secure"; then
+    echo "boot test: FAILED: the password appears on the console" >&2; exit 1
+fi
+echo "boot test: ok: the credentials on the disk were used (token server log) and the password is not on the console" >&2
+kill "$SREG" "$TOKEN_PID"; wait "$SREG" "$TOKEN_PID" 2>/dev/null || true
 
 # 4. Registry down: the installed root boots, and the console says why.
 kill "$REG"; wait "$REG" 2>/dev/null || true
