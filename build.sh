@@ -217,7 +217,7 @@ case "${1:-build}" in
         bash bench/cross-check.sh $TARGETS
         # Boot a real kernel from a registry with the example initramfs (qemu,
         # TCG): alone, after the suites, since a TCG guest loads both cores.
-        need_packages qemu-system-x86 linux-image-amd64 busybox-static cpio socat
+        need_packages qemu-system-x86 qemu-system-arm linux-image-amd64 busybox-static cpio socat e2fsprogs libcap2-bin python3-cryptography
         build_musl
         say "booting a kernel from a registry under qemu (examples/initramfs/test.sh)"
         bash examples/initramfs/test.sh

@@ -24,9 +24,9 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/etc" "$stage/proc" "$stage/sys" "$stage/dev" \
     "$stage/run" "$stage/tmp" "$stage/newroot" "$stage/lib/modules"
 cp "$BUSYBOX" "$stage/bin/busybox"
-for app in $("$BUSYBOX" --list); do
-    [ "$app" = busybox ] || ln -s busybox "$stage/bin/$app"
-done
+# /init links the other applets at boot (busybox --install): the busybox of
+# another architecture cannot be asked for its list here.
+ln -s busybox "$stage/bin/sh"
 cp "$MINIPULL" "$stage/bin/minipull"
 install -m 0755 "$here/init" "$stage/init"
 install -m 0755 "$here/udhcpc.script" "$stage/etc/udhcpc.script"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Boot a real kernel from a registry: Debian's linux-image-amd64 under
-# qemu-system-x86_64 (TCG, no KVM) with the example initramfs, against
+# qemu-system-x86_64 and Debian's arm64 kernel under qemu-system-aarch64
+# (TCG, no KVM) with the example initramfs, against
 # Debian's docker-registry on the host's 127.0.0.1, reached only through
 # qemu's restricted user network and a guestfwd forwarder per connection.
 # The image pulled is itself bootable: a static busybox whose /sbin/init
@@ -11,12 +12,16 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
 [ -x dist/minipull ] || ./build.sh >/dev/null
-for t in qemu-system-x86_64 socat cpio docker-registry debugfs setcap openssl; do
+for t in qemu-system-x86_64 qemu-system-aarch64 socat cpio docker-registry debugfs e2fsck setcap openssl python3 apt-get; do
     command -v "$t" >/dev/null || { echo "boot test: missing $t" >&2; exit 1; }
 done
 kernel=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -1)
 [ -r "$kernel" ] || { echo "boot test: no kernel in /boot (apt-get install linux-image-amd64)" >&2; exit 1; }
 kver=${kernel#/boot/vmlinuz-}
+# arm64: Debian's kernel and busybox-static, unpacked (not installed) here.
+ARM=${MINIPULL_ARM64_PARTS:-/var/cache/minipull-boot/arm64}
+arm_kver=$(sh "$here/arm64-parts.sh" "$ARM")
+[ -x dist/aarch64-unknown-linux-musl/minipull ] || TARGETS=aarch64-unknown-linux-musl ./build.sh all >/dev/null
 
 ACCESS_LOG=1
 . bench/registry.sh
@@ -30,18 +35,18 @@ make_image() {
     local v=$1 dir=$WORK/rootfs-$1 mark='busybox touch /.minipull-boot-ok'
     [ "${2:-}" = nomark ] && mark=true
     mkdir -p "$dir/bin" "$dir/sbin" "$dir/proc"
-    cp /bin/busybox "$dir/bin/busybox"
+    cp "${IMG_BUSYBOX:-/bin/busybox}" "$dir/bin/busybox"
     [ -n "${BIG_MIB:-}" ] && head -c "${BIG_MIB}M" /dev/urandom > "$dir/big"
     printf '#!/bin/busybox sh\nexport PATH=/bin\nbusybox mount -t proc proc /proc\n%s\nbusybox sync\nbusybox echo "%s-v%s: booted $(busybox cut -d" " -f1 /proc/uptime) s after the kernel started"\nbusybox poweroff -f\n' "$mark" "$marker" "$v" > "$dir/sbin/init"
     chmod 755 "$dir/sbin/init"
     # A file with file capabilities (the security.capability xattr), as ping has.
-    cp /bin/busybox "$dir/bin/ping"
+    cp "${IMG_BUSYBOX:-/bin/busybox}" "$dir/bin/ping"
     setcap cap_net_raw+ep "$dir/bin/ping"
     tar --owner=0 --group=0 --numeric-owner --xattrs --xattrs-include='security.capability' \
         -C "$dir" -cf "$WORK/layer-$v.tar" .
     gzip -9 -c "$WORK/layer-$v.tar" > "$WORK/layer-$v.tar.gz"
-    printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["/sbin/init"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-        "$(sha256sum "$WORK/layer-$v.tar" | cut -d' ' -f1)" > "$WORK/config-$v"
+    printf '{"architecture":"%s","os":"linux","config":{"Cmd":["/sbin/init"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+        "${IMG_ARCH:-amd64}" "$(sha256sum "$WORK/layer-$v.tar" | cut -d' ' -f1)" > "$WORK/config-$v"
     push_image v1 "$WORK/config-$v" "$WORK/layer-$v.tar.gz" application/vnd.oci.image.layer.v1.tar+gzip
 }
 make_image 1
@@ -53,14 +58,16 @@ examples/initramfs/build.sh "$WORK/initrd.cpio.gz" "$kver" >&2
 # connection, to the registry on the host's loopback; nothing else.
 # GUEST_REF: the image and how to reach it; FWD: more forwards (",guestfwd=...").
 GUEST_REF="minipull.ref=10.0.2.100:5000/boot/img:v1 minipull.plain=1"
-# FORWARD: what relays one guest connection to the registry.
+# FORWARD: what relays one guest connection to the registry. QSYS, KERNEL,
+# CONSOLE: the machine (x86_64 unless an arm64 case says otherwise).
+QSYS=qemu-system-x86_64 KERNEL=$kernel CONSOLE=ttyS0
 qemu_args() { # console-log extra-kernel-args... -> QEMU
     local log=$1
     shift
     # shellcheck disable=SC2206
-    QEMU=(qemu-system-x86_64 -m 512 -nodefaults -no-reboot -display none
-        -serial "file:$log" -kernel "$kernel" -initrd "${INITRD:-$WORK/initrd.cpio.gz}"
-        -append "console=ttyS0 panic=-1 quiet $GUEST_REF $*" ${RTC:-}
+    QEMU=($QSYS -m 512 -nodefaults -no-reboot -display none
+        -serial "file:$log" -kernel "$KERNEL" -initrd "${INITRD:-$WORK/initrd.cpio.gz}"
+        -append "console=$CONSOLE panic=-1 quiet $GUEST_REF $*" ${RTC:-}
         -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:5000-cmd:${FORWARD:-socat - TCP:127.0.0.1:$PORT}${FWD:-}"
         -device virtio-net-pci,netdev=n0 ${DISK_ARGS:-})
 }
@@ -236,9 +243,10 @@ printf '{"auths":{"10.0.2.100:5443":{"auth":"%s"}}}\n' "$(printf 'fleet:%s' "$pa
 truncate -s 256M "$SEC/disk.img"
 mkfs.ext4 -q -F -d "$SEC/disk" "$SEC/disk.img"
 EXTRA="$SEC/ca.pem:/etc/registry-ca.pem" examples/initramfs/build.sh "$WORK/initrd-ca.cpio.gz" "$kver" >&2
+SEC_FWD=",guestfwd=tcp:10.0.2.100:5443-cmd:socat - TCP:127.0.0.1:$SPORT,guestfwd=tcp:10.0.2.100:5444-cmd:socat - TCP:127.0.0.1:$TPORT"
+SEC_ARGS="minipull.ca=/etc/registry-ca.pem minipull.auth=/disk/auth.json"
 INITRD=$WORK/initrd-ca.cpio.gz DISK_ARGS="-drive file=$SEC/disk.img,format=raw,if=virtio" RTC="-rtc base=1970-01-01" \
-    GUEST_REF="minipull.ref=10.0.2.100:5443/boot/img:v1 minipull.ca=/etc/registry-ca.pem minipull.auth=/disk/auth.json" \
-    FWD=",guestfwd=tcp:10.0.2.100:5443-cmd:socat - TCP:127.0.0.1:$SPORT,guestfwd=tcp:10.0.2.100:5444-cmd:socat - TCP:127.0.0.1:$TPORT" \
+    GUEST_REF="minipull.ref=10.0.2.100:5443/boot/img:v1 $SEC_ARGS" FWD=$SEC_FWD \
     boot "$WORK/console-secure" minipull.disk=/dev/vda
 expect "$WORK/console-secure" "clock reads 1970-01-01" "the guest clock reads 1970 and minipull says so"
 expect "$WORK/console-secure" "$marker-v6" "v6 is installed from the TLS, token-auth registry and boots"
@@ -248,13 +256,45 @@ if grep -qF "$password" "$WORK/console-secure"; then
     echo "boot test: FAILED: the password appears on the console" >&2; exit 1
 fi
 echo "boot test: ok: the credentials on the disk were used (token server log) and the password is not on the console" >&2
-kill "$SREG" "$TOKEN_PID"; wait "$SREG" "$TOKEN_PID" 2>/dev/null || true
+
+# arm64 (qemu-system-aarch64 -M virt, Debian's arm64 kernel and busybox, the
+# aarch64 minipull): cases 1 and 6 here, 4 below with the registries down.
+# The arm64 image lives in its own repository, boot/arm.
+arm() { # console-log extra-kernel-args...
+    QSYS="qemu-system-aarch64 -M virt -cpu cortex-a57" KERNEL=$(ls "$ARM"/boot/vmlinuz-*) CONSOLE=ttyAMA0 \
+        INITRD=$WORK/initrd-arm64.cpio.gz DISK_ARGS="-drive file=$WORK/arm-disk.img,format=raw,if=none,id=d0 -device virtio-blk-pci,drive=d0" \
+        boot "$@" minipull.disk=/dev/vda
+}
+MINIPULL=dist/aarch64-unknown-linux-musl/minipull BUSYBOX=$ARM/bin/busybox MODULES_DIR=$ARM/lib/modules/$arm_kver \
+    EXTRA="$SEC/ca.pem:/etc/registry-ca.pem" examples/initramfs/build.sh "$WORK/initrd-arm64.cpio.gz" "$arm_kver" >&2
+R_X86=$R R="http://127.0.0.1:$PORT/v2/boot/arm"
+IMG_ARCH=arm64 IMG_BUSYBOX=$ARM/bin/busybox make_image a1
+# An empty disk but for the credentials case 6 uses.
+truncate -s 128M "$WORK/arm-disk.img"
+mkfs.ext4 -q -F -d "$SEC/disk" "$WORK/arm-disk.img"
+# 1 (arm64). First boot on an empty disk: pull, unpack, switch_root.
+GUEST_REF="minipull.ref=10.0.2.100:5000/boot/arm:v1 minipull.plain=1" arm "$WORK/console-arm-first"
+expect "$WORK/console-arm-first" "$marker-va1" "arm64: the first boot on an empty disk installs and boots a1"
+# 6 (arm64). The TLS, token-auth registry with the guest clock at 1970: an
+# update to a2 is installed from it and boots.
+IMG_ARCH=arm64 IMG_BUSYBOX=$ARM/bin/busybox make_image a2
+RTC="-rtc base=1970-01-01" GUEST_REF="minipull.ref=10.0.2.100:5443/boot/arm:v1 $SEC_ARGS" FWD=$SEC_FWD \
+    arm "$WORK/console-arm-secure"
+expect "$WORK/console-arm-secure" "clock reads 1970-01-01" "arm64: the guest clock reads 1970 and minipull says so"
+expect "$WORK/console-arm-secure" "$marker-va2" "arm64: a2 is installed from the TLS, token-auth registry and boots"
+if grep -qF "$password" "$WORK/console-arm-secure"; then
+    echo "boot test: FAILED: the password appears on the arm64 console" >&2; exit 1
+fi
+R=$R_X86
 
 # 4. Registry down: the installed root boots, and the console says why.
-kill "$REG"; wait "$REG" 2>/dev/null || true
+kill "$REG" "$SREG" "$TOKEN_PID"; wait "$REG" "$SREG" "$TOKEN_PID" 2>/dev/null || true
 boot "$WORK/console-down" minipull.disk=/dev/vda minipull.wait=3
 expect "$WORK/console-down" "cannot be reached" "with the registry down the console says so"
 expect "$WORK/console-down" "$marker-v7" "and the installed v7 boots"
+GUEST_REF="minipull.ref=10.0.2.100:5000/boot/arm:v1 minipull.plain=1" arm "$WORK/console-arm-down" minipull.wait=3
+expect "$WORK/console-arm-down" "cannot be reached" "arm64: with the registry down the console says so"
+expect "$WORK/console-arm-down" "$marker-va2" "arm64: and the installed a2 boots"
 
 # Diskless with the registry down: a clear message, never a silent panic.
 DISK_ARGS=
