@@ -21,7 +21,7 @@ const MAGIC: &str = "minipull-resume 1";
 /// A record longer than this is not ours: ignored.
 const MAX_BYTES: u64 = 16 * 1024;
 /// Prefixes kept: the newest few are all a resume can use, since at most
-/// two write-back windows are unsynced at any time.
+/// three write-back windows are unsynced at any time.
 const KEEP: usize = 8;
 
 /// Known-good prefixes: (length, digest of the first length bytes).
