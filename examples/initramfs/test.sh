@@ -5,7 +5,9 @@
 # Debian's docker-registry on the host's 127.0.0.1, reached only through
 # qemu's restricted user network and a guestfwd forwarder per connection.
 # The image pulled is itself bootable: a static busybox whose /sbin/init
-# prints a marker and powers off. Judged by the serial console.
+# prints a marker, marks itself good and powers off. Judged by the serial
+# console, the registries' logs and the disk image read with debugfs. The
+# numbered cases are issue 19's (README "Booting from a registry").
 #
 #   examples/initramfs/test.sh          (run by ./build.sh test after cargo test)
 set -euo pipefail
