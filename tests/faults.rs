@@ -474,10 +474,7 @@ fn killed_pull_resumes_with_only_the_missing_bytes() {
     let served: u64 = s.layer_requests().iter().map(|r| r.body_bytes).sum();
     assert_eq!(served, fetched, "the server agrees");
     assert_eq!(s.layer_requests()[0].range, Some(format!("bytes={held}-")));
-    run_ok(
-        "oci-image-tool",
-        &["validate", "--type", "image", "--ref", "name=v1", out.to_str().unwrap()],
-    );
+    oci_validate(&out, "v1");
 }
 
 #[test]

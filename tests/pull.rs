@@ -43,10 +43,7 @@ fn pulls_an_image_that_skopeo_umoci_and_oci_image_tool_accept() {
     );
 
     // Real consumers.
-    run_ok(
-        "oci-image-tool",
-        &["validate", "--type", "image", "--ref", "name=v1", out.to_str().unwrap()],
-    );
+    oci_validate(&out, "v1");
     let inspect = run_ok("skopeo", &["inspect", &format!("oci:{}:v1", out.display())]);
     let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(inspect["Digest"], digest);

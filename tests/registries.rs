@@ -185,10 +185,7 @@ fn pull_checked(
     args.push(out.to_str().unwrap());
     let o = minipull(&args, stdin);
     assert_exit(&o, 0);
-    run_ok(
-        "oci-image-tool",
-        &["validate", "--type", "image", "--ref", "name=v1", out.to_str().unwrap()],
-    );
+    oci_validate(&out, "v1");
     o
 }
 
@@ -486,15 +483,7 @@ fn harbor_anonymous_head_falls_back_to_get() {
     let server = FaultServer::start(Faults::default());
     let (reg, _) = real_image("library/app", 5_000);
     server.in_front_of(&format!("http://{}", reg.host), "library/app");
-    let digest = sha256(
-        &ureq::get(format!("http://{}/v2/library/app/manifests/v1", reg.host))
-            .header("Accept", OCI_MANIFEST)
-            .call()
-            .unwrap()
-            .into_body()
-            .read_to_vec()
-            .unwrap(),
-    );
+    let digest = sha256(&reg.manifest("library/app", "v1"));
     let out = work.join("out");
     let r = format!("{}/library/app:v1", server.host);
     assert_exit(&minipull(&["--plain-http", &r, out.to_str().unwrap()], None), 0);

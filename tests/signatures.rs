@@ -212,23 +212,6 @@ fn assert_refused(w: &World, repo: &str, o: &std::process::Output, layer_digests
     }
 }
 
-fn layers_of(w: &World, repo: &str, manifest_digest: &str) -> Vec<String> {
-    let resp = ureq::get(format!("http://{}/v2/{repo}/manifests/{manifest_digest}", w.reg.host))
-        .header("Accept", OCI_MANIFEST)
-        .call()
-        .unwrap();
-    let m: serde_json::Value = serde_json::from_slice(&resp.into_body().read_to_vec().unwrap()).unwrap();
-    let mut v = vec![m["config"]["digest"].as_str().unwrap().to_string()];
-    v.extend(
-        m["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["digest"].as_str().unwrap().to_string()),
-    );
-    v
-}
-
 // Verifies offline with `minipull unpack`.
 #[cfg(feature = "unpack")]
 #[test]
@@ -248,10 +231,7 @@ fn classic_signature_accepted_then_verified_offline_and_tampering_refused() {
     assert_eq!(summary["signature"]["digest"], digest.as_str());
     assert_index_points_at_blobs(&out);
     assert_blobs_consistent(&out);
-    run_ok(
-        "oci-image-tool",
-        &["validate", "--type", "image", "--ref", "name=v1", out.to_str().unwrap()],
-    );
+    oci_validate(&out, "v1");
     // The signature is stored beside the image, named like cosign's tag.
     let index = read_json(&out.join("index.json"));
     let names: Vec<String> = index["manifests"]
@@ -387,7 +367,7 @@ fn every_way_of_not_being_signed_is_refused_before_any_layer() {
             }
             _ => unreachable!(),
         }
-        let layers = layers_of(&w, &repo, &digest);
+        let layers = w.reg.blob_digests(&repo, &digest);
         let out = w.work.join(&format!("out-{case}"));
         let mut args = vec!["--verify-key", key.public()];
         args.extend(extra.iter().copied());
@@ -704,7 +684,7 @@ fn a_mirror_without_the_signature_falls_back_to_the_registry() {
     assert!(w
         .blob_gets(repo)
         .iter()
-        .all(|g| !g.contains(&layers_of(&w, repo, &digest)[1])));
+        .all(|g| !g.contains(&w.reg.blob_digests(repo, &digest)[1])));
 }
 
 /// A signed release replaced by an unsigned one with --prune (no key): its

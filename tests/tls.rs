@@ -40,10 +40,7 @@ fn private_ca_trusted_with_ca_file_refused_without() {
     assert_exit(&o, 0);
     assert_eq!(stdout(&o).trim(), digest);
     assert!(!stderr(&o).contains("WARNING"));
-    run_ok(
-        "oci-image-tool",
-        &["validate", "--type", "image", "--ref", "name=v1", out.to_str().unwrap()],
-    );
+    oci_validate(&out, "v1");
 
     // The same CA as the system bundle (SSL_CERT_FILE), no flag.
     let out = work.join("ssl-cert-file");

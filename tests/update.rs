@@ -65,28 +65,6 @@ fn blobs_in(out: &Path) -> Vec<String> {
     v
 }
 
-fn digests_of(reg: &Registry, repo: &str, manifest: &str) -> Vec<String> {
-    let m: serde_json::Value = serde_json::from_slice(
-        &ureq::get(format!("http://{}/v2/{repo}/manifests/{manifest}", reg.host))
-            .header("Accept", OCI_MANIFEST)
-            .call()
-            .unwrap()
-            .into_body()
-            .read_to_vec()
-            .unwrap(),
-    )
-    .unwrap();
-    let mut v = vec![m["config"]["digest"].as_str().unwrap().to_string()];
-    v.extend(
-        m["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["digest"].as_str().unwrap().to_string()),
-    );
-    v
-}
-
 #[test]
 fn check_repull_update_prune_ls_rm_gc() {
     let w = World::new();
@@ -150,8 +128,8 @@ fn check_repull_update_prune_ls_rm_gc() {
 
     // Pull it with --prune: only what changed is downloaded, and what only
     // v1 used is gone.
-    let old_blobs = digests_of(&w.reg, repo, &d1);
-    let new_blobs = digests_of(&w.reg, repo, &d2);
+    let old_blobs = w.reg.blob_digests(repo, &d1);
+    let new_blobs = w.reg.blob_digests(repo, &d2);
     let from = w.log_lines().len();
     let o = w.run(&["--prune", "--json", &w.r(repo, "stable"), out.to_str().unwrap()]);
     assert_exit(&o, 0);
@@ -170,17 +148,7 @@ fn check_repull_update_prune_ls_rm_gc() {
     }
     assert_blobs_consistent(&out);
     assert_index_points_at_blobs(&out);
-    run_ok(
-        "oci-image-tool",
-        &[
-            "validate",
-            "--type",
-            "image",
-            "--ref",
-            "name=stable",
-            out.to_str().unwrap(),
-        ],
-    );
+    oci_validate(&out, "stable");
     let rootfs = umoci_unpack(&out, "stable", &w.work);
     assert_eq!(std::fs::read(rootfs.join("etc/app")).unwrap(), b"app 2\n");
 
@@ -214,7 +182,7 @@ fn check_repull_update_prune_ls_rm_gc() {
         .unwrap()
         .set_modified(two_days_ago)
         .unwrap();
-    let other_blobs = digests_of(&w.reg, "fleet/other", &other);
+    let other_blobs = w.reg.blob_digests("fleet/other", &other);
     assert_exit(&minipull(&["rm", &format!("{}:stable", out.display())], None), 0);
     assert_exit(&minipull(&["rm", &format!("{}:stable", out.display())], None), 3);
     assert_index_points_at_blobs(&out);
@@ -237,17 +205,7 @@ fn check_repull_update_prune_ls_rm_gc() {
         (Some(1), Some(1000))
     );
     assert!(!stale.exists());
-    run_ok(
-        "oci-image-tool",
-        &[
-            "validate",
-            "--type",
-            "image",
-            "--ref",
-            "name=other",
-            out.to_str().unwrap(),
-        ],
-    );
+    oci_validate(&out, "other");
 }
 
 #[test]
@@ -284,17 +242,7 @@ fn gc_frees_only_the_unreachable_and_a_kill_never_leaves_a_dangling_entry() {
     assert_eq!(before.len() - after.len(), 3, "{before:?} -> {after:?}");
     assert_index_points_at_blobs(&out);
     for tag in ["a", "c"] {
-        run_ok(
-            "oci-image-tool",
-            &[
-                "validate",
-                "--type",
-                "image",
-                "--ref",
-                &format!("name={tag}"),
-                out.to_str().unwrap(),
-            ],
-        );
+        oci_validate(&out, tag);
     }
 }
 

@@ -266,6 +266,34 @@ impl Registry {
         sha256(bytes)
     }
 
+    /// A manifest as the registry serves it to an OCI client.
+    pub fn manifest(&self, repo: &str, reference: &str) -> Vec<u8> {
+        self.req(
+            self.agent()
+                .get(format!("http://{}/v2/{repo}/manifests/{reference}", self.host)),
+        )
+        .header("Accept", OCI_MANIFEST)
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_vec()
+        .unwrap()
+    }
+
+    /// The blobs a manifest in the registry names: its config, then its layers.
+    pub fn blob_digests(&self, repo: &str, reference: &str) -> Vec<String> {
+        let m: serde_json::Value = serde_json::from_slice(&self.manifest(repo, reference)).unwrap();
+        let mut v = vec![m["config"]["digest"].as_str().unwrap().to_string()];
+        v.extend(
+            m["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_string()),
+        );
+        v
+    }
+
     /// Push a blob and return its descriptor.
     pub fn blob_desc(&self, repo: &str, media_type: &str, bytes: &[u8]) -> serde_json::Value {
         let digest = self.push_blob(repo, bytes);
@@ -640,6 +668,21 @@ pub fn make_ca(dir: &Path, name: &str) -> TestCa {
 }
 
 /// `umoci unpack --rootless` of `layout:tag` into `work/bundle`; returns its rootfs.
+/// `oci-image-tool validate` of the image named `name` in `layout` (fails the test if invalid).
+pub fn oci_validate(layout: &Path, name: &str) {
+    run_ok(
+        "oci-image-tool",
+        &[
+            "validate",
+            "--type",
+            "image",
+            "--ref",
+            &format!("name={name}"),
+            layout.to_str().unwrap(),
+        ],
+    );
+}
+
 pub fn umoci_unpack(layout: &Path, tag: &str, work: &TempDir) -> PathBuf {
     let bundle = work.join("bundle");
     run_ok(
