@@ -201,8 +201,8 @@ struct Partial<'a> {
 /// for and, unless an unpack reads it back, dropped from the page cache: at
 /// most four windows (64 MiB) are dirty at a time instead of the whole blob,
 /// and the final fsync has little left to do. Waiting for the window just
-/// before instead stalled the download on the disk (5-15% slower). The bytes are already hashed; nobody needs
-/// them cached during a pull.
+/// before instead stalled the download on the disk (5-15% slower). The
+/// bytes are already hashed; nobody needs them cached during a pull.
 const WINDOW: u64 = 16 * 1024 * 1024;
 
 impl<'a> Partial<'a> {
