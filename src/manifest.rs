@@ -43,6 +43,11 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
+    /// The value of annotation `key`, if it has one.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref().and_then(|a| a.get(key)).map(String::as_str)
+    }
+
     /// The validated digest; a malformed one is an integrity error.
     pub fn checked_digest(&self) -> Result<Digest> {
         Digest::parse(&self.digest)
@@ -73,9 +78,7 @@ impl Descriptor {
     }
 
     fn is_attestation(&self) -> bool {
-        self.annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(DOCKER_REFERENCE_TYPE))
+        self.annotation(DOCKER_REFERENCE_TYPE).is_some()
     }
 }
 

@@ -208,21 +208,14 @@ impl Puller<'_> {
     /// signature. `None`: pull as usual.
     fn already_here(&mut self, reference: &Reference) -> Result<Option<Summary>> {
         let full = reference.to_string();
-        let ann = |e: &Descriptor, k: &str| e.annotations.as_ref().and_then(|a| a.get(k)).cloned();
-        let Some(entry) = self
-            .layout
-            .entries()?
-            .into_iter()
-            .rev()
-            .find(|e| ann(e, CONTAINERD_NAME).as_deref() == Some(full.as_str()))
-        else {
+        let entries = self.layout.entries()?;
+        let Some((entry, resolved)) = crate::layout::recorded_for(&entries, &full) else {
             return Ok(None);
         };
-        let resolved = ann(&entry, crate::verify::RESOLVED).unwrap_or_else(|| entry.digest.clone());
         let is_index = entry.media_type == manifest::OCI_INDEX || entry.media_type == manifest::DOCKER_LIST;
         let platform_ok = match &entry.platform {
             _ if self.opts.all_platforms => is_index,
-            Some(_) => manifest::select_platform(std::slice::from_ref(&entry), &self.opts.platform).is_ok(),
+            Some(_) => manifest::select_platform(std::slice::from_ref(entry), &self.opts.platform).is_ok(),
             None => !is_index,
         };
         if !platform_ok {
@@ -245,7 +238,7 @@ impl Puller<'_> {
         if remote.to_string() != resolved {
             return Ok(None);
         }
-        let reached = self.layout.reach(&entry, self.opts.verify)?;
+        let reached = self.layout.reach(entry, self.opts.verify)?;
         if !reached.missing.is_empty() || (self.opts.need_layers && !reached.discarded.is_empty()) {
             return Ok(None);
         }
@@ -260,7 +253,7 @@ impl Puller<'_> {
         if let Some(policy) = &self.opts.policy {
             let mut ignored = Vec::new();
             let mut found = None;
-            for d in [&resolved, &entry.digest] {
+            for d in [resolved, entry.digest.as_str()] {
                 if found.is_none() && !self.opts.verify {
                     found = crate::verify::check_stored(self.layout, policy, &Digest::parse(d)?, &mut ignored)?;
                 }
@@ -286,7 +279,7 @@ impl Puller<'_> {
             media_type: entry.media_type.clone(),
             size: entry.size.max(0) as u64,
             platform: entry.platform.as_ref().map(|p| p.to_string()),
-            index_digest: ann(&entry, crate::verify::RESOLVED),
+            index_digest: entry.annotation(crate::verify::RESOLVED).map(str::to_string),
             manifests: Vec::new(),
             blobs,
             bytes_downloaded: 0,
@@ -524,12 +517,9 @@ impl Puller<'_> {
             ));
         };
         let name = self.name.as_str();
-        let old = self
-            .layout
-            .entries()?
-            .into_iter()
-            .find(|e| e.annotations.as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) == Some(name));
-        let Some(old) = old else { return Ok(()) };
+        let Some(old) = self.layout.entry_named(name)? else {
+            return Ok(());
+        };
         let bytes = self
             .layout
             .read_small_blob(&old.checked_digest()?, manifest::MAX_MANIFEST_BYTES)?;

@@ -6,7 +6,6 @@
 use super::connect::{sources, tls_settings};
 use super::*;
 use crate::digest::Digest;
-use crate::layout::CONTAINERD_NAME;
 
 /// The exit code that says "an update is available".
 pub const UPDATE_AVAILABLE: i32 = 10;
@@ -59,11 +58,5 @@ pub(super) fn check_command(args: &Args) -> Result<i32> {
 /// or creating anything.
 fn recorded_digest(outdir: &Path, reference: &Reference) -> Result<Option<String>> {
     let entries = crate::layout::entries_at(outdir)?;
-    let full = reference.to_string();
-    let ann = |e: &crate::manifest::Descriptor, k: &str| e.annotations.as_ref().and_then(|a| a.get(k)).cloned();
-    Ok(entries
-        .iter()
-        .rev()
-        .find(|e| ann(e, CONTAINERD_NAME).as_deref() == Some(full.as_str()))
-        .map(|e| ann(e, crate::verify::RESOLVED).unwrap_or_else(|| e.digest.clone())))
+    Ok(crate::layout::recorded_for(&entries, &reference.to_string()).map(|(_, resolved)| resolved.to_string()))
 }

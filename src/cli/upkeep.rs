@@ -19,12 +19,7 @@ pub(super) fn ls_command(args: &Args) -> Result<i32> {
     let layout = existing(&args.outdir, args.quiet)?;
     let mut rows = Vec::new();
     for e in layout.entries()?.iter().filter(|e| !is_signature(e)) {
-        let name = e
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(REF_NAME))
-            .cloned()
-            .unwrap_or_default();
+        let name = e.annotation(REF_NAME).unwrap_or_default().to_string();
         let reached = layout.reach(e, false)?;
         let mut platforms: Vec<String> = e.platform.iter().map(|p| p.to_string()).collect();
         if platforms.is_empty() {
@@ -88,8 +83,7 @@ pub(super) fn rm_command(args: &Args) -> Result<i32> {
     let (dir, name) = split_layout_arg(&args.outdir);
     let name = name.ok_or_else(|| Error::usage("say which image: minipull rm OUTDIR:NAME"))?;
     let layout = existing(&dir, args.quiet)?;
-    let named = |e: &crate::manifest::Descriptor| e.annotations.as_ref().and_then(|a| a.get(REF_NAME)) == Some(&name);
-    let gone = layout.retain_entries(|e| !named(e))?;
+    let gone = layout.retain_entries(|e| e.annotation(REF_NAME) != Some(name.as_str()))?;
     if !gone.iter().any(|e| !is_signature(e)) {
         return Err(Error::not_found(format!(
             "no image named {} in {}",

@@ -409,6 +409,17 @@ pub fn entries_at(root: &Path) -> Result<Vec<Descriptor>> {
     Ok(index.manifests)
 }
 
+/// The entry a pull of exactly `reference` wrote (`io.containerd.image.name`),
+/// the newest if there are several, and the digest its tag resolved to: the
+/// index's for a one-platform pull of a multi-platform tag, else its own.
+pub fn recorded_for<'e>(entries: &'e [Descriptor], reference: &str) -> Option<(&'e Descriptor, &'e str)> {
+    let e = entries
+        .iter()
+        .rev()
+        .find(|e| e.annotation(CONTAINERD_NAME) == Some(reference))?;
+    Some((e, e.annotation(crate::verify::RESOLVED).unwrap_or(&e.digest)))
+}
+
 /// Open a file for reading without following a symbolic link.
 pub fn open_no_follow(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)

@@ -51,17 +51,12 @@ impl Layout {
     /// blob instead of trusting its name; a blob that fails is missing.
     pub fn reach(&self, entry: &Descriptor, verify: bool) -> Result<Reached> {
         let mut r = Reached::default();
-        let discarded = entry
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.get(LAYERS_DISCARDED).is_some_and(|v| v == "true"));
+        let discarded = entry.annotation(LAYERS_DISCARDED) == Some("true");
         self.walk(entry, verify, discarded, 0, &mut r)?;
         // The index a one-platform entry's tag resolved to, when stored
         // (a signature may sign it).
         if let Some(d) = entry
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(crate::verify::RESOLVED))
+            .annotation(crate::verify::RESOLVED)
             .and_then(|d| Digest::parse(d).ok())
         {
             if let Some(size) = self.blob_size(&d) {

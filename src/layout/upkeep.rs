@@ -23,13 +23,9 @@ pub struct Freed {
     pub bytes: u64,
 }
 
-fn annotation<'d>(d: &'d Descriptor, key: &str) -> Option<&'d str> {
-    d.annotations.as_ref().and_then(|a| a.get(key)).map(String::as_str)
-}
-
 /// Whether an entry is a stored signature rather than an image.
 pub fn is_signature(d: &Descriptor) -> bool {
-    annotation(d, crate::verify::SIGNS).is_some()
+    d.annotation(crate::verify::SIGNS).is_some()
 }
 
 impl Layout {
@@ -45,13 +41,15 @@ impl Layout {
             .flat_map(|e| {
                 [
                     Some(e.digest.clone()),
-                    annotation(e, crate::verify::RESOLVED).map(str::to_string),
+                    e.annotation(crate::verify::RESOLVED).map(str::to_string),
                 ]
             })
             .flatten()
             .collect();
         let (sigs_kept, sigs_gone): (Vec<_>, Vec<_>) = kept.drain(..).partition(|e| {
-            !is_signature(e) || annotation(e, crate::verify::SIGNS).is_some_and(|d| signed.iter().any(|s| s == d))
+            !is_signature(e)
+                || e.annotation(crate::verify::SIGNS)
+                    .is_some_and(|d| signed.iter().any(|s| s == d))
         });
         kept = sigs_kept;
         gone.extend(sigs_gone);
@@ -231,7 +229,7 @@ impl Layout {
             .entries()?
             .into_iter()
             .rev()
-            .find(|e| !is_signature(e) && annotation(e, REF_NAME) == Some(name)))
+            .find(|e| !is_signature(e) && e.annotation(REF_NAME) == Some(name)))
     }
 }
 

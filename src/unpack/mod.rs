@@ -85,22 +85,12 @@ pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Resul
             format!("{} is not a valid image index: {e}", index_path.display()),
         )
     })?;
-    let name_of = |d: &Descriptor| {
-        d.annotations
-            .as_ref()
-            .and_then(|a| a.get(crate::layout::REF_NAME))
-            .cloned()
-            .unwrap_or_default()
-    };
+    let name_of = |d: &Descriptor| d.annotation(crate::layout::REF_NAME).unwrap_or_default().to_string();
     // Signatures stored beside images are not images.
     let images: Vec<&Descriptor> = index
         .manifests
         .iter()
-        .filter(|d| {
-            d.annotations
-                .as_ref()
-                .is_none_or(|a| !a.contains_key(crate::verify::SIGNS))
-        })
+        .filter(|d| !crate::layout::is_signature(d))
         .collect();
     let names = || images.iter().map(|d| name_of(d)).collect::<Vec<_>>().join(", ");
     let entry = match select {
@@ -127,23 +117,12 @@ pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Resul
         },
     };
     let name = entry
-        .annotations
-        .as_ref()
-        .and_then(|a| {
-            a.get(crate::layout::CONTAINERD_NAME)
-                .or_else(|| a.get(crate::layout::REF_NAME))
-        })
-        .cloned()
-        .unwrap_or_default();
-    let resolved = entry
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(crate::verify::RESOLVED))
-        .cloned();
-    let layers_discarded = entry
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.get(crate::layout::LAYERS_DISCARDED).is_some_and(|v| v == "true"));
+        .annotation(crate::layout::CONTAINERD_NAME)
+        .or_else(|| entry.annotation(crate::layout::REF_NAME))
+        .unwrap_or_default()
+        .to_string();
+    let resolved = entry.annotation(crate::verify::RESOLVED).map(str::to_string);
+    let layers_discarded = entry.annotation(crate::layout::LAYERS_DISCARDED) == Some("true");
     let mut desc = (*entry).clone();
     for _ in 0..4 {
         let bytes = read_blob(layout, &desc, manifest::MAX_MANIFEST_BYTES)?;

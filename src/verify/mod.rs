@@ -168,11 +168,7 @@ struct Local<'a> {
 
 impl Store for Local<'_> {
     fn tagged(&mut self, tag: &str, _: &str) -> Result<Option<(Vec<u8>, Option<String>)>> {
-        let Some(e) = self
-            .entries
-            .iter()
-            .find(|e| e.annotations.as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) == Some(tag))
-        else {
+        let Some(e) = self.entries.iter().find(|e| e.annotation(REF_NAME) == Some(tag)) else {
             return Ok(None);
         };
         let bytes = self.layout.read_small_blob(&e.checked_digest()?, MAX_MATERIAL)?;
@@ -189,12 +185,7 @@ impl Store for Local<'_> {
         let bundles: Vec<serde_json::Value> = self
             .entries
             .iter()
-            .filter(|e| {
-                e.annotations
-                    .as_ref()
-                    .and_then(|a| a.get(REF_NAME))
-                    .is_some_and(|n| n.ends_with(".bundle"))
-            })
+            .filter(|e| e.annotation(REF_NAME).is_some_and(|n| n.ends_with(".bundle")))
             .map(|e| {
                 serde_json::json!({"mediaType": e.media_type, "digest": e.digest, "size": e.size,
                     "artifactType": BUNDLE_PREFIX})
@@ -228,7 +219,7 @@ pub fn check_stored(
     let entries = layout
         .entries()?
         .into_iter()
-        .filter(|e| e.annotations.as_ref().and_then(|a| a.get(SIGNS)) == Some(&d))
+        .filter(|e| e.annotation(SIGNS) == Some(d.as_str()))
         .collect();
     find(&mut Local { layout, entries }, policy, digest, reasons)
 }
@@ -309,7 +300,7 @@ fn classic(
             reasons.push(format!("{what}, layer {n}: not a simple-signing payload"));
             continue;
         }
-        let Some(sig) = layer.annotations.as_ref().and_then(|a| a.get(SIGNATURE_ANNOTATION)) else {
+        let Some(sig) = layer.annotation(SIGNATURE_ANNOTATION) else {
             reasons.push(format!("{what}, layer {n}: no signature annotation"));
             continue;
         };
