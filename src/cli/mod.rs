@@ -83,6 +83,9 @@ OPTIONS:
     --keep-old                    keep the replaced tree as ROOTFS.old (A/B switching)
     --keep-setuid                 keep setuid/setgid bits when not unpacking as root
                                   (dropped by default: owners are not applied then)
+    --keep-xattrs PREFIX          also apply extended attributes under PREFIX (repeatable;
+                                  default: security.capability, security.ima, security.evm,
+                                  user.*, POSIX ACLs; trusted.overlay.* only when named)
     --verify                      re-hash blobs already in OUTDIR before trusting them
     --prune                       after the pull (and unpack), remove the blobs only the
                                   replaced version of this image used
@@ -164,6 +167,8 @@ pub(crate) struct Args {
     #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
     pub(crate) keep_old: bool,
     pub(crate) keep_setuid: bool,
+    #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
+    pub(crate) keep_xattrs: Vec<String>,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -239,6 +244,7 @@ fn parse_args() -> Result<Option<Args>> {
             .map_err(usage)?,
         force: a.contains("--force"),
         keep_setuid: a.contains("--keep-setuid"),
+        keep_xattrs: a.values_from_str("--keep-xattrs").map_err(usage)?,
         keep_old: a.contains("--keep-old"),
         command,
         json: a.contains("--json"),
@@ -279,6 +285,9 @@ fn parse_args() -> Result<Option<Args>> {
         Command::Unpack => (PathBuf::from(&rest[0]), Some(PathBuf::from(&rest[1]))),
         Command::Config | Command::Ls | Command::Rm | Command::Gc => (PathBuf::from(&rest[0]), None),
     };
+    if args.keep_xattrs.iter().any(String::is_empty) {
+        return Err(Error::usage("--keep-xattrs takes a namespace prefix such as trusted.").hint("see minipull --help"));
+    }
     if args.discard_layers && unpack.is_none() {
         return Err(Error::usage("--discard-layers needs --unpack ROOTFS"));
     }
@@ -299,6 +308,17 @@ fn parse_args() -> Result<Option<Args>> {
         unpack,
         ..args
     }))
+}
+
+#[cfg(feature = "unpack")]
+impl Args {
+    /// What the unpack keeps beyond its defaults.
+    pub(crate) fn keep(&self) -> crate::unpack::Keep {
+        crate::unpack::Keep {
+            setuid: self.keep_setuid,
+            xattrs: self.keep_xattrs.clone(),
+        }
+    }
 }
 
 /// `2M`, `512k`, `1G`, `100000`: bytes a second (k = 1024, like curl).

@@ -30,15 +30,7 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
     };
     let mut summary = crate::pull::pull(&reference, &mut sources, &layout, progress, &pull_opts)?;
     if let Some(plan) = &plan {
-        unpack_pulled(
-            &layout,
-            &mut sources,
-            &summary.digest,
-            &pull_opts,
-            plan,
-            progress,
-            args.keep_setuid,
-        )?;
+        unpack_pulled(&layout, &mut sources, &summary.digest, &pull_opts, plan, progress, args)?;
     }
     if let Some(old) = replaced.filter(|o| o.digest != summary.digest) {
         // Only now: the new image is complete, index.json names it, and
@@ -86,12 +78,13 @@ fn unpack_pulled(
     opts: &PullOptions,
     plan: &UnpackPlan,
     progress: Progress,
-    keep_setuid: bool,
+    args: &Args,
 ) -> Result<()> {
     use crate::unpack::{self, Select, Stage};
+    let keep = args.keep();
     let image = unpack::find_image(layout, Select::Digest(digest), &opts.platform)?;
     if !opts.discard_layers {
-        return super::unpack::unpack_image(layout, &image, plan, progress, keep_setuid, None);
+        return super::unpack::unpack_image(layout, &image, plan, progress, &keep, None);
     }
     // Each layer is fetched just before it is applied and removed just
     // after (unless another image in OUTDIR uses it): at most one
@@ -105,7 +98,7 @@ fn unpack_pulled(
             }
         }
     };
-    super::unpack::unpack_image(layout, &image, plan, progress, keep_setuid, Some(&mut hook))
+    super::unpack::unpack_image(layout, &image, plan, progress, &keep, Some(&mut hook))
 }
 
 #[cfg(not(feature = "unpack"))]
@@ -123,7 +116,7 @@ fn unpack_pulled(
     _: &PullOptions,
     _: &UnpackPlan,
     _: Progress,
-    _: bool,
+    _: &Args,
 ) -> Result<()> {
     Ok(())
 }

@@ -42,15 +42,7 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         .as_deref()
         .ok_or_else(|| Error::usage("ROOTFS is missing"))?;
     let plan = crate::rootfs::Plan::new(rootfs, args.force, args.keep_old)?;
-    unpack_image(
-        &layout,
-        &image,
-        &plan,
-        Progress::new(args.quiet),
-        args.keep_setuid,
-        None,
-    )
-    .map(|()| 0)
+    unpack_image(&layout, &image, &plan, Progress::new(args.quiet), &args.keep(), None).map(|()| 0)
 }
 
 /// Unpack as the plan says (staged and swapped, or in place), and say how
@@ -61,7 +53,7 @@ pub(super) fn unpack_image(
     image: &crate::unpack::Image,
     plan: &crate::rootfs::Plan,
     progress: Progress,
-    keep_setuid: bool,
+    keep: &crate::unpack::Keep,
     hook: Option<&mut crate::unpack::LayerHook>,
 ) -> Result<()> {
     // Nothing to throw away in place: no unverified byte goes in. (Layers
@@ -75,7 +67,7 @@ pub(super) fn unpack_image(
         Some(h) => h,
         None => &mut none,
     };
-    let s = match crate::unpack::unpack_with(layout, image, &into, progress, keep_setuid, hook) {
+    let s = match crate::unpack::unpack_with(layout, image, &into, progress, keep, hook) {
         Ok(s) => s,
         Err(e) => {
             plan.abort();

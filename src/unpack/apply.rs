@@ -10,7 +10,7 @@ use crate::tar::{self, Header, Kind};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::hash::{BuildHasher, RandomState};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 
@@ -27,12 +27,50 @@ const MAX_LAYER_ENTRIES: usize = 1_000_000;
 /// 4096 bytes), and removing a tree holds one handle per level.
 const MAX_DEPTH: usize = 256;
 
+/// What an unpack keeps beyond its defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Keep {
+    /// setuid/setgid bits when not root (`--keep-setuid`).
+    pub setuid: bool,
+    /// Extended attribute namespaces beyond [`xattr_kept`]'s (`--keep-xattrs`).
+    pub xattrs: Vec<String>,
+}
+
+/// At most this many names of dropped extended attributes are reported.
+const MAX_DROPPED_NAMES: usize = 16;
+
+/// Extended attributes applied by default: file capabilities, IMA and EVM
+/// (IMA-appraised devices need them), `user.*` and POSIX ACLs. Others
+/// (`trusted.*`, `security.selinux`...) change how the host treats the
+/// tree and are applied only under a prefix `keep` names;
+/// `trusted.overlay.*` (overlayfs opaque and redirect markers, should the
+/// tree ever be a lower layer) only by a prefix that names it.
+pub fn xattr_kept(name: &str, keep: &[String]) -> bool {
+    const DEFAULT: [&str; 5] = [
+        "security.capability",
+        "security.ima",
+        "security.evm",
+        "system.posix_acl_access",
+        "system.posix_acl_default",
+    ];
+    if name.starts_with("user.") || DEFAULT.contains(&name) {
+        return true;
+    }
+    let overlay = name.starts_with("trusted.overlay.");
+    keep.iter()
+        .any(|p| name.starts_with(p.as_str()) && (!overlay || p.starts_with("trusted.overlay.")))
+}
+
 /// Places entries under the root, remembering what the end must fix up.
 pub struct Applier {
     root: Dir,
     progress: Progress,
     is_root: bool,
     keep_setuid: bool,
+    keep_xattrs: Vec<String>,
+    /// Extended attributes left out by the allowlist (distinct names, for
+    /// one note at the end).
+    dropped: Vec<String>,
     /// Directories (relative paths) to give their mode and mtime at the end
     /// of the layer (children change both), each once, and their bytes.
     dirs: HashMap<String, (u32, i64)>,
@@ -58,7 +96,7 @@ fn failed(what: &str, rel: &str, e: std::io::Error) -> Error {
 }
 
 impl Applier {
-    pub fn new(root: &Path, progress: Progress, keep_setuid: bool) -> Result<Applier> {
+    pub fn new(root: &Path, progress: Progress, keep: &Keep) -> Result<Applier> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let is_root = unsafe { libc::geteuid() } == 0;
         let handle = Dir::open_root(root).map_err(|e| Error::storage(format!("cannot open {}", root.display()), &e))?;
@@ -66,7 +104,9 @@ impl Applier {
             root: handle,
             progress,
             is_root,
-            keep_setuid,
+            keep_setuid: keep.setuid,
+            keep_xattrs: keep.xattrs.clone(),
+            dropped: Vec::new(),
             dirs: HashMap::new(),
             dir_bytes: 0,
             created: HashSet::new(),
@@ -174,23 +214,28 @@ impl Applier {
             Kind::File => {
                 dir.remove(name_os).map_err(|e| failed("remove", &rel, e))?;
                 let mut f = dir.create_file(name_os, 0o600).map_err(|e| failed("create", &rel, e))?;
-                loop {
-                    let n = data.read(&mut self.buf)?;
-                    if n == 0 {
-                        break;
+                match &h.sparse {
+                    None => self.copy(data, &mut f, u64::MAX, &rel)?,
+                    // Each region where it belongs; the holes stay holes
+                    // (seek, then the length set at the end).
+                    Some(map) => {
+                        for &(off, len) in map {
+                            f.seek(SeekFrom::Start(off)).map_err(|e| failed("write", &rel, e))?;
+                            self.copy(data, &mut f, len, &rel)?;
+                        }
+                        f.set_len(h.size).map_err(|e| failed("write", &rel, e))?;
                     }
-                    f.write_all(&self.buf[..n]).map_err(|e| failed("write", &rel, e))?;
                 }
                 // The rest through the open file. Owner first: chown clears
-                // file capabilities.
+                // file capabilities. The mode last: it stands over an ACL.
                 if let Some((uid, gid)) = self.owner_ids(h)? {
                     std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
                         .map_err(|e| failed("set the owner of", &rel, e))?;
                 }
+                self.xattrs(&dir, name_os, Some(f.as_raw_fd()), &rel, h)?;
                 let mode = self.mode(h.mode);
                 super::dirfd::set_meta_of(f.as_raw_fd(), mode, h.mtime)
                     .map_err(|e| failed("set the mode and time of", &rel, e))?;
-                self.xattrs(&dir, name_os, Some(f.as_raw_fd()), &rel, h)?;
             }
             Kind::Symlink => {
                 dir.remove(name_os).map_err(|e| failed("remove", &rel, e))?;
@@ -225,14 +270,30 @@ impl Applier {
                 dir.mknod(name_os, kind | mode, dev)
                     .map_err(|e| failed("create", &rel, e))?;
                 self.owner(&dir, name_os, &rel, h)?;
+                self.xattrs(&dir, name_os, None, &rel, h)?;
                 dir.chmod(name_os, mode)
                     .map_err(|e| failed("set the mode of", &rel, e))?;
-                self.xattrs(&dir, name_os, None, &rel, h)?;
                 dir.set_mtime(name_os, h.mtime)
                     .map_err(|e| failed("set the time of", &rel, e))?;
             }
         }
         self.mark_created(&rel)
+    }
+
+    /// Copy at most `limit` bytes of the entry's data into `f` (all of it
+    /// when the data ends first; a sparse map was checked to match it).
+    fn copy<R: Read>(&mut self, data: &mut tar::Reader<R>, f: &mut std::fs::File, limit: u64, rel: &str) -> Result<()> {
+        let mut left = limit;
+        while left > 0 {
+            let want = usize::try_from(left).map_or(self.buf.len(), |l| l.min(self.buf.len()));
+            let n = data.read(&mut self.buf[..want])?;
+            if n == 0 {
+                break;
+            }
+            f.write_all(&self.buf[..n]).map_err(|e| failed("write", rel, e))?;
+            left -= n as u64;
+        }
+        Ok(())
     }
 
     /// Remember a directory's mode and mtime for the end of the layer, or,
@@ -282,9 +343,8 @@ impl Applier {
                         )))
                     }
                     Found::Nothing if create => {
-                        parent.mkdir(name, 0o755).map_err(|e| failed("create", &rel, e))?;
                         made = true;
-                        parent.dir(name).map_err(|e| failed("open", &rel, e))?
+                        implied_dir(parent, name).map_err(|e| failed("create", &rel, e))?
                     }
                     Found::Nothing => return Ok(None),
                     Found::Other if create => {
@@ -380,13 +440,20 @@ impl Applier {
         }
     }
 
-    /// The entry's extended attributes (file capabilities among them): all
-    /// of them as root; `user.*` only otherwise (the kernel allows no more),
-    /// with one note naming what was skipped. On an open file through its
-    /// descriptor, else through the parent's handle.
+    /// The entry's extended attributes (file capabilities among them): those
+    /// [`xattr_kept`] allows, as root; `user.*` only otherwise (the kernel
+    /// allows no more), with one note naming what was skipped. On an open
+    /// file through its descriptor, else through the parent's handle.
+    /// Called before the entry's mode is set, so an ACL cannot widen it.
     fn xattrs(&mut self, dir: &Dir, name: &OsStr, fd: Option<RawFd>, rel: &str, h: &Header) -> Result<()> {
         let mut skipped = Vec::new();
         for (attr, value) in &h.xattrs {
+            if !xattr_kept(attr, &self.keep_xattrs) {
+                if self.dropped.len() < MAX_DROPPED_NAMES && attr.len() <= 255 && !self.dropped.contains(attr) {
+                    self.dropped.push(attr.clone());
+                }
+                continue;
+            }
             if !self.is_root && !attr.starts_with("user.") {
                 skipped.push(attr.as_str());
                 continue;
@@ -496,6 +563,13 @@ impl Applier {
 
     /// After the last layer: the modes that would have locked us out.
     pub fn finish(&mut self) -> Result<()> {
+        if !self.dropped.is_empty() {
+            self.progress.note(format!(
+                "extended attributes not applied (outside the default set; --keep-xattrs PREFIX keeps a \
+                 namespace): {}",
+                self.dropped.join(", ")
+            ));
+        }
         let mut tight = std::mem::take(&mut self.tight);
         tight.sort_by_key(|(p, _)| std::cmp::Reverse(p.matches('/').count()));
         for (rel, mode) in tight {
@@ -509,6 +583,18 @@ impl Applier {
 enum Opened {
     Readable(std::fs::File),
     PathOnly(Dir),
+}
+
+/// A parent no entry declared: 0755 whatever the umask (as moby makes
+/// them), so a tree does not depend on who unpacked it.
+fn implied_dir(parent: &Dir, name: &OsStr) -> std::io::Result<Dir> {
+    parent.mkdir(name, 0o755)?;
+    let d = parent.dir_readable(name)?;
+    // SAFETY: d is an open directory.
+    if unsafe { libc::fchmod(d.as_raw_fd(), 0o755) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    parent.dir(name)
 }
 
 fn join(dir_rel: &str, name: &str) -> String {

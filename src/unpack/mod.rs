@@ -24,6 +24,7 @@ use crate::layout::Layout;
 use crate::manifest::{self, Descriptor, ImageManifest, Manifest, Platform};
 use crate::progress::{human, Progress};
 use apply::Applier;
+pub use apply::Keep;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -188,8 +189,8 @@ pub enum Stage {
 pub type LayerHook<'h> = dyn FnMut(Stage, &Descriptor) -> Result<()> + 'h;
 
 /// Apply the image's layers into `rootfs` (see [`prepare_rootfs`]).
-pub fn unpack(layout: &Layout, image: &Image, rootfs: &Path, progress: Progress, keep_setuid: bool) -> Result<Summary> {
-    unpack_with(layout, image, rootfs, progress, keep_setuid, &mut |_, _| Ok(()))
+pub fn unpack(layout: &Layout, image: &Image, rootfs: &Path, progress: Progress, keep: &Keep) -> Result<Summary> {
+    unpack_with(layout, image, rootfs, progress, keep, &mut |_, _| Ok(()))
 }
 
 /// [`unpack`], calling `hook` around each layer: `--discard-layers`
@@ -200,7 +201,7 @@ pub fn unpack_with(
     image: &Image,
     rootfs: &Path,
     progress: Progress,
-    keep_setuid: bool,
+    keep: &Keep,
     hook: &mut LayerHook,
 ) -> Result<Summary> {
     #[derive(serde::Deserialize)]
@@ -221,7 +222,7 @@ pub fn unpack_with(
             config.rootfs.diff_ids.len()
         )));
     }
-    let mut applier = Applier::new(rootfs, progress, keep_setuid)?;
+    let mut applier = Applier::new(rootfs, progress, keep)?;
     let mut summary = Summary::default();
     for (i, (layer, diff_id)) in layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
         let diff_id = Digest::parse(diff_id).map_err(|e| e.context(format!("diff_id of layer {}", i + 1)))?;
@@ -246,7 +247,7 @@ pub fn unpack_with(
 /// Apply plain tar streams as successive layers into `root` (no blobs, no
 /// digests): what the property test and the unpack fuzz target drive.
 pub fn apply_tar_layers(root: &Path, layers: &[&[u8]]) -> Result<()> {
-    let mut applier = Applier::new(root, Progress::new(true), false)?;
+    let mut applier = Applier::new(root, Progress::new(true), &Keep::default())?;
     for layer in layers {
         applier.tar_stream(*layer)?;
     }
