@@ -1069,3 +1069,291 @@ fn file_capabilities_and_xattrs_are_applied_like_umoci() {
         );
     }
 }
+
+/// A ustar header block written by hand, edited by `edit` (checksum fixed
+/// after), for header forms `Raw` does not make.
+fn block(name: &str, kind: u8, size: u64, edit: impl FnOnce(&mut [u8; 512])) -> Vec<u8> {
+    let mut t = raw_tar(&[Raw {
+        path: name.into(),
+        kind,
+        link: String::new(),
+        mode: 0o644,
+        data: Vec::new(),
+    }]);
+    let h: &mut [u8; 512] = (&mut t[..512]).try_into().unwrap();
+    h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+    edit(h);
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    t.truncate(512);
+    t
+}
+
+/// Headers and data, each padded to whole blocks, and the end blocks.
+fn hand_tar(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend_from_slice(p);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// A PAX extended header block and its records, ready for `hand_tar`.
+fn pax_block(records: &[(&str, &str)]) -> Vec<u8> {
+    let recs: Vec<(&str, &[u8])> = records.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+    let data = pax(&recs).data;
+    [block("pax", b'x', data.len() as u64, |_| {}), data].concat()
+}
+
+#[test]
+fn sparse_files_expand_with_holes_as_holes() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("sparse");
+    const MIB: u64 = 1 << 20;
+    // PAX 1.0 (GNU tar --sparse --format=posix): 4 KiB at 1 MiB, 5 bytes
+    // at 2 MiB, the map in the data's first block.
+    let body = vec![b'x'; 4096];
+    let mut data10 = format!("2\n{MIB}\n4096\n{}\n5\n", 2 * MIB).into_bytes();
+    data10.resize(512, 0);
+    data10.extend_from_slice(&body);
+    data10.extend_from_slice(b"tail!");
+    let pax10 = pax_block(&[
+        ("GNU.sparse.major", "1"),
+        ("GNU.sparse.minor", "0"),
+        ("GNU.sparse.name", "var/lib/disk.img"),
+        ("GNU.sparse.realsize", &(2 * MIB + 5).to_string()),
+    ]);
+    let h10 = block("var/lib/GNUSparseFile.0/disk.img", b'0', data10.len() as u64, |_| {});
+    // PAX 0.1: "abc" at 0, then a hole to 1 MiB.
+    let pax01 = pax_block(&[
+        ("GNU.sparse.major", "0"),
+        ("GNU.sparse.minor", "1"),
+        ("GNU.sparse.name", "var/lib/zero-one.img"),
+        ("GNU.sparse.size", &MIB.to_string()),
+        ("GNU.sparse.numblocks", "2"),
+        ("GNU.sparse.map", &format!("0,3,{MIB},0")),
+    ]);
+    let h01 = block("var/lib/GNUSparseFile.0/zero-one.img", b'0', 3, |_| {});
+    // Old GNU 'S': "end" at 1 MiB - 3 of a 1 MiB file.
+    let gnu = block("var/lib/gnu.img", b'S', 3, |h| {
+        h[257..265].copy_from_slice(b"ustar  \0");
+        h[386..410].copy_from_slice(format!("{:011o}\0{:011o}\0", MIB - 3, 3).as_bytes());
+        h[483..495].copy_from_slice(format!("{MIB:011o}\0").as_bytes());
+    });
+    let layer = hand_tar(&[&pax10, &h10, &data10, &pax01, &h01, b"abc", &gnu, b"end"]);
+    let (o, rootfs) = unpack_layers(&reg, &work, "sparse", vec![layer]);
+    assert_exit(&o, 0);
+    let mut want = vec![0u8; (2 * MIB + 5) as usize];
+    want[MIB as usize..MIB as usize + 4096].copy_from_slice(&body);
+    want[2 * MIB as usize..].copy_from_slice(b"tail!");
+    let mut want01 = vec![0u8; MIB as usize];
+    want01[..3].copy_from_slice(b"abc");
+    let mut want_gnu = vec![0u8; MIB as usize];
+    want_gnu[MIB as usize - 3..].copy_from_slice(b"end");
+    for (rel, want) in [
+        ("var/lib/disk.img", &want),
+        ("var/lib/zero-one.img", &want01),
+        ("var/lib/gnu.img", &want_gnu),
+    ] {
+        let p = rootfs.join(rel);
+        assert!(std::fs::read(&p).unwrap() == *want, "{rel}: wrong content");
+        assert_eq!(mode_of(&p), 0o644);
+        // ext4 (this machine's /tmp) keeps holes: far fewer blocks than bytes.
+        let used = std::fs::metadata(&p).unwrap().blocks() * 512;
+        assert!(
+            used <= 64 * 1024,
+            "{rel}: {used} bytes allocated, the holes were written"
+        );
+    }
+    assert!(!rootfs.join("var/lib/GNUSparseFile.0").exists());
+
+    // A map past the real size, and a sparse version nobody wrote: refused
+    // (exit 6), nothing installed.
+    let past = pax_block(&[
+        ("GNU.sparse.size", "2"),
+        ("GNU.sparse.numblocks", "1"),
+        ("GNU.sparse.map", "0,3"),
+    ]);
+    let unknown = pax_block(&[("GNU.sparse.major", "2"), ("GNU.sparse.minor", "0")]);
+    for (name, pax) in [("past", past), ("unknown", unknown)] {
+        let layer = hand_tar(&[&pax, &block("f", b'0', 3, |_| {}), b"abc"]);
+        let (o, rootfs) = unpack_layers(&reg, &work, &format!("sparse-{name}"), vec![layer]);
+        assert_exit(&o, 6);
+        assert!(stderr(&o).contains("sparse"), "{}", stderr(&o));
+        assert!(!rootfs.exists());
+    }
+}
+
+#[test]
+fn device_numbers_wider_than_32_bits_are_refused() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("devices");
+    // Base-256 major 4294967296: truncated to 32 bits it was device 0:0.
+    let dev = block("dev/wide", b'3', 0, |h| {
+        h[329] = 0x80;
+        h[330..337].copy_from_slice(&(1u64 << 32).to_be_bytes()[1..]);
+    });
+    let (o, rootfs) = unpack_layers(&reg, &work, "wide-dev", vec![hand_tar(&[&dev])]);
+    assert_exit(&o, 6);
+    assert!(stderr(&o).contains("device number"), "{}", stderr(&o));
+    assert!(!rootfs.exists());
+    // A 32-bit one is a device as asked.
+    let dev = block("dev/ok", b'3', 0, |h| {
+        h[329..337].copy_from_slice(b"0000001\0");
+        h[337..345].copy_from_slice(b"0000003\0");
+    });
+    let (o, rootfs) = unpack_layers(&reg, &work, "ok-dev", vec![hand_tar(&[&dev])]);
+    assert_exit(&o, 0);
+    let m = std::fs::symlink_metadata(rootfs.join("dev/ok")).unwrap();
+    assert_eq!(m.rdev(), libc_makedev(1, 3));
+}
+
+/// glibc's makedev, for the device numbers the kernel reports.
+fn libc_makedev(major: u64, minor: u64) -> u64 {
+    ((major & 0xffff_f000) << 32) | ((major & 0xfff) << 8) | ((minor & 0xffff_ff00) << 12) | (minor & 0xff)
+}
+
+#[test]
+fn implied_directories_are_0755_whatever_the_umask() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("implied");
+    let image = Image::new(
+        "amd64",
+        vec![layer(
+            OCI_LAYER_GZIP,
+            raw_tar(&[Raw::file("deeply/nested/file", b"x\n", 0o644)]),
+        )],
+    );
+    reg.push_image("implied/app", "v1", &image);
+    for umask in ["077", "027"] {
+        let (out, rootfs) = (
+            work.join(&format!("oci-{umask}")),
+            work.join(&format!("rootfs-{umask}")),
+        );
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+            .arg(minipull_bin())
+            .args(["--plain-http", "--unpack"])
+            .arg(&rootfs)
+            .arg(format!("{}/implied/app:v1", reg.host))
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_exit(&o, 0);
+        assert_eq!(mode_of(&rootfs.join("deeply")), 0o755, "umask {umask}");
+        assert_eq!(mode_of(&rootfs.join("deeply/nested")), 0o755, "umask {umask}");
+        assert_eq!(mode_of(&rootfs.join("deeply/nested/file")), 0o644);
+    }
+}
+
+#[test]
+fn go17_gnu_headers_with_a_ustar_prefix_are_read_as_go_reads_them() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("go17");
+    // Go before 1.8 wrote GNU magic with the name's prefix where GNU keeps
+    // atime and ctime (Go's invalid-go17.tar, containerd's fixture).
+    let prefix = "a".repeat(95);
+    let go17 = block("foo", b'0', 4, |h| {
+        h[257..265].copy_from_slice(b"ustar  \0");
+        h[345..440].copy_from_slice(prefix.as_bytes());
+    });
+    // A GNU header whose times parse: no prefix.
+    let gnu = block("bar", b'0', 4, |h| {
+        h[257..265].copy_from_slice(b"ustar  \0");
+        h[345..356].copy_from_slice(b"14000000000");
+        h[357..368].copy_from_slice(b"14000000000");
+    });
+    let (o, rootfs) = unpack_layers(&reg, &work, "go17", vec![hand_tar(&[&go17, b"go17", &gnu, b"gnu\n"])]);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(rootfs.join(&prefix).join("foo")).unwrap(), b"go17");
+    assert!(!rootfs.join("foo").exists());
+    assert_eq!(std::fs::read(rootfs.join("bar")).unwrap(), b"gnu\n");
+}
+
+#[test]
+fn xattrs_outside_the_allowlist_are_dropped_unless_kept() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("xattr-allow");
+    // An access ACL granting uid 1000 rwx (mask rwx) on a 0600 file: set
+    // after the chmod it made the file 0670.
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 6u16, u32::MAX),
+        (2, 7, 1000),
+        (4, 0, u32::MAX),
+        (0x10, 7, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    let cap: &[u8] = &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let entries = [
+        pax(&[
+            ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
+            ("SCHILY.xattr.trusted.note", b"t"),
+            ("SCHILY.xattr.user.kept", b"u"),
+        ]),
+        Raw::dir("etc", 0o755),
+        pax(&[
+            ("SCHILY.xattr.system.posix_acl_access", &acl),
+            ("SCHILY.xattr.security.capability", cap),
+            ("SCHILY.xattr.security.selinux", b"system_u:object_r:shadow_t:s0\0"),
+        ]),
+        Raw::file("etc/shadow", b"root:*:\n", 0o600),
+    ];
+    let image = Image::new("amd64", vec![layer(OCI_LAYER_GZIP, raw_tar(&entries))]);
+    reg.push_image("xattr/allow", "v1", &image);
+    let (out, rootfs) = (work.join("oci"), work.join("rootfs"));
+    let o = pull_unpack(&format!("{}/xattr/allow:v1", reg.host), &rootfs, &out);
+    assert_exit(&o, 0);
+    let etc = xattrs_of(&rootfs.join("etc"));
+    assert_eq!(etc.keys().collect::<Vec<_>>(), ["user.kept"]);
+    let shadow = xattrs_of(&rootfs.join("etc/shadow"));
+    assert_eq!(
+        shadow.keys().collect::<Vec<_>>(),
+        ["security.capability", "system.posix_acl_access"]
+    );
+    assert_eq!(mode_of(&rootfs.join("etc/shadow")), 0o600, "the ACL widened the mode");
+    // One note names what was dropped.
+    let err = stderr(&o);
+    let note: Vec<&str> = err.lines().filter(|l| l.contains("not applied")).collect();
+    assert_eq!(note.len(), 1, "{err}");
+    for name in ["trusted.overlay.opaque", "trusted.note", "security.selinux"] {
+        assert!(note[0].contains(name), "{err}");
+    }
+
+    // --keep-xattrs trusted. keeps trusted.* but not overlayfs' markers;
+    // those only when named.
+    for (keep, want) in [
+        (&["trusted."][..], &["trusted.note", "user.kept"][..]),
+        (
+            &["trusted.", "trusted.overlay."][..],
+            &["trusted.note", "trusted.overlay.opaque", "user.kept"][..],
+        ),
+    ] {
+        let rootfs = work.join(&format!("rootfs-{}", keep.len()));
+        let mut args = vec!["unpack".to_string()];
+        for k in keep {
+            args.extend(["--keep-xattrs".to_string(), k.to_string()]);
+        }
+        args.extend([out.display().to_string(), rootfs.display().to_string()]);
+        let o = minipull(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+        assert_exit(&o, 0);
+        assert_eq!(
+            xattrs_of(&rootfs.join("etc")).keys().collect::<Vec<_>>(),
+            want,
+            "{keep:?}"
+        );
+    }
+    let o = minipull(
+        &["unpack", "--keep-xattrs", "", out.to_str().unwrap(), "/nonexistent"],
+        None,
+    );
+    assert_exit(&o, 2);
+}

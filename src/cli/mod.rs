@@ -166,6 +166,7 @@ pub(crate) struct Args {
     pub(crate) force: bool,
     #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
     pub(crate) keep_old: bool,
+    #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
     pub(crate) keep_setuid: bool,
     #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
     pub(crate) keep_xattrs: Vec<String>,
