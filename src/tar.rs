@@ -831,6 +831,46 @@ mod tests {
     }
 
     #[test]
+    fn sparse_maps_of_60_gb_files() {
+        // The shape of Go's pax-sparse-big.tar and gnu-sparse-big.tar: a
+        // 60,000,000,000-byte file, 4 KiB regions every 10 GB and a hole
+        // at the end; only the map is held, never the file.
+        let map: Vec<(u64, u64)> = (0..6).map(|i| (i * 10_000_000_000, 4096)).collect();
+        let mut data = format!("{}\n", map.len()).into_bytes();
+        for (o, l) in &map {
+            data.extend_from_slice(format!("{o}\n{l}\n").as_bytes());
+        }
+        data.resize(BLOCK, 0);
+        data.resize(BLOCK + 6 * 4096, b'x');
+        let pax = pax_records(&[
+            ("GNU.sparse.major", "1"),
+            ("GNU.sparse.minor", "0"),
+            ("GNU.sparse.name", "pax-sparse"),
+            ("GNU.sparse.realsize", "60000000000"),
+        ]);
+        let a = archive(&[
+            &header("p", b'x', pax.len() as u64, ""),
+            &pax,
+            &header("GNUSparseFile.0/pax-sparse", b'0', data.len() as u64, ""),
+            &data,
+        ]);
+        let mut r = Reader::new(&a[..]);
+        let h = r.next_header().unwrap().unwrap();
+        assert_eq!((h.path.as_str(), h.size), ("pax-sparse", 60_000_000_000));
+        assert_eq!(h.sparse.as_deref(), Some(&map[..]));
+        let mut n = 0;
+        let mut buf = [0u8; 4096];
+        loop {
+            match r.read(&mut buf).unwrap() {
+                0 => break,
+                k => n += k,
+            }
+        }
+        assert_eq!(n, 6 * 4096);
+        assert!(r.next_header().unwrap().is_none());
+    }
+
+    #[test]
     fn sparse_forms_not_supported_are_refused() {
         let one = |recs: &[(&str, &str)], kind: u8, data: &[u8]| {
             let pax = pax_records(recs);

@@ -649,6 +649,37 @@ mod tests {
     }
 
     #[test]
+    fn xattr_allowlist() {
+        let none: &[String] = &[];
+        for kept in [
+            "security.capability",
+            "security.ima",
+            "security.evm",
+            "user.anything",
+            "system.posix_acl_access",
+            "system.posix_acl_default",
+        ] {
+            assert!(xattr_kept(kept, none), "{kept}");
+        }
+        for dropped in [
+            "trusted.overlay.opaque",
+            "trusted.x",
+            "security.selinux",
+            "security.capabilityx",
+            "system.nfs4_acl",
+        ] {
+            assert!(!xattr_kept(dropped, none), "{dropped}");
+        }
+        let trusted = ["trusted.".to_string()];
+        assert!(xattr_kept("trusted.x", &trusted));
+        assert!(!xattr_kept("trusted.overlay.redirect", &trusted));
+        let overlay = ["trusted.overlay.".to_string()];
+        assert!(xattr_kept("trusted.overlay.redirect", &overlay));
+        assert!(!xattr_kept("trusted.x", &overlay));
+        assert!(xattr_kept("security.selinux", &["security.selinux".to_string()]));
+    }
+
+    #[test]
     fn absurd_depths_are_refused() {
         assert!(clean(&"a/".repeat(MAX_DEPTH)).is_ok());
         assert!(clean(&"a/".repeat(MAX_DEPTH + 1)).is_err());
