@@ -641,3 +641,78 @@ fn rollback_no_downgrade_sees_through_indexes_missing_times_and_other_repositori
     push("rb/app", Some("2024-01-01T00:00:00Z"), b"app old\n");
     refused(&pull("rb/app", &out, &[nd]), "older");
 }
+
+/// Registry strings reach the terminal escaped: the platform fields of an
+/// `--all-platforms` index (and its entry's name and media type) in every
+/// field `ls` prints, text or JSON; `config` to a terminal shows the
+/// config's control characters escaped, and to a pipe gives its bytes as
+/// they are.
+#[test]
+fn ls_and_config_show_registry_strings_escaped() {
+    let w = World::new();
+    let repo = "hostile/ls";
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m\u{7f}";
+    let cmd = format!("{evil}run");
+    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
+        "config": {"Cmd": [cmd]}, "rootfs": {"type": "layers", "diff_ids": []}}))
+    .unwrap();
+    let mut img = Image::new("amd64", vec![]);
+    img.config = Some(config.clone());
+    let (d, b) = w.reg.push_image(repo, "amd", &img);
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": d, "size": b.len(),
+         "platform": {"os": format!("linux{evil}"), "architecture": format!("amd64{evil}"), "variant": evil}},
+        {"mediaType": OCI_MANIFEST, "digest": d, "size": b.len(),
+         "platform": {"os": "linux", "architecture": "amd64"}}
+    ]});
+    w.reg
+        .push_manifest(repo, "v1", OCI_INDEX, &serde_json::to_vec(&index).unwrap());
+    let out = w.work.join("layout");
+    let o = w.run(&["--all-platforms", &w.r(repo, "v1"), out.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    let raw = |bytes: &[u8]| {
+        let s = String::from_utf8_lossy(bytes).to_string();
+        s.chars()
+            .filter(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+            .count()
+    };
+    for json in [false, true] {
+        let mut a = vec!["ls", out.to_str().unwrap()];
+        if json {
+            a.insert(1, "--json");
+        }
+        let o = minipull(&a, None);
+        assert_exit(&o, 0);
+        assert_eq!(raw(&o.stdout), 0, "control characters in: {:?}", stdout(&o));
+        assert!(stdout(&o).contains("linux"), "{}", stdout(&o));
+        if json {
+            // Still JSON, with the strings intact.
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert!(v[0]["platforms"][0].as_str().unwrap().contains(evil), "{v}");
+        }
+    }
+    #[cfg(feature = "unpack")]
+    {
+        // To a pipe: the config's bytes.
+        let o = minipull(&["config", out.to_str().unwrap()], None);
+        assert_exit(&o, 0);
+        assert!(o.stdout.starts_with(&config), "{}", stdout(&o));
+        // To a terminal (a pty made by script(1)): escaped.
+        let line = format!(
+            "{} config --platform linux/amd64 {}",
+            minipull_bin().display(),
+            out.display()
+        );
+        let o = std::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .output()
+            .unwrap();
+        assert!(stdout(&o).contains("run"), "{}", stdout(&o));
+        assert_eq!(
+            raw(&o.stdout),
+            0,
+            "control characters on the terminal: {:?}",
+            stdout(&o)
+        );
+    }
+}
