@@ -524,8 +524,17 @@ impl Puller<'_> {
         let Some(old) = self.layout.entries()?.into_iter().rev().find(same) else {
             return Ok(());
         };
-        let platform =
-            <Platform as serde::Deserialize>::deserialize(&config).unwrap_or_else(|_| self.opts.platform.clone());
+        // The platform being installed, as its config says.
+        let field = |k: &str| config.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let platform = match (field("os"), field("architecture")) {
+            (Some(os), Some(architecture)) => Platform {
+                os,
+                architecture,
+                variant: field("variant"),
+                ..Platform::default()
+            },
+            _ => self.opts.platform.clone(),
+        };
         let installed = format!("the image OUTDIR holds as {name}");
         let was = self.config_of(&old, &platform).and_then(|d| read(&d)).map_err(|e| {
             refuse(format!(
