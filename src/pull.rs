@@ -498,42 +498,80 @@ impl Puller<'_> {
     }
 
     /// `--no-downgrade`: the new config's `created` must not be older than
-    /// that of the image OUTDIR holds under the same name. The config is
-    /// bound to the (signed) manifest by its digest, so a mirror cannot
-    /// serve an older, validly signed image in its place.
+    /// that of the image OUTDIR holds under the same name from the same
+    /// repository (for an index entry, its config for this platform). The
+    /// config is bound to the (signed) manifest by its digest, so a mirror
+    /// cannot serve an older, validly signed image in its place. Without a
+    /// time on either side there is nothing to compare: refused.
     fn refuse_downgrade(&self, config: &Descriptor) -> Result<()> {
-        let created = |d: &Digest| -> Result<Option<(i64, u32)>> {
+        let refuse = |why: String| Error::new(crate::error::Kind::Untrusted, format!("--no-downgrade: {why}"));
+        let read = |d: &Digest| -> Result<serde_json::Value> {
             let bytes = self.layout.read_small_blob(d, 4 * 1024 * 1024)?;
-            let v: serde_json::Value =
-                serde_json::from_slice(&bytes).map_err(|_| Error::integrity("the image config is not JSON"))?;
-            Ok(v.get("created")
-                .and_then(|c| c.as_str())
-                .and_then(crate::verify::rfc3339))
+            serde_json::from_slice(&bytes).map_err(|_| Error::integrity("the image config is not JSON"))
         };
-        let Some(new) = created(&config.checked_digest()?)? else {
-            return Err(Error::new(
-                crate::error::Kind::Untrusted,
-                "--no-downgrade: the image config has no valid `created` time to compare",
-            ));
+        let created = |v: &serde_json::Value| v.get("created")?.as_str().and_then(crate::verify::rfc3339);
+        let config = read(&config.checked_digest()?)?;
+        let Some(new) = created(&config) else {
+            return Err(refuse("the image config has no valid `created` time to compare".into()));
         };
         let name = self.name.as_str();
-        let Some(old) = self.layout.entry_named(name)? else {
+        let repo = crate::reference::repository_of(&self.summary.reference);
+        let same = |e: &Descriptor| {
+            !crate::layout::is_signature(e)
+                && e.annotation(REF_NAME) == Some(name)
+                && e.annotation(CONTAINERD_NAME).and_then(crate::reference::repository_of) == repo
+        };
+        let Some(old) = self.layout.entries()?.into_iter().rev().find(same) else {
             return Ok(());
         };
-        let bytes = self
-            .layout
-            .read_small_blob(&old.checked_digest()?, manifest::MAX_MANIFEST_BYTES)?;
-        let Ok((_, Manifest::Image(m))) = manifest::parse(&bytes, Some(&old.media_type)) else {
-            return Ok(());
+        // The platform being installed, as its config says.
+        let field = |k: &str| config.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let platform = match (field("os"), field("architecture")) {
+            (Some(os), Some(architecture)) => Platform {
+                os,
+                architecture,
+                variant: field("variant"),
+                ..Platform::default()
+            },
+            _ => self.opts.platform.clone(),
         };
-        match created(&m.config.checked_digest()?)? {
-            Some(was) if new < was => Err(Error::new(
-                crate::error::Kind::Untrusted,
-                format!("--no-downgrade: this image is older than the one already in OUTDIR as {name} (its config was created earlier)"),
-            )
-            .hint("a mirror or registry is serving an older image under this tag; nothing was installed")),
-            _ => Ok(()),
+        let installed = format!("the image OUTDIR holds as {name}");
+        let was = self.config_of(&old, &platform).and_then(|d| read(&d)).map_err(|e| {
+            refuse(format!(
+                "cannot read the config of {installed} to compare: {}",
+                e.message
+            ))
+        })?;
+        let Some(was) = created(&was) else {
+            return Err(refuse(format!(
+                "the config of {installed} has no valid `created` time to compare"
+            ))
+            .hint("pull without --no-downgrade once to replace it with an image that has one"));
+        };
+        if new < was {
+            return Err(refuse(format!(
+                "this image is older than {installed} (its config was created earlier)"
+            ))
+            .hint("a mirror or registry is serving an older image under this tag; nothing was installed"));
         }
+        Ok(())
+    }
+
+    /// The config digest of `entry` for `platform` (through its indexes).
+    fn config_of(&self, entry: &Descriptor, platform: &Platform) -> Result<Digest> {
+        let mut node = entry.clone();
+        for _ in 0..=MAX_INDEX_DEPTH {
+            let bytes = self
+                .layout
+                .read_small_blob(&node.checked_digest()?, manifest::MAX_MANIFEST_BYTES)?;
+            node = match manifest::parse(&bytes, Some(&node.media_type))?.1 {
+                Manifest::Image(m) => return m.config.checked_digest(),
+                Manifest::Index(i) => manifest::select_platform(&i.manifests, platform)?.clone(),
+            };
+        }
+        Err(Error::integrity(format!(
+            "indexes nest more than {MAX_INDEX_DEPTH} deep"
+        )))
     }
 
     /// Refuse up front when the blobs still missing cannot fit on the disk.

@@ -110,6 +110,14 @@ impl Reference {
     }
 }
 
+/// The normalized repository (`registry/repository`) a reference names,
+/// with any tag or digest dropped: how a signature's claim of a repository
+/// (a classic `docker-reference`, a bundle's `subject[].name`) and
+/// `--verify-identity` are compared. `None` when it is no reference.
+pub fn repository_of(reference: &str) -> Option<String> {
+    Reference::parse(reference).ok().map(|r| r.name())
+}
+
 impl fmt::Display for Reference {
     /// The full normalized form, e.g. `docker.io/library/alpine:latest`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -300,6 +308,22 @@ mod tests {
         assert_eq!(r.registry, "[::1]:5000");
         let r = Reference::parse("a.b-c.example/x__y/z-----w.v_u:T_1.2-3").unwrap();
         assert_eq!(r.repository, "x__y/z-----w.v_u");
+    }
+
+    #[test]
+    fn repositories_compare_normalized() {
+        let d = format!("sha256:{}", hex());
+        let hub = Some("docker.io/library/alpine".to_string());
+        for r in [
+            "alpine",
+            "index.docker.io/library/alpine:3.20",
+            &format!("docker.io/alpine@{d}"),
+        ] {
+            assert_eq!(repository_of(r), hub, "{r}");
+        }
+        assert_eq!(repository_of("h:5000/a/b:t"), Some("h:5000/a/b".to_string()));
+        assert_eq!(repository_of("image"), Some("docker.io/library/image".to_string()));
+        assert_eq!(repository_of("not a reference"), None);
     }
 
     #[test]

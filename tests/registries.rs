@@ -318,6 +318,79 @@ fn ghcr() {
         .any(|l| l.path.contains("/cdn/") && l.status == 200 && l.authorization.is_some()));
 }
 
+/// The cross-host anonymous token: blobs redirected to a second registry
+/// host whose challenge names a realm on another origin (as Docker Hub's
+/// `registry-1.docker.io` names `auth.docker.io`): first a third server,
+/// then the registry's own token endpoint. The token is asked there, always
+/// anonymously (no Authorization header, even at the registry's own realm,
+/// where our credentials are welcome), and the pull succeeds; neither our
+/// credentials nor our token reach the second host.
+#[test]
+fn cross_host_token_from_a_realm_on_another_origin() {
+    let work = TempDir::new("cross-realm");
+    for own_realm in [false, true] {
+        let third = FaultServer::start(Faults::default());
+        let other = FaultServer::start(Faults::default());
+        let server = FaultServer::start(Faults {
+            token_lifetime: Some(Duration::from_secs(300)),
+            challenge: Some(r#"Bearer realm="{realm}",service="registry",scope="repository:org/app:pull""#.into()),
+            redirect_blobs_to: Some(format!("http://{}", other.host)),
+            ..Faults::default()
+        });
+        let realm = if own_realm { &server } else { &third };
+        other.set_faults(Faults {
+            token_lifetime: Some(Duration::from_secs(300)),
+            challenge: Some(r#"Bearer realm="{realm}",service="blob-host",scope="repository:org/app:pull""#.into()),
+            token_realm: Some(format!("http://{}/token", realm.host)),
+            tokens_of: Some(realm.port),
+            ..Faults::default()
+        });
+        let (reg, ld) = real_image("org/app", 30_000);
+        for s in [&server, &other] {
+            s.in_front_of(&format!("http://{}", reg.host), "org/app");
+        }
+        other.set_target(&ld);
+        pull_checked(
+            &server,
+            "org/app",
+            &work,
+            &["--username", "me", "--password-stdin"],
+            Some("Cross-Secret-7\n"),
+        );
+        // The second host's token was asked from its realm, anonymously.
+        let asked: Vec<_> = realm
+            .log()
+            .into_iter()
+            .filter(|l| l.path.starts_with("/token") && l.path.contains("service=blob-host"))
+            .collect();
+        assert!(!asked.is_empty(), "own realm {own_realm}: {:?}", realm.log());
+        assert!(
+            asked.iter().all(|l| l.authorization.is_none()),
+            "own realm {own_realm}: the anonymous token request carried a credential: {asked:?}"
+        );
+        // Our credentials and the registry's token stay with the registry.
+        let basic = format!("Basic {}", base64_pub(b"me:Cross-Secret-7"));
+        let ours: Vec<String> = server
+            .log()
+            .iter()
+            .filter_map(|l| l.authorization.clone())
+            .filter(|a| a.starts_with("Bearer"))
+            .collect();
+        assert!(!ours.is_empty());
+        for l in other.log().iter().chain(third.log().iter()) {
+            let a = l.authorization.clone().unwrap_or_default();
+            assert!(
+                a != basic && !ours.contains(&a),
+                "our credentials or token left the registry: {l:?}"
+            );
+        }
+        assert!(other
+            .log()
+            .iter()
+            .any(|l| l.path.contains("/cdn/") && l.status == 200 && l.authorization.is_some()));
+    }
+}
+
 /// Amazon ECR: Basic auth with user `AWS` and a realm/service in the
 /// challenge; blobs 307 to an S3-style presigned URL that refuses any
 /// Authorization header with 400.

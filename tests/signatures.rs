@@ -110,10 +110,19 @@ fn push_classic(reg: &Registry, repo: &str, digest: &str, sigs: &[(Vec<u8>, Stri
 
 /// A sigstore bundle (DSSE over an in-toto statement) for `digest`.
 fn bundle(key: &Key, digest: &str, predicate: &str) -> Vec<u8> {
+    bundle_named(key, digest, predicate, Some("image"))
+}
+
+/// The same, with this `subject[].name` (none: as cosign 3 writes for images).
+fn bundle_named(key: &Key, digest: &str, predicate: &str, name: Option<&str>) -> Vec<u8> {
     let (alg, hex) = digest.split_once(':').unwrap();
+    let mut subject = json!({"digest": {alg: hex}});
+    if let Some(n) = name {
+        subject["name"] = json!(n);
+    }
     let statement = serde_json::to_vec(&json!({
         "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{"name": "image", "digest": {alg: hex}}],
+        "subject": [subject],
         "predicateType": predicate,
         "predicate": {}
     }))
@@ -723,4 +732,84 @@ fn prune_drops_the_signature_of_the_replaced_image() {
         !out.join(".minipull").exists(),
         "the work directory is tidied at the end"
     );
+}
+
+/// A hostile registry answers 404 for the classic `.sig` tag (so only a
+/// bundle is found) and serves, under the fleet's OS repository, the fleet's
+/// debug image with the bundle the fleet key made for *that* repository.
+/// `--verify-identity` must hold for bundles too: the bundle's subject name
+/// is the repository it was signed for; a bundle without a name (cosign 3)
+/// cannot satisfy it. Online and offline (`unpack --verify-identity`).
+#[cfg(feature = "unpack")]
+#[test]
+fn verify_identity_is_not_bypassed_by_a_bundle_signature() {
+    let w = World::new();
+    let fleet = keygen(w.work.path(), "fleet", false);
+    let host = w.reg.host.clone();
+    let os = format!("{host}/fleet/os");
+    let debug_repo = format!("{host}/fleet/debug");
+    let serve = |repo: &str, text: &[u8], name: Option<&str>| {
+        let digest = w.image(repo, text);
+        let b = bundle_named(&fleet, &digest, COSIGN_PREDICATE, name);
+        let (_, desc) = bundle_manifest(&w.reg, repo, &b, &digest);
+        let idx = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": [desc]});
+        w.reg
+            .push_manifest(repo, &tag_of(&digest), INDEX, &serde_json::to_vec(&idx).unwrap());
+        digest
+    };
+    let identity = ["--verify-key", fleet.public(), "--verify-identity", os.as_str()];
+    let cases: [(&str, Option<&str>, &str); 3] = [
+        // The debug image's bundle, named for fleet/debug (tag and digest forms ignored).
+        ("hostile/named", Some(&debug_repo), "--verify-identity requires"),
+        (
+            "hostile/tagged",
+            Some(&format!("{debug_repo}:v1")),
+            "--verify-identity requires",
+        ),
+        // cosign 3's bundle: a digest, no name.
+        ("hostile/nameless", None, "--new-bundle-format=false"),
+    ];
+    for (i, (repo, name, why)) in cases.iter().enumerate() {
+        let digest = serve(repo, format!("debug {i}\n").as_bytes(), *name);
+        let layers = w.reg.blob_digests(repo, &digest);
+        let out = w.work.join(&format!("out-{i}"));
+        let root = w.work.join(&format!("root-{i}"));
+        let mut args = identity.to_vec();
+        args.extend(["--unpack", root.to_str().unwrap()]);
+        let o = w.pull(repo, &out, &args);
+        assert_refused(&w, repo, &o, &layers, why);
+        assert!(!root.exists(), "{repo}: nothing unpacked");
+        assert!(!out.join("index.json").exists(), "{repo}: nothing named in index.json");
+        let sig = format!("/manifests/{}.sig HTTP/1.1\" 404", tag_of(&digest));
+        assert!(
+            w.log_lines().iter().any(|l| l.contains(&sig)),
+            "the registry 404s the classic tag"
+        );
+
+        // Offline: pulled with the key alone (the bundle is valid for it),
+        // then unpacked under the identity policy: refused, nothing extracted.
+        assert_exit(&w.pull(repo, &out, &["--verify-key", fleet.public()]), 0);
+        let mut args = vec!["unpack"];
+        args.extend(identity);
+        args.extend([out.to_str().unwrap(), root.to_str().unwrap()]);
+        let o = minipull(&args, None);
+        assert_exit(&o, 8);
+        assert!(stderr(&o).contains(why), "{}", stderr(&o));
+        assert!(!root.exists(), "{repo}: nothing unpacked offline");
+    }
+
+    // A bundle that names the repository (normalized like a classic
+    // docker-reference) is accepted, online and offline.
+    let repo = "fleet/os";
+    serve(repo, b"os\n", Some(&format!("{os}:v1")));
+    let (out, root) = (w.work.join("out-os"), w.work.join("root-os"));
+    let mut args = identity.to_vec();
+    args.extend(["--unpack", root.to_str().unwrap()]);
+    let o = w.pull(repo, &out, &args);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(root.join("etc/hello")).unwrap(), b"os\n");
+    let mut args = vec!["unpack", "--force"];
+    args.extend(identity);
+    args.extend([out.to_str().unwrap(), root.to_str().unwrap()]);
+    assert_exit(&minipull(&args, None), 0);
 }

@@ -550,3 +550,169 @@ fn discard_layers_keeps_peak_disk_near_one_layer_and_stays_honest() {
     assert_eq!(std::fs::read(w.work.join("root2/data3")).unwrap().len(), 6 * MIB);
     let _ = digest;
 }
+
+/// Rollback: `--no-downgrade` compares with what OUTDIR holds under the same
+/// tag *of the same repository*, through an `--all-platforms` index entry to
+/// the platform's own config; a config without `created` on either side
+/// refuses (nothing to compare); an equal time is allowed (reproducible
+/// builds); another repository's entry of the same tag is not compared.
+#[test]
+fn rollback_no_downgrade_sees_through_indexes_missing_times_and_other_repositories() {
+    let w = World::new();
+    let image = |arch: &'static str, created: Option<&str>, text: &[u8]| {
+        let l = layer("etc/version", text);
+        let mut config = json!({"architecture": arch, "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [sha256(&l.tar)]}});
+        if let Some(c) = created {
+            config["created"] = json!(c);
+        }
+        let mut img = Image::new(arch, vec![l]);
+        img.config = Some(serde_json::to_vec(&config).unwrap());
+        img
+    };
+    let push =
+        |repo: &str, created: Option<&str>, text: &[u8]| w.reg.push_image(repo, "v1", &image("amd64", created, text)).0;
+    let push_index = |repo: &str, created: &str, text: &[u8]| {
+        let mut manifests = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let (d, b) = w.reg.push_image(repo, arch, &image(arch, Some(created), text));
+            manifests.push(json!({"mediaType": OCI_MANIFEST, "digest": d, "size": b.len(),
+                "platform": {"os": "linux", "architecture": arch}}));
+        }
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+        w.reg
+            .push_manifest(repo, "v1", OCI_INDEX, &serde_json::to_vec(&index).unwrap())
+    };
+    let pull = |repo: &str, out: &Path, extra: &[&str]| {
+        let r = w.r(repo, "v1");
+        let mut a = extra.to_vec();
+        a.extend([r.as_str(), out.to_str().unwrap()]);
+        w.run(&a)
+    };
+    let refused = |o: &std::process::Output, why: &str| {
+        assert_exit(o, 8);
+        assert!(stderr(o).contains(why), "expected {why:?} in:\n{}", stderr(o));
+    };
+    let names = |out: &Path, digest: &str| {
+        read_json(&out.join("index.json"))["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["digest"] == digest)
+    };
+    let nd = "--no-downgrade";
+
+    // The installed entry is an index (--all-platforms): an older release is
+    // refused for one platform and for all of them.
+    let out = w.work.join("index");
+    let new = push_index("rb/index", "2025-06-01T00:00:00Z", b"new\n");
+    assert_exit(&pull("rb/index", &out, &[nd, "--all-platforms"]), 0);
+    let old = push_index("rb/index", "2025-01-01T00:00:00Z", b"old\n");
+    refused(&pull("rb/index", &out, &[nd, "--platform", "linux/arm64"]), "older");
+    refused(&pull("rb/index", &out, &[nd, "--all-platforms"]), "older");
+    assert!(names(&out, &new) && !names(&out, &old), "the installed index stays");
+
+    // The installed config has no `created`: nothing to compare, refused.
+    let out = w.work.join("nocreated");
+    push("rb/nocreated", None, b"1\n");
+    assert_exit(&pull("rb/nocreated", &out, &[]), 0);
+    push("rb/nocreated", Some("2025-06-01T00:00:00Z"), b"2\n");
+    refused(&pull("rb/nocreated", &out, &[nd]), "has no valid `created`");
+    // Nor the new one.
+    push("rb/nocreated", None, b"3\n");
+    refused(&pull("rb/nocreated", &out, &[nd]), "no valid `created`");
+
+    // The same time is allowed.
+    let out = w.work.join("equal");
+    push("rb/equal", Some("2025-06-01T00:00:00Z"), b"a\n");
+    assert_exit(&pull("rb/equal", &out, &[nd]), 0);
+    let b = push("rb/equal", Some("2025-06-01T02:00:00+02:00"), b"b\n");
+    assert_exit(&pull("rb/equal", &out, &[nd]), 0);
+    assert!(names(&out, &b));
+
+    // Only the same repository counts: `rb/other:v1` (newer) does not stop
+    // `rb/app:v1`, whose own older release is then refused.
+    let out = w.work.join("shared");
+    push("rb/other", Some("2025-06-01T00:00:00Z"), b"other\n");
+    assert_exit(&pull("rb/other", &out, &[nd]), 0);
+    let app = push("rb/app", Some("2025-01-01T00:00:00Z"), b"app\n");
+    assert_exit(&pull("rb/app", &out, &[nd]), 0);
+    assert!(names(&out, &app));
+    push("rb/app", Some("2024-01-01T00:00:00Z"), b"app old\n");
+    refused(&pull("rb/app", &out, &[nd]), "older");
+}
+
+/// Registry strings reach the terminal escaped: the platform fields of an
+/// `--all-platforms` index (and its entry's name and media type) in every
+/// field `ls` prints, text or JSON; `config` to a terminal shows the
+/// config's control characters escaped, and to a pipe gives its bytes as
+/// they are.
+#[test]
+fn ls_and_config_show_registry_strings_escaped() {
+    let w = World::new();
+    let repo = "hostile/ls";
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m\u{7f}";
+    let cmd = format!("{evil}run");
+    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
+        "config": {"Cmd": [cmd]}, "rootfs": {"type": "layers", "diff_ids": []}}))
+    .unwrap();
+    let mut img = Image::new("amd64", vec![]);
+    img.config = Some(config.clone());
+    let (d, b) = w.reg.push_image(repo, "amd", &img);
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": d, "size": b.len(),
+         "platform": {"os": format!("linux{evil}"), "architecture": format!("amd64{evil}"), "variant": evil}},
+        {"mediaType": OCI_MANIFEST, "digest": d, "size": b.len(),
+         "platform": {"os": "linux", "architecture": "amd64"}}
+    ]});
+    w.reg
+        .push_manifest(repo, "v1", OCI_INDEX, &serde_json::to_vec(&index).unwrap());
+    let out = w.work.join("layout");
+    let o = w.run(&["--all-platforms", &w.r(repo, "v1"), out.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    let raw = |bytes: &[u8]| {
+        let s = String::from_utf8_lossy(bytes).to_string();
+        s.chars()
+            .filter(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+            .count()
+    };
+    for json in [false, true] {
+        let mut a = vec!["ls", out.to_str().unwrap()];
+        if json {
+            a.insert(1, "--json");
+        }
+        let o = minipull(&a, None);
+        assert_exit(&o, 0);
+        assert_eq!(raw(&o.stdout), 0, "control characters in: {:?}", stdout(&o));
+        assert!(stdout(&o).contains("linux"), "{}", stdout(&o));
+        if json {
+            // Still JSON, with the strings intact.
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert!(v[0]["platforms"][0].as_str().unwrap().contains(evil), "{v}");
+        }
+    }
+    #[cfg(feature = "unpack")]
+    {
+        // To a pipe: the config's bytes.
+        let o = minipull(&["config", out.to_str().unwrap()], None);
+        assert_exit(&o, 0);
+        assert!(o.stdout.starts_with(&config), "{}", stdout(&o));
+        // To a terminal (a pty made by script(1)): escaped.
+        let line = format!(
+            "{} config --platform linux/amd64 {}",
+            minipull_bin().display(),
+            out.display()
+        );
+        let o = std::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .output()
+            .unwrap();
+        assert!(stdout(&o).contains("run"), "{}", stdout(&o));
+        assert_eq!(
+            raw(&o.stdout),
+            0,
+            "control characters on the terminal: {:?}",
+            stdout(&o)
+        );
+    }
+}

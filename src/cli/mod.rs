@@ -98,7 +98,7 @@ OPTIONS:
                                   P-384, Ed25519; $MINIPULL_VERIFY_KEY, colon-separated);
                                   checked before any layer is downloaded, and by
                                   `minipull unpack --verify-key` offline
-    --verify-identity REPO        also require a classic signature to name this repository
+    --verify-identity REPO        also require the signature to name this repository
     --no-downgrade                refuse (exit 8) an image whose config is older than the
                                   one OUTDIR already holds under the same name
     --json                        print a JSON summary on stdout instead of the digest

@@ -33,8 +33,18 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         ));
     }
     if args.command == Command::Config {
-        let _ = std::io::stdout().write_all(&image.config);
-        let _ = writeln!(std::io::stdout());
+        let mut out = std::io::stdout();
+        if std::io::IsTerminal::is_terminal(&out) {
+            // The config is the image's text: its escape sequences are
+            // shown, not obeyed (a pipe gets the bytes as they are).
+            let text = String::from_utf8_lossy(&image.config);
+            for line in text.trim_end_matches('\n').split('\n') {
+                let _ = writeln!(out, "{}", crate::error::Clean(line));
+            }
+        } else {
+            let _ = out.write_all(&image.config);
+            let _ = writeln!(out);
+        }
         return Ok(0);
     }
     let rootfs = args

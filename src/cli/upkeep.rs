@@ -48,11 +48,21 @@ pub(super) fn ls_command(args: &Args) -> Result<i32> {
     }
     let mut out = std::io::stdout();
     if args.json {
-        let _ = writeln!(out, "{}", serde_json::Value::Array(rows));
+        // serde_json leaves DEL and the C1 controls raw: escape them too.
+        let text = serde_json::Value::Array(rows).to_string();
+        let mut clean = String::with_capacity(text.len());
+        for c in text.chars() {
+            match c.is_control() {
+                true => clean += &format!("\\u{:04x}", c as u32),
+                false => clean.push(c),
+            }
+        }
+        let _ = writeln!(out, "{clean}");
         return Ok(0);
     }
+    // Every field came from index.json or a manifest: shown, never obeyed.
     for r in rows {
-        let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+        let s = |k: &str| crate::error::Clean(r[k].as_str().unwrap_or_default()).to_string();
         let platforms: Vec<&str> = r["platforms"]
             .as_array()
             .into_iter()
@@ -68,7 +78,7 @@ pub(super) fn ls_command(args: &Args) -> Result<i32> {
             if platforms.is_empty() {
                 "-".to_string()
             } else {
-                platforms.join(",")
+                crate::error::Clean(&platforms.join(",")).to_string()
             },
             human(r["size"].as_u64().unwrap_or(0)),
             s("state"),

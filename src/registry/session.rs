@@ -1,6 +1,7 @@
 //! The auth session with one registry: what its 401s ask for, bearer tokens
 //! from the realm its own challenge names, Basic credentials. A challenge
-//! from any other origin (a redirect target) cannot become a realm.
+//! from any other origin (a redirect target) cannot become this session's
+//! realm; it gets at most an anonymous token of its own (`transport.rs`).
 
 use super::*;
 

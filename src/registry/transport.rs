@@ -179,9 +179,12 @@ pub(super) fn resolve_url(base: &str, location: &str) -> String {
 }
 
 impl Client {
-    /// An anonymous bearer token for `url`'s host, from the realm its 401
-    /// names, only when that realm is on the same origin as `url`.
-    fn anonymous_token_for(&self, resp: &Response<Body>, url: &str) -> Option<Secret> {
+    /// An anonymous bearer token for the host that sent `resp`, from the realm its 401
+    /// names, on whatever origin (Docker Hub's realm is `auth.docker.io`):
+    /// the request carries no credential and no token of ours, even when
+    /// the realm is the registry's own; its redirects are not followed (the
+    /// agent follows none) and its answer is bounded.
+    fn anonymous_token_for(&self, resp: &Response<Body>) -> Option<Secret> {
         let challenge = resp
             .headers()
             .get_all("www-authenticate")
@@ -191,7 +194,7 @@ impl Client {
             .find(|c| c.scheme == "bearer")?;
         let realm = challenge.param("realm")?;
         let scheme_ok = realm.starts_with("https://") || (self.plain && realm.starts_with("http://"));
-        if !scheme_ok || !same_origin(realm, url) {
+        if !scheme_ok {
             return None;
         }
         let mut query = Vec::new();
@@ -482,9 +485,9 @@ impl Client {
             let status = resp.status().as_u16();
             if status == 401 && foreign.is_none() && !same_origin(&url, &self.origin) {
                 // A redirect to another registry host that wants its own
-                // token (GHCR): at most an anonymous one, from a realm on
-                // that host itself; never our credentials or our token.
-                if let Some(token) = self.anonymous_token_for(&resp, &url) {
+                // token (GHCR): at most an anonymous one, from the realm
+                // that host names; never our credentials or our token.
+                if let Some(token) = self.anonymous_token_for(&resp) {
                     foreign = Some((origin_of(&url), token));
                     continue;
                 }

@@ -39,7 +39,8 @@ pub const RESOLVED: &str = "io.minipull.resolved";
 /// What an image must satisfy to be accepted.
 pub struct Policy {
     pub keys: Vec<PublicKey>,
-    /// `--verify-identity`: the repository a classic payload must name.
+    /// `--verify-identity`: the repository every signature must name (a
+    /// classic payload's `docker-reference`, a bundle's `subject[].name`).
     pub identity: Option<String>,
 }
 
@@ -60,6 +61,16 @@ impl Policy {
                 return Err(Error::usage("--verify-identity needs --verify-key"));
             }
             return Ok(None);
+        }
+        if let Some(id) = identity
+            .as_deref()
+            .filter(|i| crate::reference::repository_of(i).is_none())
+        {
+            return Err(Error::usage(format!(
+                "--verify-identity {} is not a repository name",
+                crate::error::Quoted(id)
+            ))
+            .hint("give it as the image is named, e.g. registry.example.com/fleet/os"));
         }
         let mut keys = Vec::new();
         for p in &all {
@@ -389,7 +400,7 @@ fn bundles(
             reasons.push(format!("{what}: no bundle layer"));
             continue;
         };
-        match check_bundle(bundle, &policy.keys, digest) {
+        match check_bundle(bundle, &policy.keys, digest, policy.identity.as_deref()) {
             Ok(verified) => {
                 return Ok(Some(Proof {
                     verified,
@@ -473,9 +484,13 @@ pub fn untrusted(what: &str, policy: &Policy, reasons: &[String]) -> Error {
     for (i, r) in reasons.iter().take(20).enumerate() {
         msg += &format!("{} {r}", if i == 0 { ":" } else { ";" });
     }
-    Error::new(Kind::Untrusted, msg).hint(
+    let mut hint = String::from(
         "sign the image with `cosign sign --key cosign.key IMAGE` using a key given with --verify-key; nothing was downloaded but signature material",
-    )
+    );
+    if policy.identity.is_some() {
+        hint += "; --verify-identity needs a signature that names the repository: a classic one (`--new-bundle-format=false`) always does, a bundle only when its statement's subject has that name";
+    }
+    Error::new(Kind::Untrusted, msg).hint(hint)
 }
 
 #[cfg(test)]

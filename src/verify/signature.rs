@@ -92,25 +92,29 @@ pub fn check_classic(
     only(ident, &["docker-reference"], "critical.identity")?;
     let reference = string(ident.get("docker-reference"), "critical.identity.docker-reference")?;
     if let Some(want) = identity {
-        // The reference may carry a tag or digest; the repository must match.
-        let repo = reference.split('@').next().unwrap_or(reference);
-        let repo = match repo.rsplit_once(':') {
-            Some((r, tag)) if !tag.contains('/') => r,
-            _ => repo,
-        };
-        if repo != want {
-            return Err(format!(
-                "signed for {} but --verify-identity requires {}",
-                crate::error::Quoted(reference),
-                crate::error::Quoted(want)
-            ));
-        }
+        names_identity(&[reference], want)?;
     }
     Ok(Verified {
         format: "classic",
         key: key.fingerprint.clone(),
         digest: digest.to_string(),
     })
+}
+
+/// `--verify-identity`: one of the repositories a signature claims (a
+/// reference, possibly with a tag or digest) must be `want` (normalized
+/// by [`crate::reference::repository_of`]).
+fn names_identity(claimed: &[&str], want: &str) -> Result<(), String> {
+    let want_repo = crate::reference::repository_of(want);
+    if want_repo.is_some() && claimed.iter().any(|c| crate::reference::repository_of(c) == want_repo) {
+        return Ok(());
+    }
+    let shown: Vec<String> = claimed.iter().map(|c| crate::error::Quoted(c).to_string()).collect();
+    Err(format!(
+        "signed for {} but --verify-identity requires {}",
+        shown.join(", "),
+        crate::error::Quoted(want)
+    ))
 }
 
 /// DSSE's pre-authentication encoding: what a DSSE signature signs.
@@ -161,8 +165,15 @@ pub fn check_dsse<'k>(bundle: &[u8], keys: &'k [PublicKey]) -> Result<(Vec<u8>, 
 
 /// Check a bundle signs `digest` as cosign signs an image: a valid DSSE
 /// envelope over an in-toto statement whose subject is `digest` and whose
-/// predicate is cosign's signature predicate.
-pub fn check_bundle(bundle: &[u8], keys: &[PublicKey], digest: &Digest) -> Result<Verified, String> {
+/// predicate is cosign's signature predicate; with `identity`, that
+/// subject's `name` must be the repository too (a bundle without one
+/// cannot satisfy it: the key may have signed that digest for any repository).
+pub fn check_bundle(
+    bundle: &[u8],
+    keys: &[PublicKey],
+    digest: &Digest,
+    identity: Option<&str>,
+) -> Result<Verified, String> {
     let (payload, key) = check_dsse(bundle, keys)?;
     let v: Value = serde_json::from_slice(&payload).map_err(|_| "malformed: the statement is not JSON")?;
     let predicate = string(v.get("predicateType"), "predicateType")?;
@@ -176,14 +187,27 @@ pub fn check_bundle(bundle: &[u8], keys: &[PublicKey], digest: &Digest) -> Resul
         .get("subject")
         .and_then(Value::as_array)
         .ok_or("malformed: no subject")?;
-    let names = subjects.iter().any(|s| {
-        s.get("digest")
-            .and_then(|d| d.get(digest.algorithm().name()))
-            .and_then(Value::as_str)
-            == Some(digest.hex())
-    });
-    if !names {
+    let ours: Vec<&Value> = subjects
+        .iter()
+        .filter(|s| {
+            s.get("digest")
+                .and_then(|d| d.get(digest.algorithm().name()))
+                .and_then(Value::as_str)
+                == Some(digest.hex())
+        })
+        .collect();
+    if ours.is_empty() {
         return Err("a signature for another digest".into());
+    }
+    if let Some(want) = identity {
+        let names: Vec<&str> = ours.iter().filter_map(|s| s.get("name")?.as_str()).collect();
+        if names.is_empty() {
+            return Err(format!(
+                "the bundle names no repository (its statement's subject has no name), so it cannot show the image is {}; sign with `--new-bundle-format=false` for a classic signature, which binds the repository",
+                crate::error::Quoted(want)
+            ));
+        }
+        names_identity(&names, want)?;
     }
     Ok(Verified {
         format: "bundle",
@@ -301,7 +325,9 @@ mod tests {
         assert!(payload.starts_with(b"{\n  \"_type\": \"https://in-toto.io/Statement/v1\""));
         // Its predicate is the model-signing one: refused as an image signature.
         let d = Digest::parse("sha256:92745110b1ab4368471cbe31664e10174e954b113a3df333db860317b2c6dec4").unwrap();
-        assert!(check_bundle(&bundle, &keys, &d).unwrap_err().contains("attestation"));
+        assert!(check_bundle(&bundle, &keys, &d, None)
+            .unwrap_err()
+            .contains("attestation"));
         // One flipped byte of the payload (inside its base64) breaks the PAE.
         let text = String::from_utf8(bundle.clone()).unwrap();
         let at = text
@@ -321,8 +347,21 @@ mod tests {
     fn message_signature_bundles_are_refused_for_images() {
         let b = vector("bundles/sigstore-conformance-managed-key-happy-path/bundle.sigstore.json");
         let keys = [key("bundles/sigstore-conformance-managed-key-happy-path/key.pub")];
-        let e = check_bundle(&b, &keys, &Digest::sha256_of(b"x")).unwrap_err();
+        let e = check_bundle(&b, &keys, &Digest::sha256_of(b"x"), None).unwrap_err();
         assert!(e.contains("signs a blob"), "{e}");
+    }
+
+    #[test]
+    fn identities_compare_as_normalized_repositories() {
+        assert!(
+            names_identity(&["index.docker.io/library/os:1@sha256:x"], "os").is_err(),
+            "not a digest"
+        );
+        assert!(names_identity(&["index.docker.io/library/os:1"], "docker.io/library/os").is_ok());
+        assert!(names_identity(&["h:5000/fleet/debug", "h:5000/fleet/os:v1"], "h:5000/fleet/os").is_ok());
+        let e = names_identity(&["h:5000/fleet/debug"], "h:5000/fleet/os").unwrap_err();
+        assert!(e.contains("\"h:5000/fleet/debug\""), "{e}");
+        assert!(names_identity(&["not a name"], "not a name").is_err());
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub struct Faults {
     /// Answer manifest requests 429 with Docker Hub's rate-limit headers
     /// (nothing remaining) and a Retry-After of an hour.
     pub rate_limited: bool,
+    /// Also accept the bearer tokens the server on this port issued (a
+    /// token realm on another origin, Docker Hub's `auth.docker.io`).
+    pub tokens_of: Option<u16>,
 }
 
 /// One request as the server saw it.
@@ -430,7 +433,12 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
             .as_deref()
             .and_then(|a| a.strip_prefix("Bearer "))
             .and_then(|t| state.lock().unwrap().tokens.get(t).copied())
-            .is_some_and(|issued| issued.elapsed() < lifetime);
+            .is_some_and(|issued| issued.elapsed() < lifetime)
+            || faults.tokens_of.is_some_and(|p| {
+                authorization
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with(&format!("Bearer tok-{p}-")))
+            });
         if !valid && faults.harbor_basic_on_expiry && authorization.is_some() {
             log(401, 0);
             return respond(
