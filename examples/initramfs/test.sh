@@ -47,8 +47,10 @@ make_image() {
     tar --owner=0 --group=0 --numeric-owner --xattrs --xattrs-include='security.capability' \
         -C "$dir" -cf "$WORK/layer-$v.tar" .
     gzip -9 -c "$WORK/layer-$v.tar" > "$WORK/layer-$v.tar.gz"
-    printf '{"architecture":"%s","os":"linux","config":{"Cmd":["/sbin/init"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-        "${IMG_ARCH:-amd64}" "$(sha256sum "$WORK/layer-$v.tar" | cut -d' ' -f1)" > "$WORK/config-$v"
+    # Each image newer than the last (/init passes --no-downgrade with a key).
+    IMG_N=$((${IMG_N:-0} + 1))
+    printf '{"architecture":"%s","os":"linux","created":"2026-01-01T00:%02d:00Z","config":{"Cmd":["/sbin/init"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+        "${IMG_ARCH:-amd64}" "$IMG_N" "$(sha256sum "$WORK/layer-$v.tar" | cut -d' ' -f1)" > "$WORK/config-$v"
     push_image v1 "$WORK/config-$v" "$WORK/layer-$v.tar.gz" application/vnd.oci.image.layer.v1.tar+gzip
 }
 make_image 1
