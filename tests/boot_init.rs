@@ -14,7 +14,14 @@ fn case(name: &str) {
     let work = TempDir::new(&format!("boot-init-{name}"));
     let root = env!("CARGO_MANIFEST_DIR");
     let o = Command::new("timeout")
-        .args(["120", "busybox", "sh", "tests/boot_init.sh", "examples/initramfs/init", name])
+        .args([
+            "120",
+            "busybox",
+            "sh",
+            "tests/boot_init.sh",
+            "examples/initramfs/init",
+            name,
+        ])
         .arg(work.path())
         .current_dir(root)
         .output()
