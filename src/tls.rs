@@ -149,12 +149,9 @@ pub fn config(opts: &TlsOptions) -> Result<(Arc<ClientConfig>, String)> {
         }
         origin.push_str(&format!(", {n} from {}", path.display()));
     }
-    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|e| Error::usage(format!("TLS setup: {e}")))?;
     let config = builder
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(NotingVerifier(webpki)))
+        .with_custom_certificate_verifier(Arc::new(NotingVerifier(roots)))
         .with_no_client_auth();
     Ok((Arc::new(config), origin))
 }
@@ -371,12 +368,13 @@ impl rustls::time_provider::TimeProvider for NotBeforeBuild {
     }
 }
 
-/// webpki's verification, as rustls does it, which also notes the server
-/// certificate's `notBefore` once the chain is verified: a time its CA
-/// vouches has passed. Only the end entity's: an intermediate the server
-/// sent may not be on the path webpki built.
+/// webpki's verification, as rustls's own verifier does it (without its
+/// CRL code, which we never use), which also notes the server certificate's
+/// `notBefore` once the chain is verified: a time its CA vouches has
+/// passed. Only the end entity's: an intermediate the server sent may not be
+/// on the path webpki built.
 #[derive(Debug)]
-struct NotingVerifier(Arc<rustls::client::WebPkiServerVerifier>);
+struct NotingVerifier(RootCertStore);
 
 impl ServerCertVerifier for NotingVerifier {
     fn verify_server_cert(
@@ -387,11 +385,15 @@ impl ServerCertVerifier for NotingVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let ok = self.0.verify_server_cert(end_entity, intermediates, name, ocsp, now)?;
+        let _ = ocsp; // as rustls: OCSP responses are not checked
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        let algs = SIGNATURE_ALGORITHMS.all;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(&cert, &self.0, intermediates, now, algs)?;
+        rustls::client::verify_server_name(&cert, name)?;
         if let Some(t) = not_before(end_entity) {
             verified_time(t);
         }
-        Ok(ok)
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -400,7 +402,7 @@ impl ServerCertVerifier for NotingVerifier {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(m, c, d)
+        rustls::crypto::verify_tls12_signature(m, c, d, &SIGNATURE_ALGORITHMS)
     }
 
     fn verify_tls13_signature(
@@ -409,11 +411,11 @@ impl ServerCertVerifier for NotingVerifier {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(m, c, d)
+        rustls::crypto::verify_tls13_signature(m, c, d, &SIGNATURE_ALGORITHMS)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        SIGNATURE_ALGORITHMS.supported_schemes()
     }
 }
 
