@@ -191,6 +191,11 @@ fn time_floor_after_the_certificate_expired_refuses_it() {
     assert_exit(&o, 5);
     let err = stderr(&o);
     assert!(err.contains("expired") && err.contains("judged as of"), "{err}");
+    // The warning says why certificates are not judged as of the clock.
+    assert!(
+        err.contains("before the time floor in") && err.contains("floor"),
+        "{err}"
+    );
     assert!(!out.join("index.json").exists());
     assert_eq!(read_floor(&floor), at, "a refused pull leaves the floor alone");
 }
@@ -285,6 +290,22 @@ fn time_floor_rises_to_verified_times_only_and_never_back() {
     );
     assert_exit(&o, 0);
     assert_eq!(read_floor(&floor), ahead);
+    // `check` verifies the chain too: it raises a floor behind it.
+    write_floor(&floor, 1_000_000_000, 0o644);
+    let o = minipull(
+        &[
+            "check",
+            "--time-floor",
+            floor.to_str().unwrap(),
+            "--ca-file",
+            ca_s,
+            &r,
+            work.join("a").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert_eq!(read_floor(&floor), t);
     // Without TLS nothing is verified that could raise it.
     std::fs::remove_file(&floor).unwrap();
     let o = minipull(
