@@ -71,8 +71,8 @@ OPTIONS:
                                   still checked)
     --time-floor FILE             judge TLS certificates no earlier than the time in FILE
                                   (decimal seconds since 1970; owned by root, writable by
-                                  no one else), and after a verified pull raise it to the
-                                  newest time that pull verified (never from the clock)
+                                  no one else); a successful pull or check raises it to
+                                  the newest time that run verified (never to the clock)
     --retries N                   attempts after a failure that got an answer (default 5;
                                   given, it also bounds retries of an unreachable source)
     --retry-for SECS              keep trying a registry or mirror that does not answer
