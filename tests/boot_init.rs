@@ -38,7 +38,7 @@ fn case(name: &str) {
 /// A snapshot of a running device carries the mark; the power goes between
 /// the install and anything after it: the new root is still on trial.
 #[test]
-fn image_shipping_the_mark_as_a_file_is_rolled_back_after_a_cut() {
+fn a_cut_right_after_the_swap_leaves_the_new_root_on_trial_even_with_a_shipped_mark() {
     case("ships_file_cut");
 }
 
