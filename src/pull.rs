@@ -485,6 +485,9 @@ impl Puller<'_> {
             start: std::time::Instant::now(),
         });
         self.fetch_blob(&m.config)?;
+        if self.proof.is_some() {
+            self.note_signed_created(&m.config)?;
+        }
         if self.opts.no_downgrade {
             self.refuse_downgrade(&m.config)?;
         }
@@ -493,6 +496,21 @@ impl Puller<'_> {
         }
         for layer in &m.layers {
             self.fetch_blob(layer)?;
+        }
+        Ok(())
+    }
+
+    /// A signed image's config `created` is a time its signer vouches for:
+    /// `--time-floor` may rise to it.
+    fn note_signed_created(&self, config: &Descriptor) -> Result<()> {
+        let bytes = self
+            .layout
+            .read_small_blob(&config.checked_digest()?, 4 * 1024 * 1024)?;
+        let created = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("created")?.as_str().and_then(crate::verify::rfc3339));
+        if let Some((t, _)) = created {
+            crate::tls::verified_time(u64::try_from(t).unwrap_or(0));
         }
         Ok(())
     }

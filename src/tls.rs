@@ -7,6 +7,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport, TransportAdapter,
@@ -148,7 +149,10 @@ pub fn config(opts: &TlsOptions) -> Result<(Arc<ClientConfig>, String)> {
         }
         origin.push_str(&format!(", {n} from {}", path.display()));
     }
-    let config = builder.with_root_certificates(roots).with_no_client_auth();
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NotingVerifier(roots)))
+        .with_no_client_auth();
     Ok((Arc::new(config), origin))
 }
 
@@ -207,14 +211,29 @@ pub fn build_time() -> Option<u64> {
     option_env!("SOURCE_DATE_EPOCH").and_then(|s| s.trim().parse().ok())
 }
 
-/// The time certificates are judged at, and whether it is the build time:
-/// a device without a battery-backed clock boots in 1970, when every
-/// certificate is "not yet valid", and this binary cannot be older than
-/// itself (systemd reasons the same way with its build date).
-pub fn verification_time(now: u64, build: Option<u64>) -> (u64, bool) {
-    match build {
-        Some(b) if now < b => (b, true),
-        _ => (now, false),
+/// What certificates are judged against: the clock, or a time known to
+/// have passed when the clock reads earlier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    Clock,
+    /// `--time-floor`: the newest time an earlier run verified.
+    Floor,
+    /// This binary cannot be older than itself.
+    Build,
+}
+
+/// The time certificates are judged at, and why: the newest of the clock,
+/// the time floor and the build time. A device without a battery-backed
+/// clock boots in 1970, when every certificate is "not yet valid"
+/// (systemd reasons the same way with its build date and its clock file).
+pub fn verification_time(now: u64, build: Option<u64>, floor: u64) -> (u64, Basis) {
+    let build = build.unwrap_or(0);
+    if now >= floor && now >= build {
+        (now, Basis::Clock)
+    } else if floor >= build {
+        (floor, Basis::Floor)
+    } else {
+        (build, Basis::Build)
     }
 }
 
@@ -224,29 +243,235 @@ pub fn clock_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The warning to print when the clock reads earlier than the build time.
-pub fn clock_warning() -> Option<String> {
-    let now = clock_now();
-    let (at, floored) = verification_time(now, build_time());
-    floored.then(|| {
-        format!(
-            "this machine's clock reads {}, before this minipull was built; TLS certificates are \
-             checked as of {} instead (set the clock, e.g. with NTP, to check them as of now)",
-            utc(now),
-            utc(at)
-        )
-    })
+/// The floor read from `--time-floor` (0: none).
+static FLOOR: AtomicU64 = AtomicU64::new(0);
+/// The newest time this run verified: a server certificate's `notBefore`
+/// (the CA vouches it has passed), a signed image's config `created`.
+static VERIFIED: AtomicU64 = AtomicU64::new(0);
+
+/// Note a time this run has verified; the floor may rise to it.
+pub fn verified_time(t: u64) {
+    VERIFIED.fetch_max(t, Ordering::Relaxed);
 }
 
-/// rustls asks this for "now": the clock, or the build time if later.
+/// The time certificates are judged at now, and why.
+pub fn judged_at() -> (u64, Basis) {
+    verification_time(clock_now(), build_time(), FLOOR.load(Ordering::Relaxed))
+}
+
+/// Read a time floor file: decimal seconds since 1970, in a regular file
+/// owned by root and writable by nobody else (anyone who can write it could
+/// make every certificate look expired, or keep an old one valid). `None`
+/// when it does not exist; the reason it cannot be used otherwise. Never
+/// follows a link, never blocks on a FIFO.
+pub fn read_floor(path: &Path) -> std::result::Result<Option<u64>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err("it is a symbolic link".into()),
+        Err(e) => return Err(e.to_string()),
+        Ok(f) => f,
+    };
+    let m = f.metadata().map_err(|e| e.to_string())?;
+    if !m.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    if m.uid() != 0 {
+        return Err(format!("it is owned by uid {}, not root (chown root)", m.uid()));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err("group or others may write it (chmod go-w)".into());
+    }
+    let mut text = String::new();
+    (&mut f).take(32).read_to_string(&mut text).map_err(|e| e.to_string())?;
+    match text.trim().parse::<u64>() {
+        Ok(t) => Ok(Some(t)),
+        Err(_) => Err("it does not hold decimal seconds since 1970".into()),
+    }
+}
+
+/// Use this floor for the rest of the run.
+pub fn set_floor(t: u64) {
+    FLOOR.fetch_max(t, Ordering::Relaxed);
+}
+
+/// After a verified pull: raise the floor file to the newest time this run
+/// verified, never lower it (re-read: another run may have raised it),
+/// written through a temporary and a rename. Returns the new floor when it
+/// moved.
+pub fn raise_floor(path: &Path) -> Result<Option<u64>> {
+    let new = VERIFIED.load(Ordering::Relaxed);
+    let old = FLOOR
+        .load(Ordering::Relaxed)
+        .max(read_floor(path).ok().flatten().unwrap_or(0));
+    if new <= old {
+        return Ok(None);
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    crate::layout::write_atomic(&tmp, path, format!("{new}\n").as_bytes())?;
+    Ok(Some(new))
+}
+
+/// The warning to print when certificates are not judged as of the clock;
+/// `credentials`: the registry will be sent some.
+pub fn clock_warning(floor_file: Option<&Path>, credentials: bool) -> Option<String> {
+    let now = clock_now();
+    let (at, basis) = judged_at();
+    clock_warning_text(now, at, basis, floor_file, credentials)
+}
+
+fn clock_warning_text(now: u64, at: u64, basis: Basis, floor: Option<&Path>, creds: bool) -> Option<String> {
+    let why = match (basis, floor) {
+        (Basis::Clock, _) => return None,
+        (Basis::Floor, Some(f)) => format!(
+            "the time floor in {} (the newest time an earlier pull verified)",
+            f.display()
+        ),
+        (Basis::Floor, None) => "the time floor".into(),
+        (Basis::Build, _) => "the time this minipull was built".into(),
+    };
+    let mut w = format!(
+        "this machine's clock reads {}, before {why}; TLS certificates are checked as of {} instead \
+         (set the clock, e.g. with NTP, to check them as of now)",
+        utc(now),
+        utc(at)
+    );
+    if basis == Basis::Build && creds {
+        w.push_str(&format!(
+            "; the registry's credentials go to a server whose certificate is judged as of the build time, \
+             so one that expired or was revoked since still gets them{}",
+            if floor.is_some() {
+                ""
+            } else {
+                " (--time-floor FILE keeps a newer time across runs)"
+            }
+        ));
+    }
+    Some(w)
+}
+
+/// rustls asks this for "now": see [`judged_at`].
 #[derive(Debug)]
 struct NotBeforeBuild;
 
 impl rustls::time_provider::TimeProvider for NotBeforeBuild {
     fn current_time(&self) -> Option<UnixTime> {
-        let (at, _) = verification_time(clock_now(), build_time());
-        Some(UnixTime::since_unix_epoch(std::time::Duration::from_secs(at)))
+        Some(UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            judged_at().0,
+        )))
     }
+}
+
+/// webpki's verification, as rustls's own verifier does it (without its
+/// CRL code, which we never use), which also notes the server certificate's
+/// `notBefore` once the chain is verified: a time its CA vouches has
+/// passed. Only the end entity's: an intermediate the server sent may not be
+/// on the path webpki built.
+#[derive(Debug)]
+struct NotingVerifier(RootCertStore);
+
+impl ServerCertVerifier for NotingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let _ = ocsp; // as rustls: OCSP responses are not checked
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        let algs = SIGNATURE_ALGORITHMS.all;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(&cert, &self.0, intermediates, now, algs)?;
+        rustls::client::verify_server_name(&cert, name)?;
+        if let Some(t) = not_before(end_entity) {
+            verified_time(t);
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &SIGNATURE_ALGORITHMS)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &SIGNATURE_ALGORITHMS)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        SIGNATURE_ALGORITHMS.supported_schemes()
+    }
+}
+
+/// One DER element: (tag, contents, what follows). Definite lengths of up
+/// to 4 bytes, as certificates use.
+fn der(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, b) = b.split_first()?;
+    let (&l, mut b) = b.split_first()?;
+    let len = if l < 0x80 {
+        l as usize
+    } else {
+        let n = (l & 0x7f) as usize;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let (bytes, rest) = b.split_at_checked(n)?;
+        b = rest;
+        bytes.iter().fold(0usize, |a, &x| a << 8 | x as usize)
+    };
+    let (contents, rest) = b.split_at_checked(len)?;
+    Some((tag, contents, rest))
+}
+
+/// A certificate's `notBefore` in seconds since 1970: tbsCertificate's
+/// fifth field after the optional version (serial, signature, issuer,
+/// validity). Only read from a certificate webpki has already verified.
+fn not_before(cert: &[u8]) -> Option<u64> {
+    let (_, cert, _) = der(cert)?;
+    let (_, mut tbs, _) = der(cert)?;
+    if tbs.first() == Some(&0xa0) {
+        tbs = der(tbs)?.2;
+    }
+    for _ in 0..3 {
+        tbs = der(tbs)?.2;
+    }
+    let (_, validity, _) = der(tbs)?;
+    let (tag, t, _) = der(validity)?;
+    let t = std::str::from_utf8(t).ok()?;
+    // UTCTime YYMMDDHHMMSSZ (years 1950-2049) or GeneralizedTime YYYYMMDDHHMMSSZ.
+    let full = match (tag, t.len()) {
+        (0x17, 13) => format!("{}{t}", if t.get(..2)? < "50" { "20" } else { "19" }),
+        (0x18, 15) => t.to_string(),
+        _ => return None,
+    };
+    let f = |r: std::ops::Range<usize>| full.get(r);
+    let rfc = format!(
+        "{}-{}-{}T{}:{}:{}{}",
+        f(0..4)?,
+        f(4..6)?,
+        f(6..8)?,
+        f(8..10)?,
+        f(10..12)?,
+        f(12..14)?,
+        f(14..15)?
+    );
+    u64::try_from(crate::verify::rfc3339(&rfc)?.0).ok()
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for seconds since 1970 (proleptic Gregorian).
@@ -270,6 +495,19 @@ pub fn utc(secs: u64) -> String {
     )
 }
 
+/// The time a certificate was judged at, in words.
+fn judged(at: u64) -> String {
+    let now = clock_now();
+    match at.abs_diff(now) > 60 {
+        true => format!(
+            "it was judged as of {} (this machine's clock reads {})",
+            utc(at),
+            utc(now)
+        ),
+        false => format!("this machine's clock reads {}", utc(now)),
+    }
+}
+
 /// What went wrong in a TLS handshake, in words. rustls shows several of
 /// its errors through Debug formatting, which release builds leave out.
 pub fn describe(e: &rustls::Error) -> String {
@@ -278,15 +516,15 @@ pub fn describe(e: &rustls::Error) -> String {
     match e {
         E::InvalidCertificate(c) => match c {
             C::UnknownIssuer => cert("it is signed by an unknown certificate authority"),
-            C::ExpiredContext { not_after, .. } => cert(&format!(
-                "it expired on {}, and this machine's clock reads {}",
+            C::ExpiredContext { not_after, time } => cert(&format!(
+                "it expired on {}, and {}",
                 utc(not_after.as_secs()),
-                utc(clock_now())
+                judged(time.as_secs())
             )),
-            C::NotValidYetContext { not_before, .. } => cert(&format!(
-                "it is valid only from {}, and this machine's clock reads {}",
+            C::NotValidYetContext { not_before, time } => cert(&format!(
+                "it is valid only from {}, and {}",
                 utc(not_before.as_secs()),
-                utc(clock_now())
+                judged(time.as_secs())
             )),
             C::Expired => cert("it has expired (check this machine's clock)"),
             C::NotValidYet => cert("it is not valid yet (check this machine's clock)"),
@@ -453,14 +691,56 @@ mod tests {
     }
 
     #[test]
-    fn certificates_are_judged_no_earlier_than_the_build() {
+    fn certificates_are_judged_no_earlier_than_the_build_or_the_floor() {
         let build = Some(1_790_000_000);
         // A clock at 1970: the build time.
-        assert_eq!(verification_time(5, build), (1_790_000_000, true));
+        assert_eq!(verification_time(5, build, 0), (1_790_000_000, Basis::Build));
         // A clock after the build: the clock.
-        assert_eq!(verification_time(1_800_000_000, build), (1_800_000_000, false));
+        assert_eq!(
+            verification_time(1_800_000_000, build, 0),
+            (1_800_000_000, Basis::Clock)
+        );
         // Build time unknown: the clock, whatever it says.
-        assert_eq!(verification_time(5, None), (5, false));
+        assert_eq!(verification_time(5, None, 0), (5, Basis::Clock));
+        // A floor newer than the build: the floor, unless the clock is newer still.
+        assert_eq!(
+            verification_time(5, build, 1_795_000_000),
+            (1_795_000_000, Basis::Floor)
+        );
+        assert_eq!(verification_time(1_800_000_000, build, 1_795_000_000).1, Basis::Clock);
+        assert_eq!(verification_time(5, build, 1_700_000_000).1, Basis::Build);
+    }
+
+    #[test]
+    fn the_build_time_warning_names_the_credentials() {
+        let w = |basis, creds| clock_warning_text(5, 1_790_000_000, basis, None, creds);
+        assert!(w(Basis::Build, true).unwrap().contains("credentials"));
+        assert!(w(Basis::Build, true).unwrap().contains("--time-floor"));
+        assert!(!w(Basis::Build, false).unwrap().contains("credentials"));
+        assert!(!w(Basis::Floor, true).unwrap().contains("credentials"));
+        assert!(w(Basis::Clock, true).is_none());
+        let f = clock_warning_text(5, 9, Basis::Floor, Some(Path::new("/disk/floor")), false).unwrap();
+        assert!(
+            f.contains("/disk/floor") && f.contains("1970-01-01 00:00:09 UTC"),
+            "{f}"
+        );
+    }
+
+    const CERT: &str = "MIIBBjCBraADAgECAgEBMAoGCCqGSM49BAMCMAwxCjAIBgNVBAMMAXQwIBcNMjQw
+NTAxMTAwMDAwWhgPMjA1MTAxMDEwMDAwMDBaMAwxCjAIBgNVBAMMAXQwWTATBgcq
+hkjOPQIBBggqhkjOPQMBBwNCAAQAhXHgTWloSMft376TZs003zE8yJud+HjhN1LX
+sbn1ZOpFFjqp0QSnyotboRc9VlrK2Gx6GlsIpbjmiPXlFXkEMAoGCCqGSM49BAMC
+A0gAMEUCIAhC/I+XACYfv/Zvvu3Kw+vJxXvDsFxb+W1KS+aWZryQAiEAyFgsWzQE
+v5O1Yquiffcbe/aBrKuAt0k0JurdBkH0MVc=";
+
+    #[test]
+    fn not_before_of_a_certificate() {
+        // A self-signed P-256 certificate, notBefore 2024-05-01 10:00:00 UTC.
+        let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, CERT.replace('\n', "")).unwrap();
+        assert_eq!(not_before(&der), Some(1_714_557_600));
+        assert_eq!(not_before(&der[..40]), None);
+        assert_eq!(not_before(b""), None);
+        assert_eq!(not_before(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
     }
 
     #[test]

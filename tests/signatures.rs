@@ -645,6 +645,45 @@ fn no_downgrade_refuses_an_older_validly_signed_image() {
     assert_exit(&w.pull(repo, &out, &["--verify-key", key.public()]), 0);
 }
 
+/// `--time-floor` rises to the `created` of a config a verified signature
+/// binds, and not to that of an unsigned image (the registry alone could
+/// then push the floor past every certificate's notAfter).
+#[test]
+fn time_floor_rises_to_a_signed_config_created_only() {
+    let w = World::new();
+    let key = keygen(w.work.path(), "vendor", false);
+    let host = w.reg.host.clone();
+    let push = |repo: &str, created: &str, signed: bool| {
+        let layer = gz_layer(&[("etc/version", created.as_bytes())]);
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64", "os": "linux", "created": created,
+            "rootfs": {"type": "layers", "diff_ids": [sha256(&layer.tar)]}
+        }))
+        .unwrap();
+        let mut img = Image::new("amd64", vec![layer]);
+        img.config = Some(config);
+        let (d, _) = w.reg.push_image(repo, "v1", &img);
+        if signed {
+            let p = payload(&format!("{host}/{repo}"), &d);
+            push_classic(&w.reg, repo, &d, &[(p.clone(), base64_pub(&key.sign(&p)))]);
+        }
+    };
+    let floor = w.work.join("floor");
+    let f = floor.to_str().unwrap();
+    push("signed/floor", "2025-06-01T00:00:00Z", true);
+    let o = w.pull(
+        "signed/floor",
+        &w.work.join("a"),
+        &["--verify-key", key.public(), "--time-floor", f],
+    );
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read_to_string(&floor).unwrap(), "1748736000\n");
+    // An unsigned image, newer: pulled, and the floor stays.
+    push("plain/floor", "2025-09-01T00:00:00Z", false);
+    assert_exit(&w.pull("plain/floor", &w.work.join("b"), &["--time-floor", f]), 0);
+    assert_eq!(std::fs::read_to_string(&floor).unwrap(), "1748736000\n");
+}
+
 #[test]
 fn a_mirror_without_the_signature_falls_back_to_the_registry() {
     let w = World::new();

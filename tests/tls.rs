@@ -144,3 +144,180 @@ open(sys.argv[4], "wb").write(cert.public_bytes(serialization.Encoding.PEM))
         "the CA was given; the clock is the problem: {err}"
     );
 }
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A floor file as `--time-floor` wants it: root's (the tests run as
+/// root), writable by no one else.
+fn write_floor(path: &std::path::Path, t: u64, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("{t}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn read_floor(path: &std::path::Path) -> u64 {
+    std::fs::read_to_string(path).unwrap().trim().parse().unwrap()
+}
+
+/// A device whose clock is behind (or reads 1970) judges certificates no
+/// earlier than the floor: one that expired before it is refused.
+#[test]
+fn time_floor_after_the_certificate_expired_refuses_it() {
+    let work = TempDir::new("tls-floor-expired");
+    let (_plain, reg, ca, _) = tls_registry(&work);
+    let r = format!("{}/secure/app:v1", reg.host);
+    let floor = work.join("floor");
+    // The server certificate is valid for 2 days from now.
+    let at = unix_now() + 5 * 86_400;
+    write_floor(&floor, at, 0o644);
+    let out = work.join("out");
+    let ca_s = ca.ca.to_str().unwrap();
+    let o = minipull(
+        &[
+            "--time-floor",
+            floor.to_str().unwrap(),
+            "--ca-file",
+            ca_s,
+            &r,
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 5);
+    let err = stderr(&o);
+    assert!(err.contains("expired") && err.contains("judged as of"), "{err}");
+    // The warning says why certificates are not judged as of the clock.
+    assert!(
+        err.contains("before the time floor in") && err.contains("floor"),
+        "{err}"
+    );
+    assert!(!out.join("index.json").exists());
+    assert_eq!(read_floor(&floor), at, "a refused pull leaves the floor alone");
+}
+
+/// A floor others may write (or a link) is no floor: ignored, with a warning.
+#[test]
+fn time_floor_writable_by_group_is_ignored_with_a_warning() {
+    let work = TempDir::new("tls-floor-mode");
+    let (_plain, reg, ca, digest) = tls_registry(&work);
+    let r = format!("{}/secure/app:v1", reg.host);
+    let ca_s = ca.ca.to_str().unwrap();
+    let floor = work.join("floor");
+    let at = unix_now() + 5 * 86_400;
+    write_floor(&floor, at, 0o664);
+    let link = work.join("floor-link");
+    let target = work.join("floor-target");
+    write_floor(&target, at, 0o644);
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for (f, why) in [(&floor, "group or others may write it"), (&link, "symbolic link")] {
+        let out = work.join(&format!("out-{why}"));
+        let o = minipull(
+            &[
+                "--time-floor",
+                f.to_str().unwrap(),
+                "--ca-file",
+                ca_s,
+                &r,
+                out.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_exit(&o, 0);
+        assert_eq!(stdout(&o).trim(), digest);
+        let err = stderr(&o);
+        assert!(
+            err.contains("warning: --time-floor") && err.contains("ignored") && err.contains(why),
+            "{err}"
+        );
+        // Ignored means not rewritten either.
+        assert_eq!(read_floor(f), at);
+    }
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+}
+
+/// After a verified pull the floor holds a time the pull verified (the
+/// server certificate's notBefore here), never the clock, and never moves
+/// backward.
+#[test]
+fn time_floor_rises_to_verified_times_only_and_never_back() {
+    use std::os::unix::fs::MetadataExt;
+    let work = TempDir::new("tls-floor-raise");
+    let (_plain, reg, ca, _) = tls_registry(&work);
+    let r = format!("{}/secure/app:v1", reg.host);
+    let ca_s = ca.ca.to_str().unwrap();
+    let start = run_ok(
+        "openssl",
+        &["x509", "-noout", "-startdate", "-in", ca.cert.to_str().unwrap()],
+    );
+    let start = start.trim().trim_start_matches("notBefore=");
+    let not_before: u64 = run_ok("date", &["-u", "-d", start, "+%s"]).trim().parse().unwrap();
+    let floor = work.join("floor");
+    let o = minipull(
+        &[
+            "--time-floor",
+            floor.to_str().unwrap(),
+            "--ca-file",
+            ca_s,
+            &r,
+            work.join("a").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    let t = read_floor(&floor);
+    assert!(t >= not_before && t <= unix_now(), "floor {t}, notBefore {not_before}");
+    let m = std::fs::metadata(&floor).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o644));
+    assert!(!work.join(".floor.tmp").exists());
+    // A floor ahead of everything this pull verifies stays where it is.
+    let ahead = unix_now() + 86_400;
+    write_floor(&floor, ahead, 0o644);
+    let o = minipull(
+        &[
+            "--time-floor",
+            floor.to_str().unwrap(),
+            "--ca-file",
+            ca_s,
+            &r,
+            work.join("b").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert_eq!(read_floor(&floor), ahead);
+    // `check` verifies the chain too: it raises a floor behind it.
+    write_floor(&floor, 1_000_000_000, 0o644);
+    let o = minipull(
+        &[
+            "check",
+            "--time-floor",
+            floor.to_str().unwrap(),
+            "--ca-file",
+            ca_s,
+            &r,
+            work.join("a").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert_eq!(read_floor(&floor), t);
+    // Without TLS nothing is verified that could raise it.
+    std::fs::remove_file(&floor).unwrap();
+    let o = minipull(
+        &[
+            "--time-floor",
+            floor.to_str().unwrap(),
+            "--plain-http",
+            &format!("{}/secure/app:v1", _plain.host),
+            work.join("c").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert!(!floor.exists(), "a plain-HTTP pull wrote a floor");
+}

@@ -47,8 +47,10 @@ make_image() {
     tar --owner=0 --group=0 --numeric-owner --xattrs --xattrs-include='security.capability' \
         -C "$dir" -cf "$WORK/layer-$v.tar" .
     gzip -9 -c "$WORK/layer-$v.tar" > "$WORK/layer-$v.tar.gz"
-    printf '{"architecture":"%s","os":"linux","config":{"Cmd":["/sbin/init"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-        "${IMG_ARCH:-amd64}" "$(sha256sum "$WORK/layer-$v.tar" | cut -d' ' -f1)" > "$WORK/config-$v"
+    # Each image newer than the last (/init passes --no-downgrade with a key).
+    IMG_N=$((${IMG_N:-0} + 1))
+    printf '{"architecture":"%s","os":"linux","created":"2026-01-01T00:%02d:00Z","config":{"Cmd":["/sbin/init"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+        "${IMG_ARCH:-amd64}" "$IMG_N" "$(sha256sum "$WORK/layer-$v.tar" | cut -d' ' -f1)" > "$WORK/config-$v"
     push_image v1 "$WORK/config-$v" "$WORK/layer-$v.tar.gz" application/vnd.oci.image.layer.v1.tar+gzip
 }
 make_image 1
@@ -90,6 +92,11 @@ expect() { # console-log pattern what
     echo "boot test: ok: $3" >&2
 }
 requests() { wc -l < "$WORK/access.log"; }
+floor_on() { # disk-image: the time floor /init keeps on it (journal replayed on a copy)
+    cp --sparse=always "$1" "$WORK/floor-copy.img"
+    e2fsck -fy "$WORK/floor-copy.img" >/dev/null 2>&1 || true
+    debugfs -R "cat /boot/time-floor" "$WORK/floor-copy.img" 2>/dev/null | tr -dc 0-9
+}
 
 # 8. Diskless: pulled into a tmpfs, layers discarded, switch_root.
 start=$(date +%s.%N)
@@ -155,6 +162,11 @@ make_image 3
 sign_latest
 boot "$WORK/console-signed" minipull.disk=/dev/vda minipull.key=/etc/fleet.pub
 expect "$WORK/console-signed" "$marker-v3" "a signed v3 is installed and boots"
+# The time floor rose to the created time of the config v3's signature binds
+# (2026-01-01T00:03:00Z; plain HTTP: no certificate to verify).
+floor=$(floor_on "$WORK/disk.img")
+[ "$floor" = 1767225780 ] || { echo "boot test: FAILED: the time floor on the disk is '$floor', not v3's signed created time 1767225780" >&2; exit 1; }
+echo "boot test: ok: the time floor on the disk rose to v3's signed created time" >&2
 make_image 4
 boot "$WORK/console-unsigned" minipull.disk=/dev/vda minipull.key=/etc/fleet.pub
 expect "$WORK/console-unsigned" "not signed by /etc/fleet.pub (exit 8)" "an unsigned v4 is refused"
@@ -262,6 +274,11 @@ grep -q "user=fleet scope=repository:boot/img:pull -> 200" "$SEC/token.log" \
 if grep -qF "$password" "$WORK/console-secure"; then
     echo "boot test: FAILED: the password appears on the console" >&2; exit 1
 fi
+# The floor on that disk: the verified server certificate's notBefore
+# (2020-01-01), not the guest clock (1970).
+floor=$(floor_on "$SEC/disk.img")
+[ "$floor" = 1577836800 ] || { echo "boot test: FAILED: the time floor on the TLS disk is '$floor', not the certificate's notBefore 1577836800" >&2; exit 1; }
+echo "boot test: ok: the time floor on the TLS disk rose to the verified certificate's notBefore, not to the guest clock" >&2
 echo "boot test: ok: the credentials on the disk were used (token server log) and the password is not on the console" >&2
 
 # arm64 (qemu-system-aarch64 -M virt, Debian's arm64 kernel and busybox, the
@@ -296,7 +313,9 @@ R=$R_X86
 
 # 4. Registry down: the installed root boots, and the console says why.
 kill "$REG" "$SREG" "$TOKEN_PID"; wait "$REG" "$SREG" "$TOKEN_PID" 2>/dev/null || true
-boot "$WORK/console-down" minipull.disk=/dev/vda minipull.wait=3
+# (With the guest clock at 1970: /init sets it forward to the disk's floor.)
+RTC="-rtc base=1970-01-01" boot "$WORK/console-down" minipull.disk=/dev/vda minipull.wait=3
+expect "$WORK/console-down" "clock set forward to the time floor" "the clock at 1970 is set forward to the time floor on the disk"
 expect "$WORK/console-down" "cannot be reached" "with the registry down the console says so"
 expect "$WORK/console-down" "$marker-v7" "and the installed v7 boots"
 GUEST_REF="minipull.ref=10.0.2.100:5000/boot/arm:v1 minipull.plain=1" arm "$WORK/console-arm-down" minipull.wait=3

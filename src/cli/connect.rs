@@ -114,11 +114,29 @@ pub(super) fn tls_settings(args: &Args, progress: Progress) -> Result<std::sync:
         if !args.ca_files.is_empty() {
             progress.note(format!("trusting {roots}"));
         }
-        if let Some(w) = tls::clock_warning() {
-            progress.warn(w);
+    }
+    if let Some(path) = &args.time_floor {
+        match tls::read_floor(path) {
+            Ok(t) => tls::set_floor(t.unwrap_or(0)),
+            Err(why) => progress.warn(format!("--time-floor {}: ignored: {why}", path.display())),
         }
     }
     Ok(tls)
+}
+
+/// `--time-floor`: raise the file to what this run verified (a warning,
+/// never an error: what the run did stands). A file that was ignored
+/// stays as it is.
+pub(super) fn raise_time_floor(args: &Args, progress: Progress) {
+    let Some(path) = &args.time_floor else { return };
+    if args.insecure || tls::read_floor(path).is_err() {
+        return;
+    }
+    match tls::raise_floor(path) {
+        Ok(Some(t)) => progress.note(format!("time floor {} raised to {}", path.display(), tls::utc(t))),
+        Ok(None) => {}
+        Err(e) => progress.warn(format!("cannot raise the time floor: {e}")),
+    }
 }
 
 /// The mirrors that serve `reference`, then its registry, ready to ask.
@@ -129,6 +147,12 @@ pub(super) fn sources(
     progress: Progress,
 ) -> Result<Sources> {
     let creds = credentials(args, reference, progress)?;
+    if !args.insecure {
+        let sent = creds.is_some() && !args.plain_http;
+        if let Some(w) = tls::clock_warning(args.time_floor.as_deref(), sent) {
+            progress.warn(w);
+        }
+    }
     let opts = Options {
         plain_http: args.plain_http,
         retries: args.retries,

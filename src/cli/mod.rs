@@ -69,6 +69,10 @@ OPTIONS:
                                   (repeatable; built-in and system roots stay trusted)
     --insecure                    do not verify TLS certificates (warns; digests are
                                   still checked)
+    --time-floor FILE             judge TLS certificates no earlier than the time in FILE
+                                  (decimal seconds since 1970; owned by root, writable by
+                                  no one else); a successful pull or check raises it to
+                                  the newest time that run verified (never to the clock)
     --retries N                   attempts after a failure that got an answer (default 5;
                                   given, it also bounds retries of an unreachable source)
     --retry-for SECS              keep trying a registry or mirror that does not answer
@@ -144,6 +148,7 @@ pub(crate) struct Args {
     pub(crate) plain_http: bool,
     pub(crate) ca_files: Vec<PathBuf>,
     pub(crate) insecure: bool,
+    pub(crate) time_floor: Option<PathBuf>,
     pub(crate) retries: u32,
     pub(crate) retries_explicit: bool,
     pub(crate) retry_for: u64,
@@ -222,6 +227,9 @@ fn parse_args() -> Result<Option<Args>> {
             .values_from_os_str("--ca-file", |s| Ok::<_, String>(PathBuf::from(s)))
             .map_err(usage)?,
         insecure: a.contains("--insecure"),
+        time_floor: a
+            .opt_value_from_os_str("--time-floor", |s| Ok::<_, String>(PathBuf::from(s)))
+            .map_err(usage)?,
         retries_explicit,
         retries: number(&mut a, "--retries", 5)?.min(100) as u32,
         retry_for: number(&mut a, "--retry-for", 60)?.min(86_400),
@@ -349,14 +357,17 @@ pub fn run() -> Result<i32> {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
-    match args.command {
+    let code = match args.command {
         Command::Pull => pull::pull_command(&args, platform, policy),
         Command::Check => check::check_command(&args),
         Command::Ls => upkeep::ls_command(&args),
         Command::Rm => upkeep::rm_command(&args),
         Command::Gc => upkeep::gc_command(&args),
         Command::Unpack | Command::Config => unpack::local_command(&args, &platform, policy.as_ref()),
-    }
+    }?;
+    // Only once the run succeeded: what it verified is then worth keeping.
+    connect::raise_time_floor(&args, Progress::new(args.quiet));
+    Ok(code)
 }
 
 /// `OUTDIR[:NAME]`: a directory that exists as given is OUTDIR; otherwise the
