@@ -65,6 +65,7 @@ const HOST_NAMES: &[&str] = &[
     "pwned",
     "escape",
     "dummy",
+    "other",
 ];
 
 // ---------------------------------------------------------------- tar entries
@@ -728,18 +729,18 @@ struct Case {
     /// The peer's file and test this case re-expresses.
     source: String,
     /// What of the unpack semantics it exercises (for the report).
-    needs: &'static str,
+    needs: String,
     layers: Vec<Vec<Ent>>,
     want: Want,
     umask: Option<u32>,
     tamper: Tamper,
 }
 
-fn case(name: &str, source: &str, needs: &'static str, layers: Vec<Vec<Ent>>, want: Want) -> Case {
+fn case(name: &str, source: &str, needs: &str, layers: Vec<Vec<Ent>>, want: Want) -> Case {
     Case {
         name: name.into(),
         source: source.into(),
-        needs,
+        needs: needs.into(),
         layers,
         want,
         umask: None,
@@ -1344,6 +1345,81 @@ fn breakout_cases() -> Vec<Case> {
             Want::Tree(vec![Link("sketchylink", "@C8@/perm400")]),
         ),
     ];
+
+    // containerd pkg/archive/tar_test.go TestRelativeSymlinks: the base
+    // tree, then links whose targets leave it; stored as written, never
+    // followed when created.
+    let base_tree = || {
+        vec![
+            d("etc/"),
+            f("etc/hosts", b"127.0.0.1 localhost"),
+            hl("etc/hosts.allow", "etc/hosts"),
+            d("usr/"),
+            d("usr/local/"),
+            d("usr/local/lib/"),
+            fm("usr/local/lib/libnothing.so", b"\0\0", 0o755),
+            sym("usr/local/lib/libnothing.so.2", "libnothing.so"),
+            d("home/"),
+            dm("home/derek/", 0o700),
+        ]
+    };
+    let rel_links: [(&str, &[(&'static str, &'static str)]); 6] = [
+        (
+            "derek-other-etc-updown",
+            &[
+                ("home/derek/other", "../other"),
+                ("home/derek/etc", "../../etc"),
+                ("home/derek/updown", "up/../../other"),
+            ],
+        ),
+        ("derek-breakout", &[("home/derek/breakout", "../../../breakout")]),
+        ("root-breakout", &[("breakout", "../../breakout")]),
+        ("upandout", &[("breakout", "etc/../../upandout")]),
+        ("downandout", &[("home/breakout", "derek/../../../downandout")]),
+        ("localetc-absolute", &[("localetc", "/etc")]),
+    ];
+    for (name, links) in rel_links {
+        let mut layer = base_tree();
+        let mut checks = vec![
+            Same("etc/hosts.allow", "etc/hosts"),
+            Mode("home/derek", 0o700),
+            Link("usr/local/lib/libnothing.so.2", "libnothing.so"),
+        ];
+        for (p, t) in links {
+            layer.push(sym(p, t));
+            checks.push(Link(p, t));
+        }
+        base.push(case(
+            &format!("containerd/RelativeSymlinks/{name}"),
+            "containerd pkg/archive/tar_test.go TestRelativeSymlinks",
+            "-",
+            vec![layer],
+            Want::Tree(checks),
+        ));
+    }
+    base.push(case(
+        "containerd/ApplyTar/DirectoryCreation",
+        "containerd pkg/archive/tar_test.go TestApplyTar/DirectoryCreation",
+        "abs-names",
+        vec![
+            vec![d("/petc/")],
+            vec![
+                d("/petc/subdir"),
+                d("/petc/subdir2/"),
+                d("/petc/subdir2/more"),
+                d("/other/noparent-1/1"),
+                d("/other/noparent-2/2/"),
+            ],
+        ],
+        Want::Tree(vec![
+            Dir("petc/subdir"),
+            Dir("petc/subdir2"),
+            Dir("petc/subdir2/more"),
+            Dir("other/noparent-1/1"),
+            Dir("other/noparent-2/2"),
+        ]),
+    ));
+
     let mut variants = Vec::new();
     for c in &base {
         let rel = relative_names(&c.layers);
@@ -1355,6 +1431,8 @@ fn breakout_cases() -> Vec<Case> {
             let mut v = c.clone();
             v.name += "/relative-names";
             v.layers = rel;
+            let rest: Vec<&str> = c.needs.split(',').filter(|n| *n != "abs-names").collect();
+            v.needs = if rest.is_empty() { "-".into() } else { rest.join(",") };
             variants.push(v);
         }
         if let Some(aimed) = aimed_at_canary(&c.layers) {
@@ -1362,6 +1440,7 @@ fn breakout_cases() -> Vec<Case> {
             v.name += "/aimed-at-canary";
             v.layers = aimed;
             v.want = Want::Contained;
+            v.needs = "contained".into();
             variants.push(v);
         }
     }
