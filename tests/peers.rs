@@ -490,6 +490,60 @@ fn snapshot(s: &Site) -> BTreeMap<String, String> {
     out
 }
 
+/// What changed between two snapshots.
+fn differences(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in before {
+        match after.get(k) {
+            None => out.push(format!("removed {k}")),
+            Some(w) if w != v => out.push(format!("changed {k}: {v} => {w}")),
+            _ => {}
+        }
+    }
+    for k in after.keys().filter(|k| !before.contains_key(*k)) {
+        out.push(format!("created {k}: {}", after[k]));
+    }
+    out
+}
+
+/// The canary sees what a breakout would do: a hard link made from inside
+/// ROOTFS, the same bytes written again, a file created beside ROOTFS, a
+/// mode changed, a file removed. What minipull itself writes beside ROOTFS
+/// (its staging tree and record) is not counted.
+#[test]
+fn the_canary_sees_every_kind_of_change() {
+    let holder = TempDir::new("peers-canary");
+    let s = site(holder.join("r"));
+    let top = s.levels[LEVELS].clone();
+    std::fs::create_dir_all(&s.rootfs).unwrap();
+    let base = snapshot(&s);
+    std::fs::create_dir(top.join(".rootfs.minipull-staging")).unwrap();
+    std::fs::write(top.join("rootfs.minipull.json"), b"{}").unwrap();
+    std::fs::write(s.rootfs.join("inside"), b"x").unwrap();
+    assert!(differences(&base, &snapshot(&s)).is_empty());
+    let changes: [(&str, &dyn Fn()); 5] = [
+        ("link", &|| {
+            std::fs::hard_link(s.levels[3].join("secret"), s.rootfs.join("l")).unwrap()
+        }),
+        ("rewrite", &|| {
+            let p = s.levels[1].join("petc/passwd");
+            std::fs::write(&p, std::fs::read(&p).unwrap()).unwrap()
+        }),
+        ("create", &|| std::os::unix::fs::symlink("x", top.join("new")).unwrap()),
+        ("chmod", &|| {
+            std::fs::set_permissions(s.levels[8].join("perm400"), std::fs::Permissions::from_mode(0o600)).unwrap()
+        }),
+        ("remove", &|| {
+            std::fs::remove_file(s.levels[0].join("victim/hello")).unwrap()
+        }),
+    ];
+    for (what, change) in changes {
+        let before = snapshot(&s);
+        change();
+        assert!(!differences(&before, &snapshot(&s)).is_empty(), "{what} went unseen");
+    }
+}
+
 fn host_names_present() -> Vec<String> {
     HOST_NAMES
         .iter()
@@ -796,17 +850,7 @@ fn run_case(c: &Case, env: &[(&str, &str)], work: PathBuf) -> Outcome {
     let after = snapshot(&s);
     let host_after = host_names_present();
 
-    let mut escape = Vec::new();
-    for (k, v) in &before {
-        match after.get(k) {
-            None => escape.push(format!("removed {k}")),
-            Some(w) if w != v => escape.push(format!("changed {k}: {v} => {w}")),
-            _ => {}
-        }
-    }
-    for k in after.keys().filter(|k| !before.contains_key(*k)) {
-        escape.push(format!("created {k}: {}", after[k]));
-    }
+    let mut escape = differences(&before, &after);
     escape.extend(
         listing(&s.rootfs)
             .iter()
@@ -1446,6 +1490,28 @@ fn breakout_cases() -> Vec<Case> {
     }
     base.extend(variants);
 
+    // The bound on links followed (the kernel's is 40): a chain of 30 is
+    // followed, one of 50 refused, whatever does the walk.
+    for (n, want) in [(30, true), (50, false)] {
+        let mut layer = vec![d("real")];
+        for i in 1..n {
+            layer.push(sym(&format!("l{i}"), &format!("l{}", i + 1)));
+        }
+        layer.push(sym(&format!("l{n}"), "real"));
+        layer.push(f("l1/file", b"chained"));
+        base.push(case(
+            &format!("issue25/link-chain-{n}"),
+            "issue 25 (a bound of 40 links followed, like the kernel's MAXSYMLINKS)",
+            "resolve",
+            vec![layer],
+            if want {
+                Want::Tree(vec![file("real/file", b"chained")])
+            } else {
+                Want::Refused
+            },
+        ));
+    }
+
     // moby: each expects "no breakout" (moby refuses them); here an error,
     // or the result of resolving inside the root.
     let m = |t: &str, i: usize| format!("moby pkg/archive/archive_test.go {t}[{i}] (and diff_test.go TestApplyLayer*)");
@@ -2005,9 +2071,32 @@ fn umoci_opaque_whiteouts() -> Vec<Case> {
     out
 }
 
+/// issue 25's precisions, which no peer test pins: what a layer created is
+/// keyed by the resolved path (one file, two names through usrmerge).
+fn resolved_name_whiteouts() -> Vec<Case> {
+    let lower = || vec![d("usr"), d("usr/lib"), f("usr/lib/x", b"old"), sym("lib", "usr/lib")];
+    vec![
+        case(
+            "issue25/created-keyed-by-resolved-path/whiteout",
+            "issue 25 (precisions): umoci UpperWhiteout written through lib -> usr/lib",
+            "resolve,wh-own",
+            vec![lower(), vec![f("lib/x", b"new"), wh("usr/lib/.wh.x")]],
+            Want::Tree(vec![file("usr/lib/x", b"new"), Link("lib", "usr/lib")]),
+        ),
+        case(
+            "issue25/created-keyed-by-resolved-path/opaque",
+            "issue 25 (precisions): umoci UpperWhiteout (opaque) written through lib -> usr/lib",
+            "resolve,wh-own",
+            vec![lower(), vec![f("lib/y", b"new"), wh("usr/lib/.wh..wh..opq")]],
+            Want::Tree(vec![file("usr/lib/y", b"new"), Absent("usr/lib/x")]),
+        ),
+    ]
+}
+
 #[test]
 fn whiteouts() {
     let mut cases = moby_whiteouts();
+    cases.extend(resolved_name_whiteouts());
     cases.extend(umoci_entry_whiteouts());
     cases.extend(umoci_opaque_whiteouts());
     run_group("whiteouts", cases, false);
