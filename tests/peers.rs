@@ -14,7 +14,10 @@
 //! Since these tests run as root on a shared machine, the peers' `/etc` is
 //! spelled `/petc` throughout: a binary that followed an absolute link on the
 //! host must meet a name that exists nowhere on it, and the names the cases
-//! use at the host's root are checked to be absent before and after.
+//! use at the host's root are checked to be absent before and after. A file
+//! in ROOTFS that holds a canary file's bytes is an escape too (a read out).
+//! Canary, layout and ROOTFS share one tmpfs (so a hard link out is possible,
+//! and seen; the commit's syncfs costs nothing), but for the xattr cases.
 //!
 //! Expected trees follow the semantics minipull adopts where the peers
 //! disagree (containerd's): symlinks met on the way resolve inside ROOTFS as
