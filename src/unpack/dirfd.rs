@@ -137,7 +137,7 @@ impl Dir {
     pub fn resolve(
         &self,
         comps: &[String],
-        mut mkdir: Option<&mut dyn FnMut(&Dir, &OsStr) -> io::Result<()>>,
+        mkdir: Option<&mut dyn FnMut(&Dir, &OsStr) -> io::Result<()>>,
     ) -> io::Result<(Dir, bool)> {
         if openat2_usable() {
             let path = cstr(OsStr::new(&comps.join("/")))?;
@@ -162,8 +162,19 @@ impl Dir {
                 Err(e) => return Err(e),
             }
         }
-        // By hand: `todo` holds what is left to resolve, last component
-        // first; `at` the resolved components of `dir`.
+        self.resolve_by_hand(comps, mkdir)
+    }
+
+    /// [`Dir::resolve`] without `openat2`: one component at a time with
+    /// `O_NOFOLLOW`, each link read with `readlinkat` and its target put in
+    /// front of what is left.
+    fn resolve_by_hand(
+        &self,
+        comps: &[String],
+        mut mkdir: Option<&mut dyn FnMut(&Dir, &OsStr) -> io::Result<()>>,
+    ) -> io::Result<(Dir, bool)> {
+        // `todo` holds what is left to resolve, last component first; `at`
+        // the resolved components of `dir`.
         let mut todo: Vec<OsString> = comps.iter().rev().map(OsString::from).collect();
         let mut at: Vec<OsString> = Vec::new();
         let mut dir: Option<Dir> = None;
@@ -499,4 +510,70 @@ pub fn set_xattr_fd(fd: std::os::fd::RawFd, attr: &str, value: &[u8]) -> io::Res
     let attr = CString::new(attr).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: fd is open; attr is NUL-terminated; value is a valid slice.
     check(unsafe { libc::fsetxattr(fd, attr.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// The kernel's `RESOLVE_IN_ROOT` and the walk by hand agree, link by
+    /// link: relative, absolute, `..` past the root, chains, dead links,
+    /// loops and files on the way.
+    #[test]
+    fn the_walk_by_hand_resolves_like_openat2() {
+        let base = std::env::temp_dir().join(format!("minipull-resolve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("usr/lib/x")).unwrap();
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        std::fs::create_dir_all(base.join("outside/x")).unwrap();
+        std::fs::write(root.join("file"), b"").unwrap();
+        symlink("usr/lib", root.join("lib")).unwrap();
+        symlink("/run", root.join("var/run")).unwrap();
+        symlink("../../../../usr", root.join("var/up")).unwrap();
+        symlink(base.join("outside"), root.join("abs")).unwrap();
+        symlink("lib/x", root.join("chain")).unwrap();
+        symlink("/nowhere", root.join("dead")).unwrap();
+        symlink("loop", root.join("loop")).unwrap();
+        let dir = Dir::open_root(&root).unwrap();
+        let id_of = |p: &str| {
+            let m = std::fs::metadata(root.join(p)).unwrap();
+            (std::os::unix::fs::MetadataExt::dev(&m), std::os::unix::fs::MetadataExt::ino(&m))
+        };
+        let cases: [(&str, Result<(&str, bool), i32>); 10] = [
+            ("usr/lib", Ok(("usr/lib", true))),
+            ("lib/x", Ok(("usr/lib/x", false))),
+            ("var/run", Ok(("run", false))),
+            ("var/up/lib", Ok(("usr/lib", false))),
+            ("chain", Ok(("usr/lib/x", false))),
+            ("abs", Err(libc::ENOENT)),
+            ("dead", Err(libc::ENOENT)),
+            ("loop", Err(libc::ELOOP)),
+            ("file/x", Err(libc::ENOTDIR)),
+            ("lib/missing", Err(libc::ENOENT)),
+        ];
+        for (path, want) in cases {
+            let comps: Vec<String> = path.split('/').map(String::from).collect();
+            for got in [dir.resolve(&comps, None), dir.resolve_by_hand(&comps, None)] {
+                match (got, want) {
+                    (Ok((d, plain)), Ok((at, p))) => {
+                        assert_eq!(d.id().unwrap(), id_of(at), "{path}");
+                        assert_eq!(plain, p, "{path}");
+                    }
+                    (Err(e), Err(code)) => assert_eq!(e.raw_os_error(), Some(code), "{path}"),
+                    (got, _) => panic!("{path}: {:?}", got.map(|(_, p)| p)),
+                }
+            }
+        }
+        // Creating along a link: inside the root, never beside it.
+        let comps: Vec<String> = ["abs", "new"].map(String::from).to_vec();
+        let mut mkdir = |d: &Dir, n: &OsStr| d.mkdir(n, 0o755);
+        dir.resolve_by_hand(&comps, Some(&mut mkdir)).unwrap();
+        let inside = root.join(base.join("outside/new").strip_prefix("/").unwrap());
+        assert!(inside.is_dir());
+        assert!(!base.join("outside/new").exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
