@@ -254,7 +254,7 @@ fn hard_link_chain_and_out_of_order_directories() {
 /// Every path under `dir` and `dir` itself: kind and mode, owner, inode,
 /// mtime and ctime to the nanosecond, content or link target. Any write,
 /// chmod, chown, link or new name beneath changes it.
-fn canary(dir: &Path) -> BTreeMap<String, (u32, u32, u32, u64, i64, i64, i64, i64, Vec<u8>)> {
+fn canary(dir: &Path) -> BTreeMap<String, (Vec<i64>, Vec<u8>)> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(p) = stack.pop() {
@@ -269,9 +269,15 @@ fn canary(dir: &Path) -> BTreeMap<String, (u32, u32, u32, u64, i64, i64, i64, i6
         } else {
             std::fs::read(&p).unwrap()
         };
-        let key = p.display().to_string();
-        let meta = (m.mode(), m.uid(), m.gid(), m.ino(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
-        out.insert(key, (meta.0, meta.1, meta.2, meta.3, meta.4, meta.5, meta.6, meta.7, body));
+        let meta = [
+            m.mode().into(),
+            m.uid().into(),
+            m.gid().into(),
+            m.ino() as i64,
+            m.nlink() as i64,
+        ];
+        let times = [m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()];
+        out.insert(p.display().to_string(), ([&meta[..], &times[..]].concat(), body));
     }
     out
 }
@@ -352,7 +358,12 @@ fn hostile_layers_cannot_escape_rootfs() {
             6,
             None,
         ),
-        ("whiteout-out", vec![Raw::file("../outside/.wh.secret", b"", 0o644)], 0, None),
+        (
+            "whiteout-out",
+            vec![Raw::file("../outside/.wh.secret", b"", 0o644)],
+            0,
+            None,
+        ),
         (
             "whiteout-through-symlink",
             vec![Raw::symlink("s", &outside_s), Raw::file("s/.wh.secret", b"", 0o644)],
@@ -1148,7 +1159,11 @@ const RAW_MTIME: i64 = 0o14000000000;
 fn usrmerge_lib_link_then_lib_systemd_x_lands_in_usr_lib() {
     let reg = Registry::start(Auth::None);
     let work = TempDir::new("resolve-usrmerge");
-    let lower = [Raw::dir("usr", 0o755), Raw::dir("usr/lib", 0o755), Raw::symlink("lib", "usr/lib")];
+    let lower = [
+        Raw::dir("usr", 0o755),
+        Raw::dir("usr/lib", 0o755),
+        Raw::symlink("lib", "usr/lib"),
+    ];
     let upper = [
         Raw::dir("lib/systemd", 0o750),
         Raw::file("lib/systemd/x", b"unit\n", 0o644),
@@ -1170,14 +1185,24 @@ fn var_run_absolute_link_then_var_run_x_lands_in_run() {
     let reg = Registry::start(Auth::None);
     let work = TempDir::new("resolve-varrun");
     let name = "minipull-test-resolve-x";
-    let lower = [Raw::dir("var", 0o755), Raw::dir("run", 0o755), Raw::symlink("var/run", "/run")];
+    let lower = [
+        Raw::dir("var", 0o755),
+        Raw::dir("run", 0o755),
+        Raw::symlink("var/run", "/run"),
+    ];
     let upper = [Raw::file(&format!("var/run/{name}"), b"pid\n", 0o644)];
     let host_before = std::fs::symlink_metadata(Path::new("/run").join(name)).is_ok();
     let (o, rootfs) = unpack_layers(&reg, &work, "varrun", vec![raw_tar(&lower), raw_tar(&upper)]);
     assert_exit(&o, 0);
     assert_eq!(std::fs::read(rootfs.join("run").join(name)).unwrap(), b"pid\n");
-    assert!(std::fs::symlink_metadata(rootfs.join("var/run")).unwrap().file_type().is_symlink());
-    assert!(!host_before && std::fs::symlink_metadata(Path::new("/run").join(name)).is_err(), "the host's /run was written");
+    assert!(std::fs::symlink_metadata(rootfs.join("var/run"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(
+        !host_before && std::fs::symlink_metadata(Path::new("/run").join(name)).is_err(),
+        "the host's /run was written"
+    );
 }
 
 #[test]
@@ -1204,7 +1229,10 @@ fn absolute_entry_name_etc_passwd_is_stripped() {
     let entries = [Raw::file("/etc/passwd", b"root:x:0:0::/root:/bin/sh\n", 0o644)];
     let (o, rootfs) = unpack_layers(&reg, &work, "passwd", vec![raw_tar(&entries)]);
     assert_exit(&o, 0);
-    assert_eq!(std::fs::read(rootfs.join("etc/passwd")).unwrap(), b"root:x:0:0::/root:/bin/sh\n");
+    assert_eq!(
+        std::fs::read(rootfs.join("etc/passwd")).unwrap(),
+        b"root:x:0:0::/root:/bin/sh\n"
+    );
     assert_eq!(canary(Path::new("/etc/passwd")), host, "the host's /etc/passwd changed");
 }
 
@@ -1228,8 +1256,14 @@ fn whiteout_under_a_symlinked_parent_resolves_and_under_a_dead_one_is_a_no_op() 
     assert_exit(&o, 0);
     assert!(!rootfs.join("real/x").exists(), "the whiteout through l/ did not apply");
     assert!(rootfs.join("real/kept").exists());
-    assert!(!rootfs.join("nowhere").exists(), "a whiteout under a dead link created its target");
-    assert!(std::fs::symlink_metadata(rootfs.join("dead")).unwrap().file_type().is_symlink());
+    assert!(
+        !rootfs.join("nowhere").exists(),
+        "a whiteout under a dead link created its target"
+    );
+    assert!(std::fs::symlink_metadata(rootfs.join("dead"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 #[test]
@@ -1294,7 +1328,10 @@ fn whiteout_keeps_its_parents_times() {
         Raw::dir("o", 0o755),
         Raw::file("o/z", b"z\n", 0o644),
     ];
-    let upper = [Raw::file("some/path/.wh.file", b"", 0o644), Raw::file("o/.wh..wh..opq", b"", 0o644)];
+    let upper = [
+        Raw::file("some/path/.wh.file", b"", 0o644),
+        Raw::file("o/.wh..wh..opq", b"", 0o644),
+    ];
     let (o, rootfs) = unpack_layers(&reg, &work, "wh-times", vec![raw_tar(&lower), raw_tar(&upper)]);
     assert_exit(&o, 0);
     assert!(!rootfs.join("some/path/file").exists() && !rootfs.join("o/z").exists());

@@ -4,7 +4,7 @@
 //! root with links on the way resolved inside it ([`Dir::resolve`]);
 //! nothing here takes a full path.
 
-use super::dirfd::{Dir, DirId, Found};
+use super::dirfd::{Dir, DirId, Found, Mkdir};
 use crate::error::{Error, Quoted, Result};
 use crate::progress::Progress;
 use crate::tar::{self, Header, Kind};
@@ -304,8 +304,7 @@ impl Applier {
             }
         }
         let mut mkdir = |parent: &Dir, name: &OsStr| parent.mkdir(name, 0o755);
-        let make: Option<&mut dyn FnMut(&Dir, &OsStr) -> std::io::Result<()>> =
-            if create { Some(&mut mkdir) } else { None };
+        let make: Option<Mkdir> = if create { Some(&mut mkdir) } else { None };
         let rel = || comps.join("/");
         let (dir, plain) = match self.root.resolve(comps, make) {
             Ok(found) => found,

@@ -39,6 +39,9 @@ fn openat2_usable() -> bool {
 /// A directory's identity: device and inode.
 pub type DirId = (u64, u64);
 
+/// Creates the directory `name` in the directory given.
+pub type Mkdir<'a> = &'a mut dyn FnMut(&Dir, &OsStr) -> io::Result<()>;
+
 /// An open directory. Most are `O_PATH` handles: enough for `*at` calls.
 pub struct Dir(OwnedFd);
 
@@ -134,11 +137,7 @@ impl Dir {
     /// whole path), else the same walk by hand with `readlinkat`. Errors:
     /// `ENOENT` (missing, no `mkdir`), `ENOTDIR`, `ELOOP` (over 40 links),
     /// `ENAMETOOLONG` (resolves deeper than 256).
-    pub fn resolve(
-        &self,
-        comps: &[String],
-        mkdir: Option<&mut dyn FnMut(&Dir, &OsStr) -> io::Result<()>>,
-    ) -> io::Result<(Dir, bool)> {
+    pub fn resolve(&self, comps: &[String], mkdir: Option<Mkdir>) -> io::Result<(Dir, bool)> {
         if openat2_usable() {
             let path = cstr(OsStr::new(&comps.join("/")))?;
             let base = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
@@ -168,11 +167,7 @@ impl Dir {
     /// [`Dir::resolve`] without `openat2`: one component at a time with
     /// `O_NOFOLLOW`, each link read with `readlinkat` and its target put in
     /// front of what is left.
-    fn resolve_by_hand(
-        &self,
-        comps: &[String],
-        mut mkdir: Option<&mut dyn FnMut(&Dir, &OsStr) -> io::Result<()>>,
-    ) -> io::Result<(Dir, bool)> {
+    fn resolve_by_hand(&self, comps: &[String], mut mkdir: Option<Mkdir>) -> io::Result<(Dir, bool)> {
         // `todo` holds what is left to resolve, last component first; `at`
         // the resolved components of `dir`.
         let mut todo: Vec<OsString> = comps.iter().rev().map(OsString::from).collect();
@@ -210,7 +205,12 @@ impl Dir {
                             at.clear();
                             dir = None;
                         }
-                        todo.extend(target.split(|b| *b == b'/').rev().map(|p| OsString::from_vec(p.to_vec())));
+                        todo.extend(
+                            target
+                                .split(|b| *b == b'/')
+                                .rev()
+                                .map(|p| OsString::from_vec(p.to_vec())),
+                        );
                         continue;
                     }
                     Found::Nothing => match mkdir.as_mut() {
@@ -540,9 +540,13 @@ mod tests {
         let dir = Dir::open_root(&root).unwrap();
         let id_of = |p: &str| {
             let m = std::fs::metadata(root.join(p)).unwrap();
-            (std::os::unix::fs::MetadataExt::dev(&m), std::os::unix::fs::MetadataExt::ino(&m))
+            (
+                std::os::unix::fs::MetadataExt::dev(&m),
+                std::os::unix::fs::MetadataExt::ino(&m),
+            )
         };
-        let cases: [(&str, Result<(&str, bool), i32>); 10] = [
+        type Want = Result<(&'static str, bool), i32>;
+        let cases: [(&str, Want); 10] = [
             ("usr/lib", Ok(("usr/lib", true))),
             ("lib/x", Ok(("usr/lib/x", false))),
             ("var/run", Ok(("run", false))),
