@@ -1339,3 +1339,21 @@ fn whiteout_keeps_its_parents_times() {
         assert_eq!(std::fs::metadata(rootfs.join(d)).unwrap().mtime(), RAW_MTIME, "{d}");
     }
 }
+
+#[test]
+fn a_remembered_parent_replaced_on_the_way_is_found_again() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("resolve-cache");
+    // `a/b` is looked up for `x`, then `a` becomes a link to `c`: `y` must
+    // go where `a/b` now leads, not into the directory `a/b` was.
+    let entries = [
+        Raw::dir("c/b", 0o755),
+        Raw::file("a/b/x", b"x\n", 0o644),
+        Raw::symlink("a", "c"),
+        Raw::file("a/b/y", b"y\n", 0o644),
+    ];
+    let (o, rootfs) = unpack_layers(&reg, &work, "cache", vec![raw_tar(&entries)]);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(rootfs.join("c/b/y")).unwrap(), b"y\n");
+    assert!(!rootfs.join("c/b/x").exists());
+}

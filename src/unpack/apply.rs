@@ -236,6 +236,9 @@ impl Applier {
                     dir.link(&src_dir, OsStr::new(src_name.as_str()), name_os)
                         .map_err(|e| failed("link", &rel, e))?;
                 }
+                // The source's parent is remembered now, and this entry
+                // changed a name that may be on its path.
+                self.last = None;
             }
             Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
                 if h.kind != Kind::Fifo && !self.is_root {
@@ -295,13 +298,15 @@ impl Applier {
     /// directories on the resolved path are created when `create`, else the
     /// answer is None, as when a file is on the way.
     fn walk(&mut self, comps: &[String], create: bool) -> Result<Option<(Rc<Dir>, DirId)>> {
-        if comps.is_empty() {
-            return Ok(Some((self.root.clone(), self.root_id)));
-        }
         if let Some((path, dir, id)) = &self.last {
             if path.as_slice() == comps {
                 return Ok(Some((dir.clone(), *id)));
             }
+        }
+        // Whatever comes next may change a name on the remembered path.
+        self.last = None;
+        if comps.is_empty() {
+            return Ok(Some((self.root.clone(), self.root_id)));
         }
         let mut mkdir = |parent: &Dir, name: &OsStr| parent.mkdir(name, 0o755);
         let make: Option<Mkdir> = if create { Some(&mut mkdir) } else { None };
