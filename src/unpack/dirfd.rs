@@ -398,11 +398,11 @@ impl Dir {
         let st = stat_of(self.0.as_raw_fd())?;
         Ok([
             libc::timespec {
-                tv_sec: st.st_atime,
+                tv_sec: st.st_atime as _,
                 tv_nsec: st.st_atime_nsec as _,
             },
             libc::timespec {
-                tv_sec: st.st_mtime,
+                tv_sec: st.st_mtime as _,
                 tv_nsec: st.st_mtime_nsec as _,
             },
         ])
