@@ -251,7 +251,42 @@ fn hard_link_chain_and_out_of_order_directories() {
         .is_fifo());
 }
 
-/// Hostile layers: each must be refused with exit 6 and change nothing outside ROOTFS.
+/// Every path under `dir` and `dir` itself: kind and mode, owner, inode,
+/// mtime and ctime to the nanosecond, content or link target. Any write,
+/// chmod, chown, link or new name beneath changes it.
+fn canary(dir: &Path) -> BTreeMap<String, (Vec<i64>, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let body = if m.file_type().is_symlink() {
+            std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes()
+        } else if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+            Vec::new()
+        } else {
+            std::fs::read(&p).unwrap()
+        };
+        let meta = [
+            m.mode().into(),
+            m.uid().into(),
+            m.gid().into(),
+            m.ino() as i64,
+            m.nlink() as i64,
+        ];
+        let times = [m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()];
+        out.insert(p.display().to_string(), ([&meta[..], &times[..]].concat(), body));
+    }
+    out
+}
+
+/// Hostile layers aimed at a canary tree outside ROOTFS: names with `..`
+/// or a leading `/`, links to the outside (absolute, relative, climbing)
+/// as parents, hard links and whiteouts out. Each is either contained (it
+/// lands inside ROOTFS, links resolved as if ROOTFS were `/`) or refused
+/// with exit 6; the canary stays byte- and metadata-identical either way.
 #[test]
 fn hostile_layers_cannot_escape_rootfs() {
     let reg = Registry::start(Auth::None);
@@ -260,19 +295,42 @@ fn hostile_layers_cannot_escape_rootfs() {
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("secret"), b"host secret\n").unwrap();
     let outside_s = outside.to_str().unwrap().to_string();
-    let cases: Vec<(&str, Vec<Raw>)> = vec![
-        ("dotdot", vec![Raw::file("../outside/planted", b"x", 0o644)]),
+    // Where the outside's absolute path lands inside ROOTFS.
+    let inside = outside_s.trim_start_matches('/').to_string();
+    let climb = format!("{}{inside}", "../".repeat(12));
+    let before = canary(&outside);
+    // (name, entries, exit code, a file inside ROOTFS and its content)
+    type Case = (&'static str, Vec<Raw>, i32, Option<(String, &'static [u8])>);
+    let cases: Vec<Case> = vec![
+        (
+            "dotdot",
+            vec![Raw::file("../outside/planted", b"x", 0o644)],
+            0,
+            Some(("outside/planted".into(), b"x")),
+        ),
         (
             "dotdot-deep",
             vec![Raw::dir("a", 0o755), Raw::file("a/../../outside/planted", b"x", 0o644)],
+            0,
+            Some(("outside/planted".into(), b"x")),
         ),
         (
             "absolute",
             vec![Raw::file(&format!("{outside_s}/planted"), b"x", 0o644)],
+            0,
+            Some((format!("{inside}/planted"), b"x")),
         ),
         (
             "symlink-parent",
             vec![Raw::symlink("a", &outside_s), Raw::file("a/planted", b"x", 0o644)],
+            0,
+            Some((format!("{inside}/planted"), b"x")),
+        ),
+        (
+            "symlink-parent-climbing",
+            vec![Raw::symlink("a", &climb), Raw::file("a/planted", b"x", 0o644)],
+            0,
+            Some((format!("{inside}/planted"), b"x")),
         ),
         (
             "symlink-parent-deep",
@@ -281,30 +339,54 @@ fn hostile_layers_cannot_escape_rootfs() {
                 Raw::symlink("d/e", &outside_s),
                 Raw::file("d/e/secret", b"overwritten", 0o644),
             ],
+            0,
+            Some((format!("{inside}/secret"), b"overwritten")),
         ),
-        ("hardlink-out", vec![Raw::hardlink("h", "../outside/secret")]),
-        ("hardlink-abs", vec![Raw::hardlink("h", &format!("{outside_s}/secret"))]),
+        ("hardlink-out", vec![Raw::hardlink("h", "../outside/secret")], 6, None),
+        (
+            "hardlink-abs",
+            vec![
+                Raw::file(&format!("{outside_s}/secret"), b"in root", 0o644),
+                Raw::hardlink("h", &format!("{outside_s}/secret")),
+            ],
+            0,
+            Some(("h".into(), b"in root")),
+        ),
         (
             "hardlink-through-symlink",
             vec![Raw::symlink("s", &outside_s), Raw::hardlink("h", "s/secret")],
+            6,
+            None,
         ),
-        ("whiteout-out", vec![Raw::file("../outside/.wh.secret", b"", 0o644)]),
+        (
+            "whiteout-out",
+            vec![Raw::file("../outside/.wh.secret", b"", 0o644)],
+            0,
+            None,
+        ),
+        (
+            "whiteout-through-symlink",
+            vec![Raw::symlink("s", &outside_s), Raw::file("s/.wh.secret", b"", 0o644)],
+            0,
+            None,
+        ),
     ];
-    for (name, entries) in cases {
+    for (name, entries, code, inside_file) in cases {
         let image = Image::new("amd64", vec![layer(OCI_LAYER_GZIP, raw_tar(&entries))]);
         let repo = format!("hostile/{name}");
         reg.push_image(&repo, "v1", &image);
         let (out, rootfs) = (work.join(&format!("oci-{name}")), work.join(&format!("rootfs-{name}")));
         let o = pull_unpack(&format!("{}/{repo}:v1", reg.host), &rootfs, &out);
-        assert_exit(&o, 6);
-        assert!(!outside.join("planted").exists(), "{name} planted a file outside");
-        assert_eq!(
-            std::fs::read(outside.join("secret")).unwrap(),
-            b"host secret\n",
-            "{name}"
-        );
-        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1, "{name}");
+        assert_exit(&o, code);
+        assert_eq!(canary(&outside), before, "{name} changed the outside");
         assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        if let Some((rel, content)) = inside_file {
+            assert_eq!(std::fs::read(rootfs.join(&rel)).unwrap(), content, "{name}: /{rel}");
+        }
+        if code == 0 && name == "hardlink-abs" {
+            let ino = |p: &str| std::fs::metadata(rootfs.join(p)).unwrap().ino();
+            assert_eq!(ino("h"), ino(&format!("{inside}/secret")), "linked inside");
+        }
     }
 }
 
@@ -1356,4 +1438,210 @@ fn xattrs_outside_the_allowlist_are_dropped_unless_kept() {
         None,
     );
     assert_exit(&o, 2);
+}
+
+/// Raw's fixed mtime (octal 14000000000).
+const RAW_MTIME: i64 = 0o14000000000;
+
+#[test]
+fn usrmerge_lib_link_then_lib_systemd_x_lands_in_usr_lib() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("resolve-usrmerge");
+    let lower = [
+        Raw::dir("usr", 0o755),
+        Raw::dir("usr/lib", 0o755),
+        Raw::symlink("lib", "usr/lib"),
+    ];
+    let upper = [
+        Raw::dir("lib/systemd", 0o750),
+        Raw::file("lib/systemd/x", b"unit\n", 0o644),
+    ];
+    let (o, rootfs) = unpack_layers(&reg, &work, "usrmerge", vec![raw_tar(&lower), raw_tar(&upper)]);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read_link(rootfs.join("lib")).unwrap(), Path::new("usr/lib"));
+    assert_eq!(std::fs::read(rootfs.join("usr/lib/systemd/x")).unwrap(), b"unit\n");
+    // The deferred directory metadata found its directory through the link.
+    assert_eq!(mode_of(&rootfs.join("usr/lib/systemd")), 0o750);
+    assert_eq!(
+        std::fs::metadata(rootfs.join("usr/lib/systemd")).unwrap().mtime(),
+        RAW_MTIME
+    );
+}
+
+#[test]
+fn var_run_absolute_link_then_var_run_x_lands_in_run() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("resolve-varrun");
+    let name = "minipull-test-resolve-x";
+    let lower = [
+        Raw::dir("var", 0o755),
+        Raw::dir("run", 0o755),
+        Raw::symlink("var/run", "/run"),
+    ];
+    let upper = [Raw::file(&format!("var/run/{name}"), b"pid\n", 0o644)];
+    let host_before = std::fs::symlink_metadata(Path::new("/run").join(name)).is_ok();
+    let (o, rootfs) = unpack_layers(&reg, &work, "varrun", vec![raw_tar(&lower), raw_tar(&upper)]);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(rootfs.join("run").join(name)).unwrap(), b"pid\n");
+    assert!(std::fs::symlink_metadata(rootfs.join("var/run"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(
+        !host_before && std::fs::symlink_metadata(Path::new("/run").join(name)).is_err(),
+        "the host's /run was written"
+    );
+}
+
+#[test]
+fn absolute_hardlink_target_usr_bin_perlbug_resolves_in_root() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("resolve-perlbug");
+    let entries = [
+        Raw::dir("usr/bin", 0o755),
+        Raw::file("usr/bin/perlbug", b"#!/usr/bin/perl\n", 0o755),
+        Raw::hardlink("usr/bin/perlthanks", "/usr/bin/perlbug"),
+    ];
+    let (o, rootfs) = unpack_layers(&reg, &work, "perlbug", vec![raw_tar(&entries)]);
+    assert_exit(&o, 0);
+    let ino = |p: &str| std::fs::metadata(rootfs.join(p)).unwrap().ino();
+    assert_eq!(ino("usr/bin/perlthanks"), ino("usr/bin/perlbug"));
+    assert_eq!(std::fs::metadata(rootfs.join("usr/bin/perlbug")).unwrap().nlink(), 2);
+}
+
+#[test]
+fn absolute_entry_name_etc_passwd_is_stripped() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("resolve-passwd");
+    let host = canary(Path::new("/etc/passwd"));
+    let entries = [Raw::file("/etc/passwd", b"root:x:0:0::/root:/bin/sh\n", 0o644)];
+    let (o, rootfs) = unpack_layers(&reg, &work, "passwd", vec![raw_tar(&entries)]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        std::fs::read(rootfs.join("etc/passwd")).unwrap(),
+        b"root:x:0:0::/root:/bin/sh\n"
+    );
+    assert_eq!(canary(Path::new("/etc/passwd")), host, "the host's /etc/passwd changed");
+}
+
+#[test]
+fn whiteout_under_a_symlinked_parent_resolves_and_under_a_dead_one_is_a_no_op() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("resolve-whiteout");
+    let lower = [
+        Raw::dir("real", 0o755),
+        Raw::file("real/x", b"x\n", 0o644),
+        Raw::file("real/kept", b"k\n", 0o644),
+        Raw::symlink("l", "/real"),
+        Raw::symlink("dead", "/nowhere/dir"),
+    ];
+    let upper = [
+        Raw::file("l/.wh.x", b"", 0o644),
+        Raw::file("dead/.wh.y", b"", 0o644),
+        Raw::file("dead/.wh..wh..opq", b"", 0o644),
+    ];
+    let (o, rootfs) = unpack_layers(&reg, &work, "wh-link", vec![raw_tar(&lower), raw_tar(&upper)]);
+    assert_exit(&o, 0);
+    assert!(!rootfs.join("real/x").exists(), "the whiteout through l/ did not apply");
+    assert!(rootfs.join("real/kept").exists());
+    assert!(
+        !rootfs.join("nowhere").exists(),
+        "a whiteout under a dead link created its target"
+    );
+    assert!(std::fs::symlink_metadata(rootfs.join("dead"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn whiteout_never_removes_what_its_own_layer_created() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("wh-own");
+    let lower = [
+        Raw::dir("usr", 0o755),
+        Raw::dir("usr/lib", 0o755),
+        Raw::symlink("lib", "usr/lib"),
+        Raw::file("x", b"lower\n", 0o644),
+        Raw::file("usr/lib/z", b"lower\n", 0o644),
+    ];
+    // `x` then `.wh.x`; `usr/lib/y` then its other name's whiteout; and a
+    // lower file whited out by its other name, which must go.
+    let upper = [
+        Raw::file("x", b"upper\n", 0o644),
+        Raw::file(".wh.x", b"", 0o644),
+        Raw::file("usr/lib/y", b"upper\n", 0o644),
+        Raw::file("lib/.wh.y", b"", 0o644),
+        Raw::file("lib/.wh.z", b"", 0o644),
+    ];
+    let (o, rootfs) = unpack_layers(&reg, &work, "wh-own", vec![raw_tar(&lower), raw_tar(&upper)]);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(rootfs.join("x")).unwrap(), b"upper\n");
+    assert_eq!(std::fs::read(rootfs.join("usr/lib/y")).unwrap(), b"upper\n");
+    assert!(!rootfs.join("usr/lib/z").exists());
+}
+
+#[test]
+fn opaque_marker_after_entries_keeps_them_when_parents_are_implied() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("opq-implied");
+    let lower = [
+        Raw::dir("a", 0o755),
+        Raw::dir("a/b", 0o755),
+        Raw::dir("a/b/c", 0o755),
+        Raw::file("a/b/c/bar", b"bar\n", 0o644),
+        Raw::file("a/other", b"o\n", 0o644),
+        Raw::dir("a/d", 0o755),
+    ];
+    let upper = [
+        Raw::file("a/b/c/foo", b"foo\n", 0o644),
+        Raw::file("a/.wh..wh..opq", b"", 0o644),
+    ];
+    let (o, rootfs) = unpack_layers(&reg, &work, "opq-implied", vec![raw_tar(&lower), raw_tar(&upper)]);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(rootfs.join("a/b/c/foo")).unwrap(), b"foo\n");
+    assert!(!rootfs.join("a/b/c/bar").exists());
+    assert!(!rootfs.join("a/other").exists());
+    assert!(!rootfs.join("a/d").exists());
+}
+
+#[test]
+fn whiteout_keeps_its_parents_times() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("wh-times");
+    let lower = [
+        Raw::dir("some", 0o755),
+        Raw::dir("some/path", 0o755),
+        Raw::file("some/path/file", b"f\n", 0o644),
+        Raw::dir("o", 0o755),
+        Raw::file("o/z", b"z\n", 0o644),
+    ];
+    let upper = [
+        Raw::file("some/path/.wh.file", b"", 0o644),
+        Raw::file("o/.wh..wh..opq", b"", 0o644),
+    ];
+    let (o, rootfs) = unpack_layers(&reg, &work, "wh-times", vec![raw_tar(&lower), raw_tar(&upper)]);
+    assert_exit(&o, 0);
+    assert!(!rootfs.join("some/path/file").exists() && !rootfs.join("o/z").exists());
+    for d in ["some/path", "o"] {
+        assert_eq!(std::fs::metadata(rootfs.join(d)).unwrap().mtime(), RAW_MTIME, "{d}");
+    }
+}
+
+#[test]
+fn a_remembered_parent_replaced_on_the_way_is_found_again() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("resolve-cache");
+    // `a/b` is looked up for `x`, then `a` becomes a link to `c`: `y` must
+    // go where `a/b` now leads, not into the directory `a/b` was.
+    let entries = [
+        Raw::dir("c/b", 0o755),
+        Raw::file("a/b/x", b"x\n", 0o644),
+        Raw::symlink("a", "c"),
+        Raw::file("a/b/y", b"y\n", 0o644),
+    ];
+    let (o, rootfs) = unpack_layers(&reg, &work, "cache", vec![raw_tar(&entries)]);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(rootfs.join("c/b/y")).unwrap(), b"y\n");
+    assert!(!rootfs.join("c/b/x").exists());
 }
