@@ -1069,3 +1069,38 @@ fn file_capabilities_and_xattrs_are_applied_like_umoci() {
         );
     }
 }
+
+/// A blob in OUTDIR replaced by a symbolic link to a file elsewhere (with
+/// the same content, so only the link gives it away): the manifest, the
+/// config and a layer are each refused, nothing is extracted, and the file
+/// the link points at is never read as the blob.
+#[test]
+fn unpack_never_follows_a_symlinked_blob() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("unpack-symlinked-blob");
+    let img = Image::new("amd64", vec![gz_layer(&[("etc/hello", b"linked\n")])]);
+    let (manifest, _) = reg.push_image("app/linked", "v1", &img);
+    let out = work.join("oci");
+    let r = format!("{}/app/linked:v1", reg.host);
+    assert_exit(&minipull(&["--plain-http", &r, out.to_str().unwrap()], None), 0);
+    let mut digests = vec![manifest];
+    digests.extend(reg.blob_digests("app/linked", "v1"));
+    for (i, d) in digests.iter().enumerate() {
+        let blob = blob_path(&out, d);
+        let moved = work.join(&format!("elsewhere-{i}"));
+        std::fs::rename(&blob, &moved).unwrap();
+        std::os::unix::fs::symlink(&moved, &blob).unwrap();
+        let root = work.join(&format!("root-{i}"));
+        let o = minipull(&["unpack", out.to_str().unwrap(), root.to_str().unwrap()], None);
+        assert_exit(&o, 7);
+        assert!(stderr(&o).contains("symbolic link"), "{d}: {}", stderr(&o));
+        assert!(!root.join("etc/hello").exists(), "{d}: nothing extracted");
+        std::fs::remove_file(&blob).unwrap();
+        std::fs::rename(&moved, &blob).unwrap();
+    }
+    // Put back as files, the same blobs unpack.
+    let root = work.join("root");
+    let o = minipull(&["unpack", out.to_str().unwrap(), root.to_str().unwrap()], None);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(root.join("etc/hello")).unwrap(), b"linked\n");
+}
