@@ -565,8 +565,7 @@ mod tests {
         assert!(l.has_blob(&a, 2, true).unwrap());
         let e = l
             .has_blob(&a, 3, false)
-            .err()
-            .expect("a wrong size is the descriptor's error");
+            .expect_err("a wrong size is the descriptor's error");
         assert_eq!(e.kind, crate::error::Kind::Integrity);
         assert!(l.blob_path(&a).exists(), "and removes nothing");
         assert!(l.write_blob(&a, b"xx").is_err(), "content must match its name");
