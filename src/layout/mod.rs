@@ -38,6 +38,8 @@ pub struct Layout {
     root: PathBuf,
     /// Held for the life of the pull so two minipulls cannot write one layout.
     _lock: File,
+    /// [`Layout::tidy`] was asked for: done when the layout is dropped.
+    tidy: std::cell::Cell<bool>,
 }
 
 impl Layout {
@@ -54,13 +56,14 @@ impl Layout {
         // OUTDIR itself is the user's path and may be a link to a directory
         // elsewhere; nothing inside it may be one.
         ensure_private_dir(root, true)?;
-        for dir in [root.join("blobs"), work.clone(), work.join("partial")] {
-            ensure_private_dir(&dir, false)?;
-        }
-        let lock = take_lock(root, &work.join("lock"), wait, progress)?;
+        ensure_private_dir(&root.join("blobs"), false)?;
+        let lock = take_lock(root, &work, wait, progress)?;
+        // The previous holder may have tidied the work directory away.
+        ensure_private_dir(&work.join("partial"), false)?;
         let layout = Layout {
             root: root.to_path_buf(),
             _lock: lock,
+            tidy: std::cell::Cell::new(false),
         };
         // Fail now, before any download, if an existing index.json is unusable.
         layout.read_index()?;
@@ -312,8 +315,19 @@ impl Layout {
         Ok(bytes)
     }
 
-    /// Remove the work directory if nothing resumable is left in it.
+    /// Remove the work directory if nothing resumable is left in it, as
+    /// the layout is dropped: removing the lock file lets another minipull
+    /// in, so that waits until this one is done with the layout.
     pub fn tidy(&self) {
+        self.tidy.set(true);
+    }
+}
+
+impl Drop for Layout {
+    fn drop(&mut self) {
+        if !self.tidy.get() {
+            return;
+        }
         let partial = self.root.join(WORK_DIR).join("partial");
         let emptied = match fs::remove_dir(&partial) {
             Ok(()) => true,
@@ -331,21 +345,29 @@ impl Layout {
 /// moment, and a supervisor restarts it at once.
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
 
-/// Take OUTDIR's lock, waiting up to `wait` for another minipull. The lock
-/// file may be removed by the holder as it finishes (see [`Layout::tidy`]),
-/// so the lock counts only if the name still refers to the file we locked.
-fn take_lock(root: &Path, path: &Path, wait: Duration, progress: Progress) -> Result<File> {
+/// Take OUTDIR's lock (`work/lock`), waiting up to `wait` for another
+/// minipull. The holder removes the lock file and the work directory as it
+/// finishes (see [`Layout::tidy`]), so either may vanish under a waiter:
+/// they are made again, and the lock counts only if the name still refers
+/// to the file we locked.
+fn take_lock(root: &Path, work: &Path, wait: Duration, progress: Progress) -> Result<File> {
     let deadline = Instant::now() + wait;
+    let path = &work.join("lock");
     let mut said = false;
     loop {
-        let lock = OpenOptions::new()
+        ensure_private_dir(work, false)?;
+        let lock = match OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o644)
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
-            .map_err(|e| planted_or(path, e, "cannot create"))?;
+        {
+            // The holder removed the work directory between our two steps.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && Instant::now() < deadline => continue,
+            r => r.map_err(|e| planted_or(path, e, "cannot create"))?,
+        };
         if lock.try_lock().is_ok() {
             let same = match (lock.metadata(), fs::symlink_metadata(path)) {
                 (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
