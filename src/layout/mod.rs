@@ -36,8 +36,9 @@ const WORK_DIR: &str = ".minipull";
 /// An OCI image layout directory opened for writing.
 pub struct Layout {
     root: PathBuf,
-    /// Held for the life of the pull so two minipulls cannot write one layout.
-    _lock: File,
+    /// Held for the life of the pull so two minipulls cannot write one
+    /// layout (shared by readers; none for a layout readers cannot lock).
+    lock: Option<File>,
     /// [`Layout::tidy`] was asked for: done when the layout is dropped.
     tidy: std::cell::Cell<bool>,
 }
@@ -57,12 +58,12 @@ impl Layout {
         // elsewhere; nothing inside it may be one.
         ensure_private_dir(root, true)?;
         ensure_private_dir(&root.join("blobs"), false)?;
-        let lock = take_lock(root, &work, wait, progress)?;
+        let lock = take_lock(root, &work, wait, progress, false)?;
         // The previous holder may have tidied the work directory away.
         ensure_private_dir(&work.join("partial"), false)?;
         let layout = Layout {
             root: root.to_path_buf(),
-            _lock: lock,
+            lock: Some(lock),
             tidy: std::cell::Cell::new(false),
         };
         // Fail now, before any download, if an existing index.json is unusable.
@@ -71,6 +72,33 @@ impl Layout {
         if !marker.exists() {
             layout.write_file_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
+        Ok(layout)
+    }
+
+    /// Open an existing layout to read it (`ls`, `config`, `unpack`): under
+    /// a lock shared with other readers (waiting while a pull or `gc`
+    /// writes), or with no lock and nothing created in it when it cannot be
+    /// locked: on a read-only filesystem (a layout shipped on an ISO, a
+    /// squashfs, a stick mounted read-only), or when it belongs to another
+    /// user or others may write to it (one written on another machine).
+    /// That is safe for reading: every file in it is opened without
+    /// following links and every blob is checked against its digest as it
+    /// is read.
+    pub fn open_reader(root: &Path, wait: Duration, progress: Progress) -> Result<Layout> {
+        let meta = fs::metadata(root).map_err(|e| Error::storage(format!("cannot read {}", root.display()), &e))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let ours = meta.uid() == unsafe { libc::geteuid() } && (meta.mode() & 0o022 == 0 || meta.mode() & 0o1000 != 0);
+        let lock = match ours && !read_only_fs(root) {
+            true => Some(take_lock(root, &root.join(WORK_DIR), wait, progress, true)?),
+            false => None,
+        };
+        let layout = Layout {
+            root: root.to_path_buf(),
+            lock,
+            // Tidied if no one else holds the lock by then (see Drop).
+            tidy: std::cell::Cell::new(true),
+        };
+        layout.read_index()?;
         Ok(layout)
     }
 
@@ -325,7 +353,9 @@ impl Layout {
 
 impl Drop for Layout {
     fn drop(&mut self) {
-        if !self.tidy.get() {
+        // A reader's shared lock becomes exclusive only if no one else
+        // holds it: then nobody is using the work directory.
+        if !self.tidy.get() || self.lock.as_ref().is_none_or(|l| l.try_lock().is_err()) {
             return;
         }
         let partial = self.root.join(WORK_DIR).join("partial");
@@ -350,7 +380,7 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(60);
 /// finishes (see [`Layout::tidy`]), so either may vanish under a waiter:
 /// they are made again, and the lock counts only if the name still refers
 /// to the file we locked.
-fn take_lock(root: &Path, work: &Path, wait: Duration, progress: Progress) -> Result<File> {
+fn take_lock(root: &Path, work: &Path, wait: Duration, progress: Progress, shared: bool) -> Result<File> {
     let deadline = Instant::now() + wait;
     let path = &work.join("lock");
     let mut said = false;
@@ -368,7 +398,11 @@ fn take_lock(root: &Path, work: &Path, wait: Duration, progress: Progress) -> Re
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && Instant::now() < deadline => continue,
             r => r.map_err(|e| planted_or(path, e, "cannot create"))?,
         };
-        if lock.try_lock().is_ok() {
+        if if shared {
+            lock.try_lock_shared().is_ok()
+        } else {
+            lock.try_lock().is_ok()
+        } {
             let same = match (lock.metadata(), fs::symlink_metadata(path)) {
                 (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
                 _ => false,
@@ -395,6 +429,18 @@ fn take_lock(root: &Path, work: &Path, wait: Duration, progress: Progress) -> Re
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether `path` is on a filesystem mounted read-only.
+fn read_only_fs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid C string and `st` a properly sized out-parameter;
+    // `st` is read only when statvfs filled it.
+    unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) == 0 && st.assume_init().f_flag & libc::ST_RDONLY != 0 }
 }
 
 /// Make sure `dir` is a directory we may trust with files: created if
@@ -670,7 +716,20 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.message.contains("another minipull"));
+        let wait = Duration::from_millis(300);
+        assert!(
+            Layout::open_reader(&root, wait, Progress::new(true)).is_err(),
+            "a reader waits for a writer"
+        );
         drop(l);
+        let r1 = Layout::open_reader(&root, wait, Progress::new(true)).unwrap();
+        let r2 = Layout::open_reader(&root, wait, Progress::new(true)).expect("readers share the lock");
+        assert!(
+            Layout::open_waiting(&root, wait, Progress::new(true)).is_err(),
+            "a writer waits for readers"
+        );
+        drop((r1, r2));
+        drop(Layout::open_waiting(&root, wait, Progress::new(true)).unwrap());
         fs::write(root.join("index.json"), b"{oops").unwrap();
         let e = Layout::open(&root).err().unwrap();
         assert_eq!(e.kind, crate::error::Kind::Storage);
