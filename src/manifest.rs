@@ -257,6 +257,12 @@ pub enum Manifest {
     Image(Box<ImageManifest>),
 }
 
+/// Whether a descriptor's media type is one of the manifests minipull
+/// pulls (an index or an image manifest, OCI or Docker).
+pub fn is_manifest_type(media_type: &str) -> bool {
+    [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].contains(&media_type)
+}
+
 /// Classify and parse manifest bytes, given the response's Content-Type.
 /// Returns the effective media type and the parsed manifest.
 pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<(String, Manifest)> {
@@ -281,9 +287,8 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<(String, Manife
     {
         return Err(schema1());
     }
-    let known = |t: &str| [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].contains(&t);
     let field = probe.media_type.as_deref().filter(|t| !t.is_empty());
-    let header = ct.as_deref().filter(|t| known(t));
+    let header = ct.as_deref().filter(|t| is_manifest_type(t));
     let media_type = match (field, header) {
         (Some(f), Some(h)) if f != h => {
             return Err(Error::integrity(format!(

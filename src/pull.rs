@@ -100,6 +100,8 @@ struct Puller<'a> {
     name: String,
     /// The image's size and what is done, for the progress line.
     image: Option<crate::progress::ImageProgress>,
+    /// An index entry of a media type minipull does not pull was noted.
+    noted_unknown: bool,
 }
 
 /// Pull `reference` into `layout`.
@@ -134,6 +136,7 @@ pub fn pull(
         reasons: Vec::new(),
         name: ref_name(reference),
         image: None,
+        noted_unknown: false,
     };
     // What OUTDIR already holds costs one HEAD (none by digest) and no GET.
     if let Some(summary) = p.already_here(reference)? {
@@ -147,12 +150,12 @@ pub fn pull(
         return Ok(summary);
     }
     let expected = reference.digest.as_ref().map(|d| (d.clone(), None));
-    let (digest, media_type, size, platform) = p.pull_node(&reference.manifest_reference(), expected, 0)?;
+    let (digest, media_type, size, platform) = p.pull_node(&reference.manifest_reference(), expected, None, 0)?;
 
     let mut annotations = BTreeMap::from([(CONTAINERD_NAME.to_string(), reference.to_string())]);
     annotations.insert(REF_NAME.to_string(), ref_name(reference));
     if let Some(index) = &p.summary.index_digest {
-        annotations.insert(crate::verify::RESOLVED.to_string(), index.clone());
+        annotations.insert(crate::layout::RESOLVED.to_string(), index.clone());
     }
     if opts.discard_layers {
         annotations.insert(crate::layout::LAYERS_DISCARDED.to_string(), "true".to_string());
@@ -279,7 +282,7 @@ impl Puller<'_> {
             media_type: entry.media_type.clone(),
             size: entry.size.max(0) as u64,
             platform: entry.platform.as_ref().map(|p| p.to_string()),
-            index_digest: entry.annotation(crate::verify::RESOLVED).map(str::to_string),
+            index_digest: entry.annotation(crate::layout::RESOLVED).map(str::to_string),
             manifests: Vec::new(),
             blobs,
             bytes_downloaded: 0,
@@ -291,10 +294,12 @@ impl Puller<'_> {
 
     /// Pull the manifest named `reference` and everything below it. Returns
     /// what index.json should point at: digest, media type, size, platform.
+    /// `claimed`: the media type the stored index that names it gives it.
     fn pull_node(
         &mut self,
         reference: &str,
         expected: Option<(Digest, Option<u64>)>,
+        claimed: Option<&str>,
         depth: usize,
     ) -> Result<(Digest, String, u64, Option<Platform>)> {
         if depth > MAX_INDEX_DEPTH {
@@ -302,7 +307,13 @@ impl Puller<'_> {
                 "indexes nest more than {MAX_INDEX_DEPTH} deep; refusing to follow them further"
             )));
         }
-        let f = self.fetch_manifest(reference, expected)?;
+        let mut f = self.fetch_manifest(reference, expected)?;
+        if let Some(t) = claimed {
+            // The layout's walks (gc, --prune, the re-pull) read it as what
+            // the index claims it is, so it must parse as that.
+            (f.media_type, f.manifest) = manifest::parse(&f.bytes, Some(t))
+                .map_err(|e| e.context(format!("index entry {reference}, which claims to be {t}")))?;
+        }
         validate_descriptors(&f.manifest).map_err(|e| e.context(format!("manifest {reference}")))?;
         let one_platform = matches!(f.manifest, Manifest::Index(_)) && !self.opts.all_platforms;
         // The signed index is kept (unnamed) so `unpack --verify-key` can check offline that it lists the platform manifest.
@@ -314,17 +325,28 @@ impl Puller<'_> {
         }
         match &f.manifest {
             Manifest::Image(m) => {
-                self.pull_image(m)?;
+                self.pull_image(m, reference)?;
                 self.store_manifest(&f)?;
                 Ok((f.digest, f.media_type, f.bytes.len() as u64, None))
             }
             Manifest::Index(idx) if self.opts.all_platforms => {
                 for child in &idx.manifests {
                     let (d, size) = (child.checked_digest()?, child.checked_size()?);
-                    if is_manifest_type(&child.media_type) {
-                        self.pull_node(&d.to_string(), Some((d, Some(size))), depth + 1)?;
-                    } else {
-                        self.fetch_blob(child)?;
+                    if manifest::is_manifest_type(&child.media_type) {
+                        self.pull_node(
+                            &d.to_string(),
+                            Some((d, Some(size))),
+                            Some(&child.media_type),
+                            depth + 1,
+                        )?;
+                    } else if !self.noted_unknown {
+                        // The image-spec: unknown media types are ignored.
+                        self.noted_unknown = true;
+                        self.progress.note(format!(
+                            "not pulling index entry {} of media type {}, nor any other that is not an image manifest or index",
+                            d.short(),
+                            crate::error::Quoted(&child.media_type)
+                        ));
                     }
                 }
                 self.store_manifest(&f)?;
@@ -345,7 +367,7 @@ impl Puller<'_> {
                     return Err(self.untrusted_error(&f.digest, Some(&d)));
                 }
                 let (digest, media_type, size, inner) =
-                    self.pull_node(&d.to_string(), Some((d, Some(size))), depth + 1)?;
+                    self.pull_node(&d.to_string(), Some((d, Some(size))), None, depth + 1)?;
                 Ok((digest, media_type, size, inner.or(platform)))
             }
         }
@@ -462,13 +484,8 @@ impl Puller<'_> {
         Ok(())
     }
 
-    fn pull_image(&mut self, m: &ImageManifest) -> Result<()> {
-        if self.opts.discard_layers {
-            // Room for the largest layer at a time is checked as each comes.
-            self.check_free_space(std::iter::once(&m.config))?;
-        } else {
-            self.check_free_space(std::iter::once(&m.config).chain(&m.layers))?;
-        }
+    fn pull_image(&mut self, m: &ImageManifest, reference: &str) -> Result<()> {
+        self.check_blobs(m, reference)?;
         let sizes = std::iter::once(&m.config)
             .chain(&m.layers)
             .map(|d| d.size.max(0) as u64);
@@ -592,18 +609,33 @@ impl Puller<'_> {
         )))
     }
 
-    /// Refuse up front when the blobs still missing cannot fit on the disk.
-    fn check_free_space<'d>(&self, descs: impl Iterator<Item = &'d Descriptor>) -> Result<()> {
-        let Some(free) = self.layout.free_bytes() else {
-            return Ok(());
-        };
+    /// Before anything is downloaded: check each blob descriptor against
+    /// what OUTDIR holds (a size that disagrees with a blob there refuses
+    /// the manifest), and refuse when the blobs still missing cannot fit on
+    /// the disk (with `--discard-layers` only the config counts: room for
+    /// each layer is checked as it comes).
+    fn check_blobs(&self, m: &ImageManifest, reference: &str) -> Result<()> {
         let mut need = 0u64;
-        for d in descs.filter(|d| !(d.is_foreign() && d.urls.as_ref().is_some_and(|u| !u.is_empty()))) {
+        for (i, d) in std::iter::once(&m.config).chain(&m.layers).enumerate() {
+            if d.is_foreign() && d.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+                continue;
+            }
             let (digest, size) = (d.checked_digest()?, d.checked_size()?);
-            if !self.layout.has_blob(&digest, size, false)? {
+            let have = self.layout.has_blob(&digest, size, false).map_err(|e| {
+                let what = if i == 0 {
+                    "config".to_string()
+                } else {
+                    format!("layer {i}")
+                };
+                e.context(format!("manifest {reference}, {what}"))
+            })?;
+            if !have && (i == 0 || !self.opts.discard_layers) {
                 need = need.saturating_add(size.saturating_sub(self.layout.partial_len(&digest)));
             }
         }
+        let Some(free) = self.layout.free_bytes() else {
+            return Ok(());
+        };
         if need > free {
             return Err(Error::new(
                 crate::error::Kind::Storage,
@@ -724,16 +756,6 @@ fn validate_descriptors(m: &Manifest) -> Result<()> {
         d.checked_size()?;
     }
     Ok(())
-}
-
-fn is_manifest_type(media_type: &str) -> bool {
-    [
-        manifest::OCI_INDEX,
-        manifest::OCI_MANIFEST,
-        manifest::DOCKER_LIST,
-        manifest::DOCKER_MANIFEST,
-    ]
-    .contains(&media_type)
 }
 
 /// A word for progress lines: config, layer, or the media type itself.

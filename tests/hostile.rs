@@ -342,3 +342,164 @@ fn item_12_registry_strings_reach_the_terminal_escaped() {
     );
     assert!(err.contains("\\u{1b}[2J"), "shown escaped: {err}");
 }
+
+/// A registry serving one repository names the blobs of another image in
+/// OUTDIR with sizes one byte off: the manifest is refused (exit 6, naming
+/// the descriptor) before anything is downloaded, and the other image keeps
+/// every blob, through a `gc` too.
+#[test]
+fn wrong_size_descriptor_never_deletes_another_images_blob() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("wrong-size");
+    let img = Image::new("amd64", vec![gz_layer(&[("etc/hello", b"victim\n")])]);
+    let (victim, manifest) = reg.push_image("demo/app", "1.0", &img);
+    let out = work.join("layout");
+    let o = minipull(
+        &[
+            "--plain-http",
+            &format!("{}/demo/app:1.0", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    let index = std::fs::read(out.join("index.json")).unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let (config, layer) = (&m["config"], &m["layers"][0]);
+    let blobs = [
+        victim.clone(),
+        config["digest"].as_str().unwrap().to_string(),
+        layer["digest"].as_str().unwrap().to_string(),
+    ];
+
+    let server = FaultServer::start(Faults::default());
+    let mut evil = m.clone();
+    evil["layers"][0]["size"] = (layer["size"].as_i64().unwrap() + 1).into();
+    server.add_manifest(REPO, "v1", OCI_MANIFEST, &serde_json::to_vec(&evil).unwrap());
+    let o = minipull(
+        &[
+            "--plain-http",
+            &format!("{}/{REPO}:v1", server.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 6);
+    let err = stderr(&o);
+    assert!(
+        err.contains("layer 1") && err.contains(layer["digest"].as_str().unwrap()),
+        "{err}"
+    );
+    assert!(server.requests("/blobs/").is_empty(), "nothing downloaded");
+    assert_eq!(
+        std::fs::read(out.join("index.json")).unwrap(),
+        index,
+        "nothing recorded"
+    );
+    for d in &blobs {
+        assert!(blob_path(&out, d).is_file(), "{d} was deleted");
+    }
+    assert_exit(&minipull(&["gc", out.to_str().unwrap()], None), 0);
+    for d in &blobs {
+        assert!(blob_path(&out, d).is_file(), "{d} was deleted by gc");
+    }
+    assert_blobs_consistent(&out);
+    // The victim is still whole: its re-pull needs nothing.
+    let o = minipull(
+        &[
+            "--plain-http",
+            &format!("{}/demo/app:1.0", reg.host),
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("nothing to download"), "{}", stderr(&o));
+}
+
+/// `--all-platforms`: an index child that claims to be a manifest must parse
+/// as one (here: an index posing as an image manifest), else the pull is
+/// refused with nothing recorded; a child of a media type minipull does not
+/// pull is neither fetched nor walked (so `gc` and the re-pull still work).
+#[test]
+fn all_platforms_child_that_is_not_a_manifest_is_refused() {
+    let server = FaultServer::start(Faults::default());
+    let (image, _) = server.add_image(REPO, "img", b"layer bytes".to_vec());
+    let image_size = server.manifest_bytes(REPO, &image).len();
+    let child = |mt: &str, digest: &str, size: usize, arch: &str| {
+        serde_json::json!({"mediaType": mt, "digest": digest, "size": size,
+            "platform": {"os": "linux", "architecture": arch}})
+    };
+    let index = |children: Vec<serde_json::Value>| {
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}))
+            .unwrap()
+    };
+    let pull = |tag: &str, out: &Path| {
+        minipull(
+            &[
+                "--plain-http",
+                "--all-platforms",
+                &format!("{}/{REPO}:{tag}", server.host),
+                out.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+    let work = TempDir::new("all-platforms-child");
+
+    // An index posing as an image manifest.
+    let posing = index(vec![]);
+    let posing_digest = sha256(&posing);
+    server.add_manifest(REPO, &posing_digest, OCI_INDEX, &posing);
+    server.add_manifest(
+        REPO,
+        "posing",
+        OCI_INDEX,
+        &index(vec![
+            child(OCI_MANIFEST, &image, image_size, "amd64"),
+            child(OCI_MANIFEST, &posing_digest, posing.len(), "arm64"),
+        ]),
+    );
+    let out = work.join("posing");
+    let o = pull("posing", &out);
+    assert_exit(&o, 6);
+    assert!(stderr(&o).contains("claims to be"), "{}", stderr(&o));
+    assert!(!out.join("index.json").exists(), "nothing recorded");
+
+    // A child of an unknown media type: not fetched, noted once, not walked.
+    let thing = b"{\"not\": \"a manifest\"}".to_vec();
+    let thing_digest = sha256(&thing);
+    server.add_blob(&thing_digest, thing.clone());
+    server.add_manifest(REPO, &thing_digest, "application/vnd.example.thing.v1+json", &thing);
+    let thing_type = "application/vnd.example.thing.v1+json";
+    server.add_manifest(
+        REPO,
+        "unknown",
+        OCI_INDEX,
+        &index(vec![
+            child(OCI_MANIFEST, &image, image_size, "amd64"),
+            child(thing_type, &thing_digest, thing.len(), "arm64"),
+            child(thing_type, &thing_digest, thing.len(), "riscv64"),
+        ]),
+    );
+    let out = work.join("unknown");
+    server.clear_log();
+    let o = pull("unknown", &out);
+    assert_exit(&o, 0);
+    assert_eq!(
+        stderr(&o).matches("not pulling index entry").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        server.requests(&thing_digest).is_empty(),
+        "the unknown child was fetched"
+    );
+    assert!(!blob_path(&out, &thing_digest).exists());
+    assert_exit(&minipull(&["gc", out.to_str().unwrap()], None), 0);
+    assert_exit(&minipull(&["ls", out.to_str().unwrap()], None), 0);
+    let o = pull("unknown", &out);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("nothing to download"), "{}", stderr(&o));
+}

@@ -438,3 +438,56 @@ fn item_14_a_pull_by_digest_is_named_verified_and_addressable() {
     );
     assert_exit(&o, 3);
 }
+
+/// Four pulls of four images into one OUTDIR at once, with `gc`, `ls` and
+/// an unpack running beside them: each waits its turn for the lock (which the
+/// holder removes, with the work directory, as it finishes) and every one
+/// ends with exit 0 and all four images complete.
+#[test]
+fn concurrent_pulls_and_gcs_into_one_outdir_all_succeed() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("concurrent");
+    let out = work.join("layout");
+    let tags = ["t1", "t2", "t3", "t4"];
+    for (i, tag) in tags.iter().enumerate() {
+        let layer = gz_layer(&[("data", &noise(2 << 20, i as u64 + 7))]);
+        reg.push_image("demo/many", tag, &Image::new("amd64", vec![layer]));
+    }
+    let refs: Vec<String> = tags.iter().map(|t| format!("{}/demo/many:{t}", reg.host)).collect();
+    // The first image is there (gc, ls and unpack open only existing layouts).
+    assert_exit(&minipull(&["--plain-http", &refs[0], out.to_str().unwrap()], None), 0);
+    let o = out.to_str().unwrap();
+    let (t1, root) = (format!("{o}:t1"), work.join("root"));
+    let mut runs: Vec<Vec<&str>> = refs.iter().map(|r| vec!["--plain-http", r.as_str(), o]).collect();
+    runs.insert(2, vec!["gc", o]);
+    runs.push(vec!["ls", o]);
+    runs.push(vec!["gc", o]);
+    if cfg!(feature = "unpack") {
+        runs.insert(1, vec!["unpack", &t1, root.to_str().unwrap()]);
+    }
+    let children: Vec<_> = runs
+        .iter()
+        .map(|args| {
+            std::process::Command::new(minipull_bin())
+                .args(args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (args, child) in runs.iter().zip(children) {
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    }
+    let index = read_json(&out.join("index.json"));
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 4, "{index}");
+    assert_index_points_at_blobs(&out);
+    assert_blobs_consistent(&out);
+    for r in &refs {
+        let o = minipull(&["--plain-http", r, o], None);
+        assert_exit(&o, 0);
+        assert!(stderr(&o).contains("nothing to download"), "{r}: {}", stderr(&o));
+    }
+    assert!(!out.join(".minipull").exists(), "tidied at the end");
+}

@@ -852,3 +852,87 @@ fn verify_identity_is_not_bypassed_by_a_bundle_signature() {
     args.extend([out.to_str().unwrap(), root.to_str().unwrap()]);
     assert_exit(&minipull(&args, None), 0);
 }
+
+/// The signature manifest (fetched by tag; only its payload is signed)
+/// lists, beside a valid signature, blobs of other images with sizes one
+/// byte off. Where that disagrees with a blob OUTDIR holds (the signed
+/// image's own manifest) the signature manifest is refused (exit 6);
+/// where the blob comes later (another image pulled afterwards), the
+/// stored signature names only what its proof needs, and `gc` keeps every
+/// blob either way.
+#[test]
+fn signature_manifest_with_wrong_sizes_cannot_make_gc_delete() {
+    let w = World::new();
+    let key = keygen(w.work.path(), "vendor", false);
+    let host = w.reg.host.clone();
+    let other_layer = gz_layer(&[("etc/hello", b"other\n")]);
+    let other_blob = other_layer.blob.clone();
+    // Under another tag: a pull of the same tag would replace the entry.
+    w.reg
+        .push_image("other/img", "o1", &Image::new("amd64", vec![other_layer]));
+    let other_blobs = w.reg.blob_digests("other/img", "o1");
+
+    // A classic signature manifest: the valid signature, then `extra`
+    // (descriptor, bytes pushed so the registry accepts the manifest).
+    let wrapper = |repo: &str, digest: &str, extra: &[(&str, &[u8])]| {
+        let p = payload(&format!("{host}/{repo}"), digest);
+        let mut sig = w.reg.blob_desc(repo, SIMPLESIGNING, &p);
+        sig["annotations"] = json!({"dev.cosignproject.cosign/signature": base64_pub(&key.sign(&p))});
+        let mut layers = vec![sig];
+        for (mt, bytes) in extra {
+            let mut d = w.reg.blob_desc(repo, mt, bytes);
+            d["size"] = (bytes.len() + 1).into();
+            layers.push(d);
+        }
+        let config = w.reg.blob_desc(repo, "application/vnd.oci.image.config.v1+json", b"{}");
+        let m = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers});
+        let tag = format!("{}.sig", tag_of(digest));
+        w.reg
+            .push_manifest(repo, &tag, OCI_MANIFEST, &serde_json::to_vec(&m).unwrap());
+    };
+    let out = w.work.join("layout");
+
+    // Its own manifest with a wrong size: refused, nothing named.
+    let own = "signed/own";
+    let d = w.image(own, b"own\n");
+    let own_manifest = w.reg.manifest(own, "v1");
+    wrapper(own, &d, &[(OCI_MANIFEST, &own_manifest)]);
+    let o = w.pull(own, &out, &["--verify-key", key.public()]);
+    assert_exit(&o, 6);
+    assert!(
+        stderr(&o).contains("signature manifest") && stderr(&o).contains(&d),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.join("index.json").exists(), "nothing recorded");
+
+    // Another image's layer, not in OUTDIR yet: accepted, but not stored.
+    let repo = "signed/app";
+    let d = w.image(repo, b"signed\n");
+    wrapper(repo, &d, &[(OCI_LAYER_GZIP, &other_blob)]);
+    let o = w.pull(repo, &out, &["--verify-key", key.public()]);
+    assert_exit(&o, 0);
+    assert!(
+        !blob_path(&out, &sha256(&other_blob)).exists(),
+        "only what the proof needs is stored"
+    );
+    let o = minipull(
+        &["--plain-http", &format!("{host}/other/img:o1"), out.to_str().unwrap()],
+        None,
+    );
+    assert_exit(&o, 0);
+    let o = minipull(&["gc", out.to_str().unwrap()], None);
+    assert_exit(&o, 0);
+    for b in &other_blobs {
+        assert!(blob_path(&out, b).is_file(), "gc deleted {b}");
+    }
+    assert!(blob_path(&out, &d).is_file(), "gc deleted the signed manifest");
+    assert_index_points_at_blobs(&out);
+    assert_blobs_consistent(&out);
+    let o = minipull(&["ls", "--json", out.to_str().unwrap()], None);
+    assert_exit(&o, 0);
+    let ls: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for e in ls.as_array().unwrap() {
+        assert_eq!(e["state"], "complete", "{ls}");
+    }
+}

@@ -1645,3 +1645,110 @@ fn a_remembered_parent_replaced_on_the_way_is_found_again() {
     assert_eq!(std::fs::read(rootfs.join("c/b/y")).unwrap(), b"y\n");
     assert!(!rootfs.join("c/b/x").exists());
 }
+
+/// A blob in OUTDIR replaced by a symbolic link to a file elsewhere (with
+/// the same content, so only the link gives it away): the manifest, the
+/// config and a layer are each refused, nothing is extracted, and the file
+/// the link points at is never read as the blob.
+#[test]
+fn unpack_never_follows_a_symlinked_blob() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("unpack-symlinked-blob");
+    let img = Image::new("amd64", vec![gz_layer(&[("etc/hello", b"linked\n")])]);
+    let (manifest, _) = reg.push_image("app/linked", "v1", &img);
+    let out = work.join("oci");
+    let r = format!("{}/app/linked:v1", reg.host);
+    assert_exit(&minipull(&["--plain-http", &r, out.to_str().unwrap()], None), 0);
+    let mut digests = vec![manifest];
+    digests.extend(reg.blob_digests("app/linked", "v1"));
+    for (i, d) in digests.iter().enumerate() {
+        let blob = blob_path(&out, d);
+        let moved = work.join(&format!("elsewhere-{i}"));
+        std::fs::rename(&blob, &moved).unwrap();
+        std::os::unix::fs::symlink(&moved, &blob).unwrap();
+        let root = work.join(&format!("root-{i}"));
+        let o = minipull(&["unpack", out.to_str().unwrap(), root.to_str().unwrap()], None);
+        assert_exit(&o, 7);
+        assert!(stderr(&o).contains("symbolic link"), "{d}: {}", stderr(&o));
+        assert!(!root.join("etc/hello").exists(), "{d}: nothing extracted");
+        std::fs::remove_file(&blob).unwrap();
+        std::fs::rename(&moved, &blob).unwrap();
+    }
+    // Put back as files, the same blobs unpack.
+    let root = work.join("root");
+    let o = minipull(&["unpack", out.to_str().unwrap(), root.to_str().unwrap()], None);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(root.join("etc/hello")).unwrap(), b"linked\n");
+}
+
+/// Read-only bind mounts, unmounted on drop.
+struct RoBind(std::path::PathBuf);
+
+impl RoBind {
+    fn new(from: &Path, at: std::path::PathBuf) -> RoBind {
+        std::fs::create_dir_all(&at).unwrap();
+        run_ok("mount", &["--bind", from.to_str().unwrap(), at.to_str().unwrap()]);
+        let bind = RoBind(at);
+        run_ok("mount", &["-o", "remount,bind,ro", bind.0.to_str().unwrap()]);
+        bind
+    }
+}
+
+impl Drop for RoBind {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A layout shipped on read-only media, written by another user (uid 1000,
+/// as a stick or an ISO made on a laptop): `ls`, `config` and `unpack` read
+/// it without creating anything in it, and its blobs are still checked
+/// against their digests (a damaged layer is refused).
+#[test]
+fn read_only_layout_of_another_user_can_be_listed_configured_and_unpacked() {
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("read-only-layout");
+    let img = Image::new("amd64", vec![gz_layer(&[("etc/hello", b"from the stick\n")])]);
+    reg.push_image("app/stick", "v1", &img);
+    let layout = work.join("layout");
+    let r = format!("{}/app/stick:v1", reg.host);
+    assert_exit(&minipull(&["--plain-http", &r, layout.to_str().unwrap()], None), 0);
+    // Our own layout, mounted read-only: no lock can be made there, none is needed.
+    let ro = RoBind::new(&layout, work.join("own-media"));
+    let o = minipull(&["ls", ro.0.to_str().unwrap()], None);
+    assert_exit(&o, 0);
+    drop(ro);
+    run_ok("chown", &["-R", "1000:1000", layout.to_str().unwrap()]);
+    let ro = RoBind::new(&layout, work.join("media"));
+    let dir = ro.0.to_str().unwrap();
+
+    let o = minipull(&["ls", dir], None);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("complete"), "{}", stdout(&o));
+    let o = minipull(&["config", &format!("{dir}:v1")], None);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("diff_ids"), "{}", stdout(&o));
+    let root = work.join("root");
+    let o = minipull(&["unpack", dir, root.to_str().unwrap()], None);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(root.join("etc/hello")).unwrap(), b"from the stick\n");
+    assert!(!layout.join(".minipull").exists(), "nothing created in the layout");
+    drop(ro);
+
+    // Writable but another user's: read the same way, nothing created in it.
+    let o = minipull(&["ls", layout.to_str().unwrap()], None);
+    assert_exit(&o, 0);
+    assert!(!layout.join(".minipull").exists(), "nothing created in the layout");
+    // Still checked: one flipped byte of the layer is refused.
+    let layer = &reg.blob_digests("app/stick", "v1")[1];
+    let path = blob_path(&layout, layer);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let ro = RoBind::new(&layout, work.join("media2"));
+    let root2 = work.join("root2");
+    let o = minipull(&["unpack", ro.0.to_str().unwrap(), root2.to_str().unwrap()], None);
+    assert_exit(&o, 6);
+    assert!(!root2.join("etc/hello").exists(), "nothing extracted");
+}

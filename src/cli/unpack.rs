@@ -10,7 +10,8 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         return Err(Error::not_found(format!("no OCI image layout at {}", dir.display()))
             .hint("pull into it first: minipull REF OUTDIR"));
     }
-    let layout = Layout::open_waiting(&dir, crate::layout::LOCK_WAIT, Progress::new(args.quiet))?;
+    // Only read: a layout on read-only media or written by another user will do.
+    let layout = Layout::open_reader(&dir, crate::layout::LOCK_WAIT, Progress::new(args.quiet))?;
     let select = match &name {
         Some(n) => Select::Name(n),
         None => Select::Only,

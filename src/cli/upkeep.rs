@@ -7,16 +7,23 @@ use crate::progress::human;
 
 /// Open an existing layout (these commands never create one).
 fn existing(dir: &Path, quiet: bool) -> Result<Layout> {
-    if !dir.join("oci-layout").is_file() {
-        return Err(Error::not_found(format!("no OCI image layout at {}", dir.display())));
-    }
+    existing_dir(dir)?;
     Layout::open_waiting(dir, crate::layout::LOCK_WAIT, Progress::new(quiet))
+}
+
+fn existing_dir(dir: &Path) -> Result<()> {
+    match dir.join("oci-layout").is_file() {
+        true => Ok(()),
+        false => Err(Error::not_found(format!("no OCI image layout at {}", dir.display()))),
+    }
 }
 
 /// `minipull ls OUTDIR`: one line per image: name, digest, media type,
 /// platform(s), bytes on disk.
 pub(super) fn ls_command(args: &Args) -> Result<i32> {
-    let layout = existing(&args.outdir, args.quiet)?;
+    existing_dir(&args.outdir)?;
+    // Only read: a layout on read-only media or written by another user will do.
+    let layout = Layout::open_reader(&args.outdir, crate::layout::LOCK_WAIT, Progress::new(args.quiet))?;
     let mut rows = Vec::new();
     for e in layout.entries()?.iter().filter(|e| !is_signature(e)) {
         let name = e.annotation(REF_NAME).unwrap_or_default().to_string();

@@ -25,14 +25,22 @@ use std::time::{Duration, Instant};
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Annotation holding the full image name (containerd, `ctr import`).
 pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
+/// The annotation on a signature's index.json entry naming the digest it signs.
+pub const SIGNS: &str = "io.minipull.signature.of";
+/// The annotation on an image's index.json entry naming the digest its tag
+/// resolved to (an index, for a one-platform pull of a multi-platform tag).
+pub const RESOLVED: &str = "io.minipull.resolved";
 
 const WORK_DIR: &str = ".minipull";
 
 /// An OCI image layout directory opened for writing.
 pub struct Layout {
     root: PathBuf,
-    /// Held for the life of the pull so two minipulls cannot write one layout.
-    _lock: File,
+    /// Held for the life of the pull so two minipulls cannot write one
+    /// layout (shared by readers; none for a layout readers cannot lock).
+    lock: Option<File>,
+    /// [`Layout::tidy`] was asked for: done when the layout is dropped.
+    tidy: std::cell::Cell<bool>,
 }
 
 impl Layout {
@@ -49,13 +57,14 @@ impl Layout {
         // OUTDIR itself is the user's path and may be a link to a directory
         // elsewhere; nothing inside it may be one.
         ensure_private_dir(root, true)?;
-        for dir in [root.join("blobs"), work.clone(), work.join("partial")] {
-            ensure_private_dir(&dir, false)?;
-        }
-        let lock = take_lock(root, &work.join("lock"), wait, progress)?;
+        ensure_private_dir(&root.join("blobs"), false)?;
+        let lock = take_lock(root, &work, wait, progress, false)?;
+        // The previous holder may have tidied the work directory away.
+        ensure_private_dir(&work.join("partial"), false)?;
         let layout = Layout {
             root: root.to_path_buf(),
-            _lock: lock,
+            lock: Some(lock),
+            tidy: std::cell::Cell::new(false),
         };
         // Fail now, before any download, if an existing index.json is unusable.
         layout.read_index()?;
@@ -63,6 +72,33 @@ impl Layout {
         if !marker.exists() {
             layout.write_file_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
+        Ok(layout)
+    }
+
+    /// Open an existing layout to read it (`ls`, `config`, `unpack`): under
+    /// a lock shared with other readers (waiting while a pull or `gc`
+    /// writes), or with no lock and nothing created in it when it cannot be
+    /// locked: on a read-only filesystem (a layout shipped on an ISO, a
+    /// squashfs, a stick mounted read-only), or when it belongs to another
+    /// user or others may write to it (one written on another machine).
+    /// That is safe for reading: every file in it is opened without
+    /// following links and every blob is checked against its digest as it
+    /// is read.
+    pub fn open_reader(root: &Path, wait: Duration, progress: Progress) -> Result<Layout> {
+        let meta = fs::metadata(root).map_err(|e| Error::storage(format!("cannot read {}", root.display()), &e))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let ours = meta.uid() == unsafe { libc::geteuid() } && (meta.mode() & 0o022 == 0 || meta.mode() & 0o1000 != 0);
+        let lock = match ours && !read_only_fs(root) {
+            true => Some(take_lock(root, &root.join(WORK_DIR), wait, progress, true)?),
+            false => None,
+        };
+        let layout = Layout {
+            root: root.to_path_buf(),
+            lock,
+            // Tidied if no one else holds the lock by then (see Drop).
+            tidy: std::cell::Cell::new(true),
+        };
+        layout.read_index()?;
         Ok(layout)
     }
 
@@ -105,33 +141,70 @@ impl Layout {
         fs::metadata(self.partial_path(d)).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Whether the blob is already in place with the expected size. With
-    /// `verify`, its content is hashed too, and a blob that does not match
-    /// is removed so it gets downloaded again.
+    /// Whether the blob is in place for a descriptor that says it has `size`
+    /// bytes. A blob's name is its content's digest, so one of another size
+    /// is either damaged on disk or the descriptor is wrong; it is hashed to
+    /// tell which. A wrong descriptor is refused (integrity); a damaged blob
+    /// counts as absent, and the verified copy the pull fetches is renamed
+    /// over it. With `verify`, every blob is hashed. Nothing is removed here:
+    /// a hostile manifest must not be able to delete another image's blobs.
     pub fn has_blob(&self, d: &Digest, size: u64, verify: bool) -> Result<bool> {
-        let path = self.blob_path(d);
-        let Ok(meta) = fs::symlink_metadata(&path) else {
+        let Some(len) = self.blob_size(d) else {
             return Ok(false);
         };
-        if !meta.is_file() || meta.len() != size {
-            self.remove_bad_blob(&path)?;
+        if len == size && !verify {
+            return Ok(true);
+        }
+        if !self.blob_intact(d)? {
             return Ok(false);
         }
-        if verify {
-            let file =
-                open_no_follow(&path).map_err(|e| Error::storage(format!("cannot read {}", path.display()), &e))?;
-            let (got, len) = hash_reader(file, d.algorithm(), u64::MAX)
-                .map_err(|e| Error::storage(format!("cannot read {}", path.display()), &e))?;
-            if got != *d || len != size {
-                self.remove_bad_blob(&path)?;
-                return Ok(false);
-            }
+        if len != size {
+            return Err(Error::integrity(format!(
+                "a descriptor says {d} has {size} bytes, but the blob of that digest in {} has {len}",
+                self.root.display()
+            ))
+            .hint("the manifest is wrong (a blob is what its digest names); nothing in OUTDIR was changed"));
         }
         Ok(true)
     }
 
-    fn remove_bad_blob(&self, path: &Path) -> Result<()> {
-        fs::remove_file(path).map_err(|e| Error::storage(format!("cannot remove corrupt blob {}", path.display()), &e))
+    /// Whether a blob's content hashes to its name.
+    pub fn blob_intact(&self, d: &Digest) -> Result<bool> {
+        let path = self.blob_path(d);
+        let file = self.open_blob(d).map_err(|e| planted_or(&path, e, "cannot read"))?;
+        let (got, _) = hash_reader(file, d.algorithm(), u64::MAX)
+            .map_err(|e| Error::storage(format!("cannot read {}", path.display()), &e))?;
+        Ok(got == *d)
+    }
+
+    /// Open a blob for reading through handles of `blobs/` and
+    /// `blobs/<alg>`, following no symbolic link on the way, and only if it
+    /// is a regular file (a FIFO planted there must not hang the reader).
+    pub fn open_blob(&self, d: &Digest) -> std::io::Result<File> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let at = |dir: libc::c_int, name: &str, flags: libc::c_int| -> std::io::Result<OwnedFd> {
+            let c = std::ffi::CString::new(name).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+            // SAFETY: `dir` is an open descriptor and `c` a valid C string.
+            let fd = unsafe { libc::openat(dir, c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: openat returned a new descriptor that nothing else owns.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        let dir = libc::O_RDONLY | libc::O_DIRECTORY;
+        // OUTDIR itself is the user's path and may be a link; nothing below it.
+        let root = File::open(&self.root)?;
+        let blobs = at(root.as_raw_fd(), "blobs", dir)?;
+        let alg = at(blobs.as_raw_fd(), d.algorithm().name(), dir)?;
+        let file = File::from(at(alg.as_raw_fd(), d.hex(), libc::O_RDONLY | libc::O_NONBLOCK)?);
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not a regular file",
+            ));
+        }
+        Ok(file)
     }
 
     /// Verify `bytes` against `d` and store them as a blob.
@@ -253,7 +326,7 @@ impl Layout {
     pub fn read_small_blob(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
         let path = self.blob_path(d);
         let mut bytes = Vec::new();
-        open_no_follow(&path)
+        self.open_blob(d)
             .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => {
@@ -270,8 +343,21 @@ impl Layout {
         Ok(bytes)
     }
 
-    /// Remove the work directory if nothing resumable is left in it.
+    /// Remove the work directory if nothing resumable is left in it, as
+    /// the layout is dropped: removing the lock file lets another minipull
+    /// in, so that waits until this one is done with the layout.
     pub fn tidy(&self) {
+        self.tidy.set(true);
+    }
+}
+
+impl Drop for Layout {
+    fn drop(&mut self) {
+        // A reader's shared lock becomes exclusive only if no one else
+        // holds it: then nobody is using the work directory.
+        if !self.tidy.get() || self.lock.as_ref().is_none_or(|l| l.try_lock().is_err()) {
+            return;
+        }
         let partial = self.root.join(WORK_DIR).join("partial");
         let emptied = match fs::remove_dir(&partial) {
             Ok(()) => true,
@@ -289,22 +375,34 @@ impl Layout {
 /// moment, and a supervisor restarts it at once.
 pub const LOCK_WAIT: Duration = Duration::from_secs(60);
 
-/// Take OUTDIR's lock, waiting up to `wait` for another minipull. The lock
-/// file may be removed by the holder as it finishes (see [`Layout::tidy`]),
-/// so the lock counts only if the name still refers to the file we locked.
-fn take_lock(root: &Path, path: &Path, wait: Duration, progress: Progress) -> Result<File> {
+/// Take OUTDIR's lock (`work/lock`), waiting up to `wait` for another
+/// minipull. The holder removes the lock file and the work directory as it
+/// finishes (see [`Layout::tidy`]), so either may vanish under a waiter:
+/// they are made again, and the lock counts only if the name still refers
+/// to the file we locked.
+fn take_lock(root: &Path, work: &Path, wait: Duration, progress: Progress, shared: bool) -> Result<File> {
     let deadline = Instant::now() + wait;
+    let path = &work.join("lock");
     let mut said = false;
     loop {
-        let lock = OpenOptions::new()
+        ensure_private_dir(work, false)?;
+        let lock = match OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o644)
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
-            .map_err(|e| planted_or(path, e, "cannot create"))?;
-        if lock.try_lock().is_ok() {
+        {
+            // The holder removed the work directory between our two steps.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && Instant::now() < deadline => continue,
+            r => r.map_err(|e| planted_or(path, e, "cannot create"))?,
+        };
+        if if shared {
+            lock.try_lock_shared().is_ok()
+        } else {
+            lock.try_lock().is_ok()
+        } {
             let same = match (lock.metadata(), fs::symlink_metadata(path)) {
                 (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
                 _ => false,
@@ -331,6 +429,18 @@ fn take_lock(root: &Path, path: &Path, wait: Duration, progress: Progress) -> Re
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether `path` is on a filesystem mounted read-only.
+fn read_only_fs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid C string and `st` a properly sized out-parameter;
+    // `st` is read only when statvfs filled it.
+    unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) == 0 && st.assume_init().f_flag & libc::ST_RDONLY != 0 }
 }
 
 /// Make sure `dir` is a directory we may trust with files: created if
@@ -417,7 +527,7 @@ pub fn recorded_for<'e>(entries: &'e [Descriptor], reference: &str) -> Option<(&
         .iter()
         .rev()
         .find(|e| e.annotation(CONTAINERD_NAME) == Some(reference))?;
-    Some((e, e.annotation(crate::verify::RESOLVED).unwrap_or(&e.digest)))
+    Some((e, e.annotation(RESOLVED).unwrap_or(&e.digest)))
 }
 
 /// Open a file for reading without following a symbolic link.
@@ -425,7 +535,8 @@ pub fn open_no_follow(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
 }
 
-fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+/// Read a whole file without following a symbolic link.
+pub fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     open_no_follow(path)?.read_to_end(&mut bytes)?;
     Ok(bytes)
@@ -520,7 +631,11 @@ mod tests {
         l.write_blob(&a, b"{}").unwrap();
         l.write_blob(&b, b"[]").unwrap();
         assert!(l.has_blob(&a, 2, true).unwrap());
-        assert!(!l.has_blob(&a, 3, false).unwrap(), "wrong size is not a hit");
+        let e = l
+            .has_blob(&a, 3, false)
+            .expect_err("a wrong size is the descriptor's error");
+        assert_eq!(e.kind, crate::error::Kind::Integrity);
+        assert!(l.blob_path(&a).exists(), "and removes nothing");
         assert!(l.write_blob(&a, b"xx").is_err(), "content must match its name");
 
         l.add_to_index(&desc(&a, Some("v1"), "r/x:v1")).unwrap();
@@ -538,7 +653,7 @@ mod tests {
     }
 
     #[test]
-    fn removes_a_corrupt_blob_when_verifying() {
+    fn a_corrupt_blob_is_absent_and_replaced_by_rename_never_unlinked() {
         let root = tempdir("corrupt");
         let l = Layout::open(&root).unwrap();
         let d = Digest::sha256_of(b"ab");
@@ -546,7 +661,49 @@ mod tests {
         fs::write(l.blob_path(&d), b"xy").unwrap();
         assert!(l.has_blob(&d, 2, false).unwrap(), "size only");
         assert!(!l.has_blob(&d, 2, true).unwrap());
-        assert!(!l.blob_path(&d).exists());
+        // Truncated on disk: not the descriptor's error, just absent.
+        fs::write(l.blob_path(&d), b"a").unwrap();
+        assert!(!l.has_blob(&d, 2, false).unwrap());
+        assert!(l.blob_path(&d).exists(), "kept until a verified copy replaces it");
+        l.write_blob(&d, b"ab").unwrap();
+        assert!(l.has_blob(&d, 2, true).unwrap());
+        // A link or a FIFO planted as a blob is never read through.
+        let e = Digest::sha256_of(b"cd");
+        fs::write(root.join("outside"), b"cd").unwrap();
+        std::os::unix::fs::symlink(root.join("outside"), l.blob_path(&e)).unwrap();
+        assert!(!l.has_blob(&e, 2, false).unwrap());
+        assert_eq!(l.open_blob(&e).err().unwrap().raw_os_error(), Some(libc::ELOOP));
+        assert!(l.read_small_blob(&e, 10).is_err());
+        fs::remove_file(l.blob_path(&e)).unwrap();
+        let c = std::ffi::CString::new(l.blob_path(&e).into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(l.open_blob(&e).is_err(), "refused without blocking");
+        drop(l);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_walk_keeps_blobs_a_descriptor_gets_the_size_of_wrong() {
+        let root = tempdir("walk");
+        let l = Layout::open(&root).unwrap();
+        let config = br#"{"rootfs":{"diff_ids":[]}}"#;
+        let cd = Digest::sha256_of(config);
+        l.write_blob(&cd, config).unwrap();
+        let m = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"x","digest":"{cd}","size":{}}},"layers":[]}}"#,
+            crate::manifest::OCI_MANIFEST,
+            config.len() + 1
+        );
+        let md = Digest::sha256_of(m.as_bytes());
+        l.write_blob(&md, m.as_bytes()).unwrap();
+        let mut entry = desc(&md, Some("v1"), "r/x:v1");
+        entry.size = m.len() as i64 + 1;
+        l.add_to_index(&entry).unwrap();
+        let r = l.reach(&entry, false).unwrap();
+        assert!(r.missing.is_empty());
+        assert_eq!(l.collect_garbage(false).unwrap().blobs, 0);
+        assert!(l.blob_path(&cd).exists() && l.blob_path(&md).exists());
         drop(l);
         fs::remove_dir_all(&root).unwrap();
     }
@@ -559,7 +716,20 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.message.contains("another minipull"));
+        let wait = Duration::from_millis(300);
+        assert!(
+            Layout::open_reader(&root, wait, Progress::new(true)).is_err(),
+            "a reader waits for a writer"
+        );
         drop(l);
+        let r1 = Layout::open_reader(&root, wait, Progress::new(true)).unwrap();
+        let r2 = Layout::open_reader(&root, wait, Progress::new(true)).expect("readers share the lock");
+        assert!(
+            Layout::open_waiting(&root, wait, Progress::new(true)).is_err(),
+            "a writer waits for readers"
+        );
+        drop((r1, r2));
+        drop(Layout::open_waiting(&root, wait, Progress::new(true)).unwrap());
         fs::write(root.join("index.json"), b"{oops").unwrap();
         let e = Layout::open(&root).err().unwrap();
         assert_eq!(e.kind, crate::error::Kind::Storage);

@@ -55,10 +55,7 @@ impl Layout {
         self.walk(entry, verify, discarded, 0, &mut r)?;
         // The index a one-platform entry's tag resolved to, when stored
         // (a signature may sign it).
-        if let Some(d) = entry
-            .annotation(crate::verify::RESOLVED)
-            .and_then(|d| Digest::parse(d).ok())
-        {
+        if let Some(d) = entry.annotation(super::RESOLVED).and_then(|d| Digest::parse(d).ok()) {
             if let Some(size) = self.blob_size(&d) {
                 r.add(d, size, crate::manifest::OCI_INDEX);
             }
@@ -68,14 +65,13 @@ impl Layout {
 
     fn walk(&self, desc: &Descriptor, verify: bool, discarded: bool, depth: usize, r: &mut Reached) -> Result<()> {
         let d = desc.checked_digest()?;
-        let size = desc.checked_size()?;
         if r.has(&d) {
             return Ok(());
         }
-        if !self.has_blob(&d, size, verify)? {
+        let Some(size) = self.present(&d, verify)? else {
             r.missing.push(d);
             return Ok(());
-        }
+        };
         r.add(d.clone(), size, &desc.media_type);
         if depth > 4 {
             return Ok(());
@@ -83,7 +79,9 @@ impl Layout {
         let bytes = self.read_small_blob(&d, manifest::MAX_MANIFEST_BYTES)?;
         match manifest::parse(&bytes, Some(&desc.media_type))?.1 {
             Manifest::Index(i) => {
-                for child in &i.manifests {
+                // A child of a media type minipull does not pull was not
+                // fetched and is not a manifest to walk.
+                for child in i.manifests.iter().filter(|c| manifest::is_manifest_type(&c.media_type)) {
                     self.walk(child, verify, discarded, depth + 1, r)?;
                 }
             }
@@ -108,16 +106,26 @@ impl Layout {
     }
 
     fn leaf(&self, desc: &Descriptor, verify: bool, r: &mut Reached) -> Result<()> {
-        let (d, size) = (desc.checked_digest()?, desc.checked_size()?);
+        let d = desc.checked_digest()?;
         if r.has(&d) {
             return Ok(());
         }
-        if self.has_blob(&d, size, verify)? {
-            r.add(d, size, &desc.media_type);
-        } else {
-            r.missing.push(d);
+        match self.present(&d, verify)? {
+            Some(size) => r.add(d, size, &desc.media_type),
+            None => r.missing.push(d),
         }
         Ok(())
+    }
+
+    /// The size on disk of a blob the walk reaches (with `verify`, only if
+    /// its content matches its name). What a descriptor says its size is
+    /// does not matter: a walk decides what to keep, and a wrong size in a
+    /// hostile manifest must not make another image's blob look unneeded.
+    fn present(&self, d: &Digest, verify: bool) -> Result<Option<u64>> {
+        let Some(size) = self.blob_size(d) else {
+            return Ok(None);
+        };
+        Ok((!verify || self.blob_intact(d)?).then_some(size))
     }
 
     /// The size of a blob in the layout, if it is there.

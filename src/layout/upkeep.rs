@@ -25,7 +25,7 @@ pub struct Freed {
 
 /// Whether an entry is a stored signature rather than an image.
 pub fn is_signature(d: &Descriptor) -> bool {
-    d.annotation(crate::verify::SIGNS).is_some()
+    d.annotation(super::SIGNS).is_some()
 }
 
 impl Layout {
@@ -41,14 +41,14 @@ impl Layout {
             .flat_map(|e| {
                 [
                     Some(e.digest.clone()),
-                    e.annotation(crate::verify::RESOLVED).map(str::to_string),
+                    e.annotation(super::RESOLVED).map(str::to_string),
                 ]
             })
             .flatten()
             .collect();
         let (sigs_kept, sigs_gone): (Vec<_>, Vec<_>) = kept.drain(..).partition(|e| {
             !is_signature(e)
-                || e.annotation(crate::verify::SIGNS)
+                || e.annotation(super::SIGNS)
                     .is_some_and(|d| signed.iter().any(|s| s == d))
         });
         kept = sigs_kept;

@@ -25,7 +25,6 @@ use crate::manifest::{self, Descriptor, ImageManifest, Manifest, Platform};
 use crate::progress::{human, Progress};
 use apply::Applier;
 pub use apply::Keep;
-use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
@@ -78,8 +77,8 @@ pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Resul
     // Parsed straight into the typed index: going through the layout's
     // serde_json::Value costs 12 KB of binary for the same checks.
     let index_path = layout.root().join("index.json");
-    let index =
-        fs::read(&index_path).map_err(|e| Error::storage(format!("cannot read {}", index_path.display()), &e))?;
+    let index = crate::layout::read_no_follow(&index_path)
+        .map_err(|e| crate::layout::planted_or(&index_path, e, "cannot read"))?;
     let index: manifest::Index = serde_json::from_slice(&index).map_err(|e| {
         Error::new(
             ErrorKind::Storage,
@@ -158,7 +157,11 @@ fn read_blob(layout: &Layout, desc: &Descriptor, max: u64) -> Result<Vec<u8>> {
         )));
     }
     let path = layout.blob_path(&digest);
-    let bytes = fs::read(&path).map_err(|e| missing_blob(&path, &e))?;
+    let mut bytes = Vec::new();
+    layout
+        .open_blob(&digest)
+        .and_then(|f| f.take(max.saturating_add(1)).read_to_end(&mut bytes))
+        .map_err(|e| missing_blob(&path, e))?;
     if bytes.len() as u64 != size || Digest::of(digest.algorithm(), &bytes) != digest {
         return Err(
             Error::integrity(format!("{} does not match its digest", path.display()))
@@ -168,12 +171,12 @@ fn read_blob(layout: &Layout, desc: &Descriptor, max: u64) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn missing_blob(path: &Path, e: &std::io::Error) -> Error {
+fn missing_blob(path: &Path, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::NotFound {
         Error::not_found(format!("{} is missing from the layout", path.display()))
             .hint("pull the image into this OUTDIR again")
     } else {
-        Error::storage(format!("cannot read {}", path.display()), e)
+        crate::layout::planted_or(path, e, "cannot read")
     }
 }
 
@@ -263,7 +266,7 @@ pub fn verify_layers(layout: &Layout, image: &Image) -> Result<()> {
         }
         let (digest, size) = (layer.checked_digest()?, layer.checked_size()?);
         let path = layout.blob_path(&digest);
-        let file = crate::layout::open_no_follow(&path).map_err(|e| missing_blob(&path, &e))?;
+        let file = layout.open_blob(&digest).map_err(|e| missing_blob(&path, e))?;
         let (got, len) = crate::layout::hash_reader(file, digest.algorithm(), size.saturating_add(1))
             .map_err(|e| Error::storage(format!("cannot read {}", path.display()), &e))?;
         if got != digest || len != size {
@@ -388,7 +391,7 @@ fn apply_layer(applier: &mut Applier, layout: &Layout, desc: &Descriptor, diff_i
     }
     let (digest, size) = (desc.checked_digest()?, desc.checked_size()?);
     let path = layout.blob_path(&digest);
-    let file = fs::File::open(&path).map_err(|e| missing_blob(&path, &e))?;
+    let file = layout.open_blob(&digest).map_err(|e| missing_blob(&path, e))?;
     let mut blob = Hashing {
         inner: file,
         hasher: Hasher::new(digest.algorithm()),
@@ -431,6 +434,7 @@ fn apply_layer(applier: &mut Applier, layout: &Layout, desc: &Descriptor, diff_i
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::MetadataExt;
 
     /// A tiny deterministic PRNG (xorshift64*): no dependency for tests.

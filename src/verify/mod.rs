@@ -17,6 +17,8 @@ pub mod signature;
 use crate::digest::Digest;
 use crate::error::{Error, Kind, Result};
 use crate::layout::{Layout, REF_NAME};
+/// The annotation names, kept in the layout (which walks them) and named here too.
+pub use crate::layout::{RESOLVED, SIGNS};
 use crate::manifest::{self, Descriptor, Manifest};
 use crate::mirror::Sources;
 pub use key::PublicKey;
@@ -30,11 +32,6 @@ use std::path::PathBuf;
 pub const MAX_SIGNATURES: usize = 64;
 /// Signature manifests, payloads and bundles larger than this are refused.
 pub const MAX_MATERIAL: u64 = 1024 * 1024;
-/// The annotation on a signature's index.json entry naming the digest it signs.
-pub const SIGNS: &str = "io.minipull.signature.of";
-/// The annotation on an image's index.json entry naming the digest its tag
-/// resolved to (an index, for a one-platform pull of a multi-platform tag).
-pub const RESOLVED: &str = "io.minipull.resolved";
 
 /// What an image must satisfy to be accepted.
 pub struct Policy {
@@ -88,7 +85,9 @@ impl Policy {
 }
 
 /// The signature that proved an image, as it goes into the layout: its
-/// manifest and every blob that manifest names.
+/// manifest and the one blob the proof rests on (the payload or bundle
+/// that verified). The rest of what the manifest names (unsigned, chosen by
+/// whoever serves it) is not fetched, not stored.
 pub struct Proof {
     pub verified: Verified,
     /// The digest signed.
@@ -102,7 +101,16 @@ pub struct Proof {
 
 impl Proof {
     /// Write the signature's blobs and manifest, then its index.json entry.
+    /// A descriptor of the manifest that disagrees with a blob OUTDIR holds
+    /// refuses it: the layout's walks must never meet one.
     pub fn store(&self, layout: &Layout) -> Result<()> {
+        if let Ok((_, Manifest::Image(m))) = manifest::parse(&self.manifest, Some(&self.media_type)) {
+            for d in std::iter::once(&m.config).chain(&m.layers) {
+                layout
+                    .has_blob(&d.checked_digest()?, d.checked_size()?, false)
+                    .map_err(|e| e.context(format!("signature manifest {}", self.name)))?;
+            }
+        }
         for (d, bytes) in &self.blobs {
             layout.write_blob(d, bytes)?;
         }
@@ -124,8 +132,8 @@ impl Proof {
     }
 }
 
-/// A signature manifest, parsed, with the bytes of every blob it names.
-type Material = (Vec<u8>, Box<manifest::ImageManifest>, Vec<(Digest, Vec<u8>)>);
+/// A signature manifest: its bytes, parsed.
+type Material = (Vec<u8>, Box<manifest::ImageManifest>);
 
 /// Where signature material comes from: the registry (through mirrors) or a layout.
 trait Store {
@@ -263,24 +271,22 @@ fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Box<manife
     }
 }
 
-/// Every blob a signature manifest names (each bounded), so the stored
-/// manifest is complete in the layout.
-fn blobs_of(store: &mut dyn Store, m: &manifest::ImageManifest) -> Result<Vec<(Digest, Vec<u8>)>> {
-    if m.layers.len() > MAX_SIGNATURES {
-        return Err(Error::integrity(format!("more than {MAX_SIGNATURES} layers")));
+/// The blob a descriptor of signature material names, bounded, checked
+/// against the descriptor's digest (by the store) and size.
+fn blob_of(store: &mut dyn Store, d: &Descriptor) -> Result<(Digest, Vec<u8>)> {
+    let (digest, size) = (d.checked_digest()?, d.checked_size()?);
+    if size > MAX_MATERIAL {
+        return Err(Error::integrity(format!("{} is larger than 1 MiB", digest.short())));
     }
-    let mut out = Vec::new();
-    for d in std::iter::once(&m.config).chain(&m.layers) {
-        let (digest, size) = (d.checked_digest()?, d.checked_size()?);
-        if size > MAX_MATERIAL {
-            return Err(Error::integrity(format!("{} is larger than 1 MiB", digest.short())));
-        }
-        if !out.iter().any(|(x, _)| *x == digest) {
-            let b = store.by_digest(&digest)?;
-            out.push((digest, b));
-        }
+    let b = store.by_digest(&digest)?;
+    if b.len() as u64 != size {
+        return Err(Error::integrity(format!(
+            "{} has {} bytes, but its descriptor says {size}",
+            digest.short(),
+            b.len()
+        )));
     }
-    Ok(out)
+    Ok((digest, b))
 }
 
 fn classic(
@@ -302,9 +308,10 @@ fn classic(
     let Some(m) = soft(parse_manifest(&bytes, content_type.as_deref()), reasons, &what)? else {
         return Ok(None);
     };
-    let Some(blobs) = soft(blobs_of(store, &m), reasons, &what)? else {
+    if m.layers.len() > MAX_SIGNATURES {
+        reasons.push(format!("{what}: more than {MAX_SIGNATURES} layers"));
         return Ok(None);
-    };
+    }
     for (i, layer) in m.layers.iter().enumerate() {
         let n = i + 1;
         if layer.media_type != SIMPLESIGNING {
@@ -315,13 +322,10 @@ fn classic(
             reasons.push(format!("{what}, layer {n}: no signature annotation"));
             continue;
         };
-        let payload = layer
-            .checked_digest()
-            .ok()
-            .and_then(|d| blobs.iter().find(|(x, _)| *x == d))
-            .map(|(_, b)| b.as_slice())
-            .unwrap_or_default();
-        match check_classic(payload, sig, &policy.keys, digest, policy.identity.as_deref()) {
+        let Some(payload) = soft(blob_of(store, layer), reasons, &format!("{what}, layer {n}"))? else {
+            continue;
+        };
+        match check_classic(&payload.1, sig, &policy.keys, digest, policy.identity.as_deref()) {
             Ok(verified) => {
                 return Ok(Some(Proof {
                     verified,
@@ -329,7 +333,7 @@ fn classic(
                     name: tag,
                     media_type: content_type.unwrap_or_else(|| manifest::OCI_MANIFEST.to_string()),
                     manifest: bytes,
-                    blobs,
+                    blobs: vec![payload],
                 }))
             }
             Err(why) => reasons.push(format!("{what}, signature {n}: {why}")),
@@ -383,24 +387,26 @@ fn bundles(
                 return Err(Error::integrity("larger than 1 MiB"));
             }
             let bytes = store.manifest(&d)?;
+            if bytes.len() as u64 != size {
+                return Err(Error::integrity(format!(
+                    "{} bytes, but the index says {size}",
+                    bytes.len()
+                )));
+            }
             let m = parse_manifest(&bytes, Some(manifest::OCI_MANIFEST))?;
-            let blobs = blobs_of(store, &m)?;
-            Ok((bytes, m, blobs))
+            Ok((bytes, m))
         };
-        let Some((bytes, m, blobs)) = soft(one(store), reasons, &what)? else {
+        let Some((bytes, m)) = soft(one(store), reasons, &what)? else {
             continue;
         };
-        let bundle = m
-            .layers
-            .iter()
-            .find(|l| l.media_type.starts_with(BUNDLE_PREFIX))
-            .and_then(|l| l.checked_digest().ok())
-            .and_then(|d| blobs.iter().find(|(x, _)| *x == d));
-        let Some((_, bundle)) = bundle else {
+        let Some(layer) = m.layers.iter().find(|l| l.media_type.starts_with(BUNDLE_PREFIX)) else {
             reasons.push(format!("{what}: no bundle layer"));
             continue;
         };
-        match check_bundle(bundle, &policy.keys, digest, policy.identity.as_deref()) {
+        let Some(bundle) = soft(blob_of(store, layer), reasons, &what)? else {
+            continue;
+        };
+        match check_bundle(&bundle.1, &policy.keys, digest, policy.identity.as_deref()) {
             Ok(verified) => {
                 return Ok(Some(Proof {
                     verified,
@@ -408,7 +414,7 @@ fn bundles(
                     name: format!("{tag}.bundle"),
                     media_type: manifest::OCI_MANIFEST.to_string(),
                     manifest: bytes,
-                    blobs,
+                    blobs: vec![bundle],
                 }))
             }
             Err(why) => reasons.push(format!("{what}: {why}")),

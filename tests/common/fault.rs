@@ -226,6 +226,13 @@ impl FaultServer {
         );
     }
 
+    /// The bytes of the manifest served as `repo:reference`.
+    pub fn manifest_bytes(&self, repo: &str, reference: &str) -> Vec<u8> {
+        self.state.lock().unwrap().manifests[&format!("{repo}/{reference}")]
+            .1
+            .clone()
+    }
+
     pub fn add_blob(&self, digest: &str, bytes: Vec<u8>) {
         self.state.lock().unwrap().blobs.insert(digest.to_string(), bytes);
     }
