@@ -147,6 +147,9 @@ pub fn install(
     let into = plan.begin(&record)?;
     // At most one compressed layer on disk at a time with --discard-layers.
     let mut hook = |stage: Stage, layer: &crate::manifest::Descriptor| -> Result<()> {
+        if stage == Stage::After {
+            fault("layer")?;
+        }
         let Some(sources) = fetch.as_deref_mut() else {
             return Ok(());
         };

@@ -354,6 +354,7 @@ fn item_16_one_install_at_a_time_and_the_second_finds_it_installed() {
     assert_eq!(std::fs::metadata(&w.root).unwrap().ino(), ino, "nothing reinstalled");
 
     // OUTDIR's lock: --lock-wait bounds the wait for it too.
+    std::fs::create_dir_all(w.out.join(".minipull")).unwrap();
     let layout_lock = std::fs::File::options()
         .write(true)
         .create(true)
@@ -427,11 +428,11 @@ fn item_10_the_mount_point_stays_private_and_rootfs_gets_the_root_entry() {
     assert_eq!(meta(&plain).0, 0o755);
 
     // In place onto a mount point: 0700 while the tree is not complete (cut
-    // just before the commit), then the same metadata as the staged path.
+    // after the first layer), then the same metadata as the staged path.
     let mnt = Tmpfs::mount(w.work.join("newroot"), "16m");
     std::fs::set_permissions(&mnt.0, std::fs::Permissions::from_mode(0o755)).unwrap();
     if hooks() {
-        let o = unpack(&lroot, &mnt.0, &[("MINIPULL_TEST_KILL", "exchange")]);
+        let o = unpack(&lroot, &mnt.0, &[("MINIPULL_TEST_KILL", "layer")]);
         assert!(killed(&o), "{}", stderr(&o));
         assert_eq!(meta(&mnt.0).0, 0o700, "private until complete");
         assert!(!w.work.join("newroot.minipull.json").exists(), "no record for a partial tree");
