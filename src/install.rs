@@ -98,7 +98,8 @@ pub fn update(
                 summary.digest
             ));
         } else {
-            let image = crate::unpack::find_image(layout, crate::unpack::Select::Digest(&summary.digest), &opts.platform)?;
+            let image =
+                crate::unpack::find_image(layout, crate::unpack::Select::Digest(&summary.digest), &opts.platform)?;
             let fetch = match opts.discard_layers {
                 true => Some(&mut *sources),
                 false => None,
@@ -113,7 +114,10 @@ pub fn update(
                 summary.pruned_bytes = Some(freed);
                 out.pruned = Some(freed);
             }
-            Err(e) => out.warn(progress, e.context("the image is pulled (and installed), but --prune failed")),
+            Err(e) => out.warn(
+                progress,
+                e.context("the image is pulled (and installed), but --prune failed"),
+            ),
         }
     }
     Ok((summary, out))
@@ -158,11 +162,10 @@ pub fn install(
             Stage::After => layout.remove_unreachable(&[layer.checked_digest()?]).map(|_| ()),
         }
     };
-    let installed = crate::unpack::unpack_with(layout, image, &into, progress, keep_setuid, &mut hook)
-        .and_then(|s| {
-            record.root_entry = s.root_entry;
-            plan.commit(&record).map(|i| (s, i))
-        });
+    let installed = crate::unpack::unpack_with(layout, image, &into, progress, keep_setuid, &mut hook).and_then(|s| {
+        record.root_entry = s.root_entry;
+        plan.commit(&record).map(|i| (s, i))
+    });
     let (s, installed) = match installed {
         Ok(x) => x,
         Err(e) => {
@@ -253,11 +256,15 @@ fn prune(layout: &Layout, replaced: &[String], summary: &Summary, progress: Prog
             continue;
         }
         let Ok(digest) = Digest::parse(d) else { continue };
-        let Some(size) = layout.blob_size(&digest) else { continue };
+        let Some(size) = layout.blob_size(&digest) else {
+            continue;
+        };
         let Ok(bytes) = layout.read_small_blob(&digest, crate::manifest::MAX_MANIFEST_BYTES) else {
             continue;
         };
-        let Ok((media_type, _)) = crate::manifest::parse(&bytes, None) else { continue };
+        let Ok((media_type, _)) = crate::manifest::parse(&bytes, None) else {
+            continue;
+        };
         let desc = crate::manifest::Descriptor {
             media_type,
             digest: d.clone(),

@@ -106,9 +106,8 @@ fn inode(p: &Path) -> Option<u64> {
 }
 
 fn rename(from: &Path, to: &Path) -> Result<()> {
-    fs::rename(from, to).map_err(|e| {
-        Error::storage(format!("cannot rename {} to {}", from.display(), to.display()), &e)
-    })
+    fs::rename(from, to)
+        .map_err(|e| Error::storage(format!("cannot rename {} to {}", from.display(), to.display()), &e))
 }
 
 /// Take the lock file at `path`, waiting up to `wait` (one note if we wait).

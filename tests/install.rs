@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 /// The hooks exist only in debug builds (cargo test's own binary).
 fn hooks() -> bool {
-    let ok = std::env::var_os("MINIPULL_BIN").is_none();
+    // MINIPULL_TEST_HOOKS=1: a debug binary given by MINIPULL_BIN.
+    let ok = std::env::var_os("MINIPULL_BIN").is_none() || std::env::var_os("MINIPULL_TEST_HOOKS").is_some();
     if !ok {
         eprintln!("skipped: MINIPULL_BIN is set, and only debug builds honour the test hooks");
     }
@@ -150,7 +151,10 @@ fn item_3_after_the_swap_upkeep_failures_exit_9_and_the_record_names_the_new_roo
     );
     assert_exit(&o, 9);
     let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!((s["digest"].as_str(), s["installed"].as_bool()), (Some(d2.as_str()), Some(true)));
+    assert_eq!(
+        (s["digest"].as_str(), s["installed"].as_bool()),
+        (Some(d2.as_str()), Some(true))
+    );
     let warnings = s["warnings"].as_array().unwrap();
     assert!(
         warnings.len() == 1 && warnings[0].as_str().unwrap().contains("--prune failed"),
@@ -274,7 +278,10 @@ fn item_14_prune_after_an_interrupted_update_converges_to_the_uninterrupted_disk
     let staging = w.work.join(".root.minipull-staging");
     let start = Instant::now();
     while !staging.exists() {
-        assert!(child.try_wait().unwrap().is_none(), "the unpack ended before it could be cut");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the unpack ended before it could be cut"
+        );
         assert!(start.elapsed() < Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -288,7 +295,11 @@ fn item_14_prune_after_an_interrupted_update_converges_to_the_uninterrupted_disk
     // v3, cut right after the swap (before the prune).
     if hooks() {
         let d3 = w.push(repo, "stable", "v3", vec![base(), big(3)]);
-        let o = w.install(&w.r(repo, "stable"), &["--prune"], &[("MINIPULL_TEST_KILL", "exchange")]);
+        let o = w.install(
+            &w.r(repo, "stable"),
+            &["--prune"],
+            &[("MINIPULL_TEST_KILL", "exchange")],
+        );
         assert!(killed(&o));
         assert_exit(&w.install(&w.r(repo, "stable"), &["--prune"], &[]), 0);
         assert_eq!((w.version("root"), w.recorded()), ("v3".into(), d3.clone()));
@@ -300,14 +311,22 @@ fn item_14_prune_after_an_interrupted_update_converges_to_the_uninterrupted_disk
 #[test]
 fn item_11_prune_keeps_to_the_repository_of_the_image_pulled() {
     let w = World::new("install-11");
-    let app = w.push("demo/app", "1.0", "app", vec![gz_layer(&[("only-app", b"app" as &[u8])])]);
+    let app = w.push(
+        "demo/app",
+        "1.0",
+        "app",
+        vec![gz_layer(&[("only-app", b"app" as &[u8])])],
+    );
     let other = w.push("demo/other", "1.0", "other", vec![]);
     assert_exit(&w.run(&[&w.r("demo/app", "1.0"), w.out.to_str().unwrap()], &[]), 0);
     let o = w.run(&["--prune", &w.r("demo/other", "1.0"), w.out.to_str().unwrap()], &[]);
     assert_exit(&o, 0);
     let have = blobs_in(&w.out);
     for b in image_blobs(&w.reg, "demo/app", &app) {
-        assert!(have.contains(&b), "{b} of demo/app:1.0 was pruned by a pull of demo/other:1.0");
+        assert!(
+            have.contains(&b),
+            "{b} of demo/app:1.0 was pruned by a pull of demo/other:1.0"
+        );
     }
     assert!(have.contains(&other));
 }
@@ -339,11 +358,18 @@ fn item_16_one_install_at_a_time_and_the_second_finds_it_installed() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     assert!(child.try_wait().unwrap().is_none(), "it waits for the lock");
-    assert!(staging.join("half").exists(), "the other install's staging tree is left alone");
+    assert!(
+        staging.join("half").exists(),
+        "the other install's staging tree is left alone"
+    );
     // A run with --lock-wait gives up, saying why.
     let o = w.install(&w.r(repo, "stable"), &["--lock-wait", "1"], &[]);
     assert_exit(&o, 7);
-    assert!(stderr(&o).contains("another minipull is still installing"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("another minipull is still installing"),
+        "{}",
+        stderr(&o)
+    );
     // The first install ends (its staging tree became ROOTFS) and lets go.
     std::fs::remove_dir_all(&staging).unwrap();
     drop(lock);
@@ -363,7 +389,10 @@ fn item_16_one_install_at_a_time_and_the_second_finds_it_installed() {
         .unwrap();
     layout_lock.lock().unwrap();
     let t = Instant::now();
-    let o = w.run(&["--lock-wait", "1", &w.r(repo, "stable"), w.out.to_str().unwrap()], &[]);
+    let o = w.run(
+        &["--lock-wait", "1", &w.r(repo, "stable"), w.out.to_str().unwrap()],
+        &[],
+    );
     assert_exit(&o, 7);
     assert!(t.elapsed() < Duration::from_secs(10));
     assert!(stderr(&o).contains("waiting up to 1 s"), "{}", stderr(&o));
@@ -406,9 +435,16 @@ fn root_layer(mode: u32, uid: u32, mtime: u64) -> Layer {
 fn item_10_the_mount_point_stays_private_and_rootfs_gets_the_root_entry() {
     let w = World::new("install-10");
     // Staged: ROOTFS gets the last layer's `./` mode, owner and time.
-    let img = Image::new("amd64", vec![root_layer(0o700, 0, 5), root_layer(0o750, 1234, 1_600_000_000)]);
+    let img = Image::new(
+        "amd64",
+        vec![root_layer(0o700, 0, 5), root_layer(0o750, 1234, 1_600_000_000)],
+    );
     w.reg.push_image("demo/root", "v1", &img);
-    w.reg.push_image("demo/plain", "v1", &Image::new("amd64", vec![gz_layer(&[("f", b"f" as &[u8])])]));
+    w.reg.push_image(
+        "demo/plain",
+        "v1",
+        &Image::new("amd64", vec![gz_layer(&[("f", b"f" as &[u8])])]),
+    );
     let meta = |p: &Path| {
         let m = std::fs::metadata(p).unwrap();
         (m.permissions().mode() & 0o7777, m.uid(), m.gid(), m.mtime())
@@ -435,7 +471,10 @@ fn item_10_the_mount_point_stays_private_and_rootfs_gets_the_root_entry() {
         let o = unpack(&lroot, &mnt.0, &[("MINIPULL_TEST_KILL", "layer")]);
         assert!(killed(&o), "{}", stderr(&o));
         assert_eq!(meta(&mnt.0).0, 0o700, "private until complete");
-        assert!(!w.work.join("newroot.minipull.json").exists(), "no record for a partial tree");
+        assert!(
+            !w.work.join("newroot.minipull.json").exists(),
+            "no record for a partial tree"
+        );
         // The next run removes the partial tree (it was an empty mount) and
         // unpacks again.
     }
@@ -452,7 +491,10 @@ fn item_10_the_mount_point_is_0700_while_the_unpack_runs() {
     // Watched from outside (no hook): a big layer, the mount's mode sampled
     // until the unpack ends.
     let w = World::new("install-10b");
-    let img = Image::new("amd64", vec![gz_layer(&[("big", &noise(24 << 20, 7))]), root_layer(0o755, 0, 1)]);
+    let img = Image::new(
+        "amd64",
+        vec![gz_layer(&[("big", &noise(24 << 20, 7))]), root_layer(0o755, 0, 1)],
+    );
     w.reg.push_image("demo/big", "v1", &img);
     assert_exit(&w.run(&[&w.r("demo/big", "v1"), w.out.to_str().unwrap()], &[]), 0);
     let mnt = Tmpfs::mount(w.work.join("newroot"), "64m");
@@ -477,6 +519,65 @@ fn item_10_the_mount_point_is_0700_while_the_unpack_runs() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(child.wait().unwrap().success());
-    assert!(private > 0 && open == 0, "mode while incomplete: 0700 {private} times, other {open}");
+    assert!(
+        private > 0 && open == 0,
+        "mode while incomplete: 0700 {private} times, other {open}"
+    );
     assert_eq!(std::fs::metadata(&mnt.0).unwrap().permissions().mode() & 0o777, 0o755);
+}
+
+/// The update loop of README's "Keeping a device up to date", run as it is
+/// written (paths, plain HTTP and no signature key substituted).
+fn readme_update_loop(w: &World, reference: &str) -> Output {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("## Keeping a device up to date").unwrap()..];
+    let start = section.find("```sh\n").unwrap() + 6;
+    let script = &section[start..start + section[start..].find("```").unwrap()];
+    let roots = w.work.join("roots");
+    std::fs::create_dir_all(&roots).unwrap();
+    let script = script
+        .replace("registry.example.com/fleet/os:stable", reference)
+        .replace("/data/oci", w.out.to_str().unwrap())
+        .replace("/roots", roots.to_str().unwrap())
+        .replace("--verify-key \"$KEY\" --no-downgrade ", "")
+        .replace("minipull check", "minipull check --plain-http")
+        .replace("minipull -q", "minipull --plain-http -q");
+    assert!(script.contains("--plain-http -q"), "{script}");
+    let bin = w.work.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let _ = std::os::unix::fs::symlink(minipull_bin(), bin.join("minipull"));
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("PATH", path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn item_15_the_readme_update_loop_installs_after_a_cut_between_pull_and_unpack() {
+    let w = World::new("install-15");
+    let repo = "fleet/os";
+    let reference = w.r(repo, "stable");
+    w.push(repo, "stable", "v1", vec![]);
+    let o = readme_update_loop(&w, &reference);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let current = |w: &World| {
+        let c = std::fs::read_link(w.work.join("roots/current")).unwrap();
+        std::fs::read_to_string(w.work.join("roots").join(c).join("etc/version")).unwrap()
+    };
+    assert_eq!(current(&w), "v1");
+    // v2 is pulled, and the unpack never happens (a cut): OUTDIR is up to
+    // date, the root is not. The next tick installs it.
+    w.push(repo, "stable", "v2", vec![]);
+    assert_exit(&w.run(&[&reference, w.out.to_str().unwrap()], &[]), 0);
+    let o = readme_update_loop(&w, &reference);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(current(&w), "v2");
+    // Up to date: nothing installed again.
+    let o = readme_update_loop(&w, &reference);
+    assert!(o.status.success());
+    assert_eq!(current(&w), "v2");
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("unpacked"));
 }

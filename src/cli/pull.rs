@@ -30,8 +30,8 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
     // Last (with --discard-layers the unpack still used the work directory).
     layout.tidy();
     let out = if args.json {
-        let mut v = serde_json::to_value(&summary)
-            .map_err(|e| Error::other(format!("cannot encode the summary: {e}")))?;
+        let mut v =
+            serde_json::to_value(&summary).map_err(|e| Error::other(format!("cannot encode the summary: {e}")))?;
         v["warnings"] = outcome.warnings.clone().into();
         if plan.is_some() {
             v["installed"] = (outcome.installed || outcome.already_installed).into();
