@@ -122,7 +122,14 @@ fn take_lock(path: &Path, rootfs: &Path, wait: Duration, progress: Progress) -> 
         .map_err(|e| crate::layout::planted_or(path, e, "cannot create"))?;
     let deadline = Instant::now() + wait;
     let mut said = false;
-    while lock.try_lock().is_err() {
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(lock),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::storage(format!("cannot lock {}", path.display()), &e))
+            }
+        }
         if Instant::now() >= deadline {
             return Err(Error::new(
                 Kind::Storage,
@@ -139,7 +146,6 @@ fn take_lock(path: &Path, rootfs: &Path, wait: Duration, progress: Progress) -> 
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(lock)
 }
 
 /// A record or pending record as read back (bounded, not followed).
@@ -151,6 +157,7 @@ struct Record {
     #[serde(default)]
     reference: String,
     inode: Option<u64>,
+    device: Option<u64>,
     #[serde(default)]
     keep_old: bool,
     #[serde(default)]
@@ -302,8 +309,9 @@ impl Plan {
         if let Some(p) = read_record(&self.pending()) {
             if p.in_place {
                 // The mount was empty when that unpack began: what is in it
-                // is a part of it.
-                if self.is_mount() && tree == p.inode {
+                // is a part of it (the same filesystem: device and inode).
+                let dev = fs::symlink_metadata(&self.rootfs).ok().map(|m| m.dev());
+                if self.is_mount() && tree == p.inode && dev == p.device {
                     self.abort();
                 }
             } else if tree.is_some() && p.inode == tree {
@@ -374,8 +382,14 @@ impl Plan {
 
     fn write_pending(&self, image: &ImageRef, tree: &Path, keep_old: bool, in_place: bool) -> Result<()> {
         fault("record")?;
-        let ino = inode(tree).ok_or_else(|| Error::other(format!("{} is not a directory", tree.display())))?;
-        let mut body = serde_json::json!({ "digest": image.digest, "reference": image.reference, "inode": ino });
+        let meta =
+            fs::symlink_metadata(tree).map_err(|e| Error::storage(format!("cannot read {}", tree.display()), &e))?;
+        let mut body = serde_json::json!({
+            "digest": image.digest,
+            "reference": image.reference,
+            "inode": meta.ino(),
+            "device": meta.dev(),
+        });
         if let Some(r) = image.resolved {
             body["resolved"] = r.into();
         }

@@ -363,7 +363,18 @@ fn item_16_one_install_at_a_time_and_the_second_finds_it_installed() {
         "the other install's staging tree is left alone"
     );
     // A run with --lock-wait gives up, saying why.
-    let o = w.install(&w.r(repo, "stable"), &["--lock-wait", "1"], &[]);
+    let o = w.run(
+        &[
+            "--lock-wait",
+            "1",
+            "--force",
+            "--unpack",
+            w.root.to_str().unwrap(),
+            &w.r(repo, "stable"),
+            w.work.join("other-oci").to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_exit(&o, 7);
     assert!(
         stderr(&o).contains("another minipull is still installing"),

@@ -6,11 +6,12 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
     let reference = Reference::parse(&args.reference)?;
     let progress = Progress::new(args.quiet);
     let tls = tls_settings(args, progress)?;
-    // Before the download: a ROOTFS we may not use should not cost one.
-    let plan = args.unpack.as_deref().map(|r| unpack_ready(r, args)).transpose()?;
     // Credentials and mirrors are checked before OUTDIR is created.
     let mut sources = sources(args, &reference, tls, progress)?;
     let layout = Layout::open_waiting(&args.outdir, args.lock_wait, progress)?;
+    // Before the download: a ROOTFS we may not use should not cost one.
+    // (Its lock after OUTDIR's, in the same order as `minipull unpack`.)
+    let plan = args.unpack.as_deref().map(|r| unpack_ready(r, args)).transpose()?;
     progress.note(format!("pulling {reference} from {}", sources.registry_host()));
     let pull_opts = PullOptions {
         platform,
