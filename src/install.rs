@@ -315,3 +315,20 @@ pub(crate) fn fault(point: &str) -> Result<()> {
     let _ = point;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_to_the_same_repository() {
+        let r = Reference::parse("127.0.0.1:5000/demo/app:2.0").unwrap();
+        assert!(same_repository(Some("127.0.0.1:5000/demo/app:1.0"), &r));
+        let by_digest = format!("127.0.0.1:5000/demo/app@sha256:{}", "ab".repeat(32));
+        assert!(same_repository(Some(&by_digest), &r));
+        assert!(!same_repository(Some("127.0.0.1:5000/demo/other:2.0"), &r));
+        assert!(!same_repository(Some("other.example:5000/demo/app:2.0"), &r));
+        assert!(!same_repository(Some("not a reference"), &r));
+        assert!(!same_repository(None, &r));
+    }
+}
