@@ -22,6 +22,10 @@ pub enum Kind {
     Storage,
     /// Signature verification was asked for and no valid signature found.
     Untrusted,
+    /// Not a failure of the pull: the image is pulled (and installed), and
+    /// the upkeep after the commit point (`--prune`, removing the old tree,
+    /// moving the record in) failed; reported as warnings.
+    Upkeep,
 }
 
 impl Kind {
@@ -36,6 +40,7 @@ impl Kind {
             Kind::Integrity => 6,
             Kind::Storage => 7,
             Kind::Untrusted => 8,
+            Kind::Upkeep => 9,
         }
     }
 }
@@ -162,9 +167,11 @@ mod tests {
             Kind::Network,
             Kind::Integrity,
             Kind::Storage,
+            Kind::Untrusted,
+            Kind::Upkeep,
         ];
         let codes: Vec<i32> = kinds.iter().map(|k| k.exit_code()).collect();
-        assert_eq!(codes, vec![1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(codes, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod digest;
 pub mod error;
+pub mod install;
 pub mod layout;
 pub mod manifest;
 pub mod mirror;

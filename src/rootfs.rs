@@ -1,26 +1,61 @@
-//! Putting an unpacked image in place as ROOTFS, all or nothing.
+//! Putting an unpacked image in place as ROOTFS, all or nothing, with the
+//! record `<ROOTFS>.minipull.json` beside it always naming the tree that is
+//! in ROOTFS, at every instant, also across a power cut.
 //!
 //! The layers are unpacked into a private staging directory beside ROOTFS
 //! (same filesystem, mode 0700 until done), every blob and diff_id checked
-//! on the way; only then is the staged tree synced and swapped with ROOTFS
-//! (`renameat2(RENAME_EXCHANGE)`, or two renames that the next run repairs
-//! if cut between them). A refused, killed or power-cut unpack leaves ROOTFS
-//! as it was; the next run removes what is left of the staging directory.
+//! on the way. Then, in this order, each step durable before the next:
+//!
+//! 1. the staged tree gets the `./` entry's mode, owner and times (0755
+//!    when no layer has one);
+//! 2. a pending record `.<ROOTFS>.minipull-pending.json` is written: the
+//!    image, and the inode number of the staged tree's directory (the
+//!    record and the tree are bound by it: a rename keeps a directory's
+//!    inode, so whichever record names the inode ROOTFS has is the one
+//!    that counts). A full disk fails here, before anything changed;
+//! 3. one syncfs makes the tree durable;
+//! 4. with `--keep-old`, the present `ROOTFS.old` is renamed to
+//!    `.<ROOTFS>.minipull-retired` (still on disk);
+//! 5. the swap, the commit point: `renameat2(RENAME_EXCHANGE)` of staging
+//!    and ROOTFS; without RENAME_EXCHANGE (old kernels, some filesystems),
+//!    ROOTFS is renamed to `.<ROOTFS>.minipull-previous` and the staging
+//!    tree to ROOTFS. A cut between those two renames leaves no ROOTFS; the
+//!    next run puts the previous tree back, which is the old state whole;
+//! 6. after the swap: with `--keep-old` the previous tree (now in staging,
+//!    or parked) becomes `ROOTFS.old`; the pending record is renamed over
+//!    the record; the retired `ROOTFS.old` and, without `--keep-old`, the
+//!    previous tree are removed. Failures here are warnings: the image is
+//!    installed.
+//!
+//! The next run ([`Plan::new`], under the lock) settles any cut: a pending
+//! record whose inode is ROOTFS's finishes step 6 ("new root + its record +
+//! the old root as ROOTFS.old"); any other pending record is dropped, the
+//! staging tree removed and a retired `ROOTFS.old` renamed back ("old root +
+//! its record + its ROOTFS.old"). A reader that cannot wait for that run
+//! compares the record's `inode` with ROOTFS's own (`stat -c %i`).
 //!
 //! A mount point cannot be renamed: there the unpack goes in place, only
 //! into an empty mount, after every layer blob was verified against its
-//! digest (see [`Plan::in_place`]).
+//! digest (see [`Plan::in_place`]). The mount point is 0700 until the tree
+//! is complete; the pending record is written before the first entry, and
+//! renaming it over the record is the commit point. A cut before it leaves
+//! no record (an empty mount has none) and a pending record that tells the
+//! next run the mount's content is a partial unpack of ours, which it
+//! removes.
 //!
-//! Either way, `<ROOTFS>.minipull.json` beside ROOTFS records the image
-//! installed (manifest digest and reference), written after the swap.
+//! `.<ROOTFS>.minipull-lock` beside ROOTFS is held (flock) from the plan to
+//! the end of the command: a second install waits for the first, then finds
+//! the image recorded and does nothing.
 
 use crate::error::{Error, Kind, Result};
 use crate::layout::sync_dir;
+use crate::progress::Progress;
 use std::ffi::{CString, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// How an unpack will reach ROOTFS, decided before anything is downloaded.
 pub struct Plan {
@@ -30,17 +65,119 @@ pub struct Plan {
     name: OsString,
     in_place: bool,
     keep_old: bool,
+    /// Held until the plan is dropped: one install at a time per ROOTFS.
+    _lock: fs::File,
 }
 
-/// What [`Plan::commit`] did, for the last line of output.
+/// What [`Plan::commit`] did: how (for the last line of output), and what
+/// failed after the commit point (the image is installed all the same).
 pub struct Installed {
     pub how: String,
+    pub warnings: Vec<String>,
+}
+
+/// The image a record names.
+pub struct Recorded {
+    pub digest: String,
+    pub reference: String,
+    /// The record names the tree ROOTFS holds (or predates that binding).
+    pub current: bool,
+}
+
+/// What goes in the record: the image, and the metadata of its `./` entry.
+pub struct ImageRef<'a> {
+    pub digest: &'a str,
+    pub resolved: Option<&'a str>,
+    pub reference: &'a str,
+    /// mode, uid, gid, mtime of the last `./` entry of the layers.
+    pub root_entry: Option<(u32, u64, u64, i64)>,
+}
+
+use crate::install::fault;
+
+/// Whether `p` exists (as anything; links not followed).
+fn exists(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok()
+}
+
+/// The inode of the directory at `p` (not followed).
+fn inode(p: &Path) -> Option<u64> {
+    fs::symlink_metadata(p).ok().filter(|m| m.is_dir()).map(|m| m.ino())
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to)
+        .map_err(|e| Error::storage(format!("cannot rename {} to {}", from.display(), to.display()), &e))
+}
+
+/// Take the lock file at `path`, waiting up to `wait` (one note if we wait).
+fn take_lock(path: &Path, rootfs: &Path, wait: Duration, progress: Progress) -> Result<fs::File> {
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| crate::layout::planted_or(path, e, "cannot create"))?;
+    let deadline = Instant::now() + wait;
+    let mut said = false;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(lock),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::storage(format!("cannot lock {}", path.display()), &e))
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::new(
+                Kind::Storage,
+                format!("another minipull is still installing into {}", rootfs.display()),
+            )
+            .hint("wait for it to finish (or give --lock-wait SECS more time)"));
+        }
+        if !said {
+            said = true;
+            progress.note(format!(
+                "another minipull is installing into {}; waiting for it to finish",
+                rootfs.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A record or pending record as read back (bounded, not followed).
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Record {
+    #[serde(default)]
+    digest: String,
+    #[serde(default)]
+    reference: String,
+    inode: Option<u64>,
+    device: Option<u64>,
+    #[serde(default)]
+    keep_old: bool,
+    #[serde(default)]
+    in_place: bool,
+}
+
+fn read_record(p: &Path) -> Option<Record> {
+    use std::io::Read;
+    let f = crate::layout::open_no_follow(p).ok()?;
+    let mut bytes = Vec::new();
+    f.take(64 * 1024).read_to_end(&mut bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 impl Plan {
-    /// Check ROOTFS: a directory (or nothing yet), empty unless `force`; a
-    /// mount point only when empty, whatever `force` says.
-    pub fn new(rootfs: &Path, force: bool, keep_old: bool) -> Result<Plan> {
+    /// Take ROOTFS's lock (waiting up to `wait`), settle what an earlier,
+    /// interrupted run left, and check ROOTFS: a directory (or nothing
+    /// yet), empty unless `force`; a mount point only when empty, whatever
+    /// `force` says.
+    pub fn new(rootfs: &Path, force: bool, keep_old: bool, wait: Duration, progress: Progress) -> Result<Plan> {
         let usage = |why: String| Error::usage(format!("ROOTFS {}: {why}", rootfs.display()));
         let name = rootfs
             .file_name()
@@ -52,12 +189,17 @@ impl Plan {
             _ => PathBuf::from("."),
         };
         fs::create_dir_all(&parent).map_err(|e| Error::storage(format!("cannot create {}", parent.display()), &e))?;
+        let mut lock_name = OsString::from(".");
+        lock_name.push(&name);
+        lock_name.push(".minipull-lock");
+        let lock = take_lock(&parent.join(lock_name), rootfs, wait, progress)?;
         let mut plan = Plan {
             rootfs: rootfs.to_path_buf(),
             parent,
             name,
             in_place: false,
             keep_old,
+            _lock: lock,
         };
         plan.recover()?;
         let meta = match fs::symlink_metadata(rootfs) {
@@ -71,12 +213,11 @@ impl Plan {
         if !meta.is_dir() {
             return Err(usage("it exists and is not a directory".into()));
         }
-        let parent_dev = fs::metadata(&plan.parent).map(|m| m.dev()).unwrap_or(meta.dev());
         let empty = fs::read_dir(rootfs)
             .map_err(|e| Error::storage(format!("cannot read {}", rootfs.display()), &e))?
             .next()
             .is_none();
-        if parent_dev != meta.dev() {
+        if plan.is_mount() {
             if !empty {
                 return Err(usage("it is a mount point that is not empty".into()).hint(
                     "a mount point cannot be swapped atomically: unpack into a directory on that \
@@ -100,6 +241,13 @@ impl Plan {
         self.in_place
     }
 
+    fn is_mount(&self) -> bool {
+        match (fs::symlink_metadata(&self.rootfs), fs::metadata(&self.parent)) {
+            (Ok(r), Ok(p)) => r.is_dir() && r.dev() != p.dev(),
+            _ => false,
+        }
+    }
+
     fn sibling(&self, suffix: &str) -> PathBuf {
         let mut n = OsString::from(".");
         n.push(&self.name);
@@ -111,9 +259,24 @@ impl Plan {
         self.sibling(".minipull-staging")
     }
 
-    /// Where an interrupted two-rename swap leaves the previous tree.
+    /// Where the two-rename swap parks the previous tree.
     fn parked(&self) -> PathBuf {
         self.sibling(".minipull-previous")
+    }
+
+    /// Where `ROOTFS.old` waits while the swap that replaces it is under way.
+    fn retired(&self) -> PathBuf {
+        self.sibling(".minipull-retired")
+    }
+
+    fn pending(&self) -> PathBuf {
+        self.sibling(".minipull-pending.json")
+    }
+
+    fn kept(&self) -> PathBuf {
+        let mut n = self.name.clone();
+        n.push(".old");
+        self.parent.join(n)
     }
 
     /// The record of the installed image, beside ROOTFS.
@@ -123,25 +286,74 @@ impl Plan {
         self.parent.join(n)
     }
 
-    /// Undo what an earlier, interrupted run left: a staging tree is thrown
-    /// away; a previous tree parked by a cut two-rename swap goes back.
+    /// The image the record names, if there is a record.
+    pub fn recorded(&self) -> Option<Recorded> {
+        let r = read_record(&self.record_path())?;
+        let current = r.inode.is_none_or(|i| inode(&self.rootfs) == Some(i));
+        Some(Recorded {
+            digest: r.digest,
+            reference: r.reference,
+            current,
+        })
+    }
+
+    /// Settle what an earlier, interrupted run left (see the module doc):
+    /// either the swap happened and is finished, or it did not and
+    /// everything goes back.
     fn recover(&self) -> Result<()> {
-        let parked = self.parked();
-        if fs::symlink_metadata(&parked).is_ok() {
-            if fs::symlink_metadata(&self.rootfs).is_err() {
-                fs::rename(&parked, &self.rootfs)
-                    .map_err(|e| Error::storage(format!("cannot restore {}", self.rootfs.display()), &e))?;
+        let (staging, parked, retired, kept) = (self.staging(), self.parked(), self.retired(), self.kept());
+        if !exists(&self.rootfs) && exists(&parked) {
+            rename(&parked, &self.rootfs)?;
+        }
+        let tree = inode(&self.rootfs);
+        if let Some(p) = read_record(&self.pending()) {
+            if p.in_place {
+                // The mount was empty when that unpack began: what is in it
+                // is a part of it (the same filesystem: device and inode).
+                let dev = fs::symlink_metadata(&self.rootfs).ok().map(|m| m.dev());
+                if self.is_mount() && tree == p.inode && dev == p.device {
+                    self.abort();
+                }
+            } else if tree.is_some() && p.inode == tree {
+                if p.keep_old {
+                    let before = read_record(&self.record_path()).and_then(|r| r.inode);
+                    for prev in [&staging, &parked] {
+                        if inode(prev).is_some() && before.is_none_or(|i| inode(prev) == Some(i)) {
+                            remove_tree(&kept)?;
+                            rename(prev, &kept)?;
+                            break;
+                        }
+                    }
+                }
+                sync_dir(&self.parent)?;
+                rename(&self.pending(), &self.record_path())?;
+            }
+            remove_tree(&self.pending())?;
+            sync_dir(&self.parent)?;
+        }
+        if exists(&retired) {
+            if exists(&kept) {
+                remove_tree(&retired)?;
             } else {
-                remove_tree(&parked)?;
+                rename(&retired, &kept)?;
             }
         }
-        remove_tree(&self.staging())
+        if exists(&self.rootfs) {
+            remove_tree(&parked)?;
+        }
+        remove_tree(&staging)
     }
 
     /// The directory to unpack into: a fresh private staging directory, or
-    /// ROOTFS itself in place.
-    pub fn begin(&self) -> Result<PathBuf> {
+    /// ROOTFS itself in place (0700 until the commit). In place, the
+    /// pending record says from now on that the mount's content is ours.
+    pub fn begin(&self, image: &ImageRef) -> Result<PathBuf> {
         if self.in_place {
+            fs::set_permissions(&self.rootfs, fs::Permissions::from_mode(0o700))
+                .map_err(|e| Error::storage(format!("cannot set the mode of {}", self.rootfs.display()), &e))?;
+            // An empty mount holds no image: a record beside it is stale.
+            remove_tree(&self.record_path())?;
+            self.write_pending(image, &self.rootfs, false, true)?;
             return Ok(self.rootfs.clone());
         }
         let staging = self.staging();
@@ -155,101 +367,190 @@ impl Plan {
 
     /// The unpack failed: ROOTFS stays as it was.
     pub fn abort(&self) {
-        if self.in_place {
+        if self.in_place || self.is_mount() {
             // It was empty when we started.
             if let Ok(entries) = fs::read_dir(&self.rootfs) {
                 for e in entries.flatten() {
                     let _ = remove_tree(&e.path());
                 }
             }
+            let _ = remove_tree(&self.pending());
         } else {
             let _ = remove_tree(&self.staging());
         }
     }
 
-    /// Sync the unpacked tree, put it in place, record what it is: the
-    /// manifest's digest and, when its tag named an index, that index's
-    /// digest (what `minipull check` prints, so a device compares the two).
-    pub fn commit(&self, digest: &str, resolved: Option<&str>, reference: &str) -> Result<Installed> {
+    fn write_pending(&self, image: &ImageRef, tree: &Path, keep_old: bool, in_place: bool) -> Result<()> {
+        fault("record")?;
+        let meta =
+            fs::symlink_metadata(tree).map_err(|e| Error::storage(format!("cannot read {}", tree.display()), &e))?;
+        let mut body = serde_json::json!({
+            "digest": image.digest,
+            "reference": image.reference,
+            "inode": meta.ino(),
+            "device": meta.dev(),
+        });
+        if let Some(r) = image.resolved {
+            body["resolved"] = r.into();
+        }
+        if keep_old {
+            body["keepOld"] = true.into();
+        }
+        if in_place {
+            body["inPlace"] = true.into();
+        }
+        let mut bytes = serde_json::to_vec_pretty(&body).unwrap_or_default();
+        bytes.push(b'\n');
+        let path = self.pending();
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        crate::layout::write_atomic(Path::new(&tmp), &path, &bytes)
+    }
+
+    /// Give the finished tree the `./` entry's metadata, make it durable,
+    /// put it in place with its record (see the module doc for the order).
+    /// An error means nothing changed; what fails after the commit point
+    /// comes back as warnings.
+    pub fn commit(&self, image: &ImageRef) -> Result<Installed> {
         let done = if self.in_place {
             self.rootfs.clone()
         } else {
             self.staging()
         };
-        let started = std::time::Instant::now();
+        set_root_meta(&done, image.root_entry)?;
+        let started = Instant::now();
+        let mut warnings = Vec::new();
+        if self.in_place {
+            syncfs(&done)?;
+            let synced = started.elapsed().as_secs_f64();
+            fault("exchange")?;
+            rename(&self.pending(), &self.record_path())?;
+            if let Err(e) = sync_dir(&self.parent) {
+                warnings.push(e.to_string());
+            }
+            return Ok(Installed {
+                how: format!(
+                    "in place into the empty mount point (every blob verified before the first byte; made \
+                     durable with one syncfs: {synced:.2} s)"
+                ),
+                warnings,
+            });
+        }
+        // --keep-old parks the present tree as ROOTFS.old, unless it is the
+        // image being installed again (the known-good ROOTFS.old stays).
+        let before = self.recorded();
+        let park = self.keep_old
+            && exists(&self.rootfs)
+            && !before.as_ref().is_some_and(|r| r.current && r.digest == image.digest);
+        self.write_pending(image, &done, park, false)?;
         syncfs(&done)?;
         let synced = started.elapsed().as_secs_f64();
-        let how = if self.in_place {
-            "in place into the empty mount point (every blob verified before the first byte)".to_string()
-        } else {
-            fs::set_permissions(&done, fs::Permissions::from_mode(0o755))
-                .map_err(|e| Error::storage(format!("cannot set the mode of {}", done.display()), &e))?;
-            self.swap(&done)?
+        let kept = self.kept();
+        if park && exists(&kept) {
+            rename(&kept, &self.retired())?;
+            sync_dir(&self.parent)?;
+            let _ = fault("retired");
+        }
+        let (how, old) = match self.swap(&done) {
+            Ok(s) => s,
+            Err(e) => {
+                // Nothing was swapped: everything goes back.
+                let _ = self.recover();
+                return Err(e);
+            }
         };
-        self.write_record(digest, resolved, reference)?;
+        // The commit point is behind us: from here on, failures are warnings.
+        let _ = fault("exchange");
+        let mut warn = |r: Result<()>| {
+            if let Err(e) = r {
+                warnings.push(e.to_string());
+            }
+        };
+        warn(sync_dir(&self.parent));
+        let mut how = how.to_string();
+        if let Some(old) = &old {
+            if park {
+                if let Err(e) = remove_tree(&kept).and_then(|()| rename(old, &kept)) {
+                    // The pending record still names the new tree: the
+                    // next run keeps the old one and moves the record in.
+                    warnings.push(format!("{e} (the next run of minipull finishes this)"));
+                    return Ok(Installed { how, warnings });
+                }
+                how = format!("{how}; the old tree is {}", kept.display());
+            } else if self.keep_old {
+                how = format!("{how}; it was the image installed again, so {} stays", kept.display());
+            }
+        }
+        warn(fault("promote").and_then(|()| rename(&self.pending(), &self.record_path())));
+        warn(sync_dir(&self.parent));
+        warn(fault("tidy").and_then(|()| remove_tree(&self.retired())));
+        if let Some(old) = old.filter(|o| exists(o)) {
+            warn(remove_tree(&old));
+        }
         Ok(Installed {
             how: format!("{how} (made durable with one syncfs: {synced:.2} s)"),
+            warnings,
         })
     }
 
-    fn swap(&self, staging: &Path) -> Result<String> {
-        let had_old = fs::symlink_metadata(&self.rootfs).is_ok();
-        if !had_old {
-            fs::rename(staging, &self.rootfs)
-                .map_err(|e| Error::storage(format!("cannot move the new tree to {}", self.rootfs.display()), &e))?;
-            sync_dir(&self.parent)?;
-            return Ok("staged, then moved into place".into());
+    /// Swap `staging` into ROOTFS; returns how, and where the previous tree is.
+    fn swap(&self, staging: &Path) -> Result<(&'static str, Option<PathBuf>)> {
+        if !exists(&self.rootfs) {
+            rename(staging, &self.rootfs)?;
+            return Ok(("staged, then moved into place", None));
         }
-        let old = match exchange(staging, &self.rootfs) {
-            Ok(()) => staging.to_path_buf(),
+        let exchanged = match std::env::var_os("MINIPULL_TEST_NO_EXCHANGE").filter(|_| cfg!(debug_assertions)) {
+            Some(_) => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+            None => exchange(staging, &self.rootfs),
+        };
+        match exchanged {
+            Ok(()) => Ok(("staged and swapped in atomically", Some(staging.to_path_buf()))),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {
                 // No RENAME_EXCHANGE here: park the old tree, then move the
                 // new one in; a cut between the two is repaired by recover().
                 let parked = self.parked();
-                fs::rename(&self.rootfs, &parked)
-                    .map_err(|e| Error::storage(format!("cannot move {} aside", self.rootfs.display()), &e))?;
-                fs::rename(staging, &self.rootfs).map_err(|e| {
-                    Error::storage(format!("cannot move the new tree to {}", self.rootfs.display()), &e)
+                rename(&self.rootfs, &parked)?;
+                fault("parked")?;
+                rename(staging, &self.rootfs).inspect_err(|_| {
+                    // Put the old tree back at once.
+                    let _ = fs::rename(&parked, &self.rootfs);
                 })?;
-                parked
+                Ok(("staged and swapped in with two renames", Some(parked)))
             }
-            Err(e) => {
-                return Err(Error::storage(
-                    format!("cannot swap the new tree with {}", self.rootfs.display()),
-                    &e,
-                ))
-            }
-        };
-        sync_dir(&self.parent)?;
-        if self.keep_old {
-            let mut kept = self.name.clone();
-            kept.push(".old");
-            let kept = self.parent.join(kept);
-            remove_tree(&kept)?;
-            fs::rename(&old, &kept)
-                .map_err(|e| Error::storage(format!("cannot keep the old tree as {}", kept.display()), &e))?;
-            sync_dir(&self.parent)?;
-            return Ok(format!(
-                "staged and swapped in atomically; the old tree is {}",
-                kept.display()
-            ));
+            Err(e) => Err(Error::storage(
+                format!("cannot swap the new tree with {}", self.rootfs.display()),
+                &e,
+            )),
         }
-        remove_tree(&old)?;
-        Ok("staged and swapped in atomically; the old tree was removed".into())
     }
+}
 
-    fn write_record(&self, digest: &str, resolved: Option<&str>, reference: &str) -> Result<()> {
-        let path = self.record_path();
-        let mut body = serde_json::json!({ "digest": digest, "reference": reference });
-        if let Some(r) = resolved {
-            body["resolved"] = r.into();
-        }
-        let mut bytes = serde_json::to_vec_pretty(&body).unwrap_or_default();
-        bytes.push(b'\n');
-        let mut tmp = path.clone().into_os_string();
-        tmp.push(".tmp");
-        crate::layout::write_atomic(Path::new(&tmp), &path, &bytes)
+/// ROOTFS's own metadata from the `./` entry: mode (0755 without one),
+/// owner (as root), times. Done last, so no later change moves the mtime.
+fn set_root_meta(dir: &Path, entry: Option<(u32, u64, u64, i64)>) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(dir).map_err(|e| Error::storage(format!("cannot open {}", dir.display()), &e))?;
+    let failed = |e| Error::storage(format!("cannot set the metadata of {}", dir.display()), &e);
+    let Some((mode, uid, gid, mtime)) = entry else {
+        return fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(failed);
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let (Ok(uid), Ok(gid)) = (u32::try_from(uid), u32::try_from(gid)) else {
+            return Err(Error::integrity(format!("owner {uid}:{gid} of ./ is out of range")));
+        };
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(failed)?;
     }
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o7777)).map_err(failed)?;
+    let t = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    // SAFETY: f is open; the pointer is to two timespecs.
+    if unsafe { libc::futimens(f.as_raw_fd(), [t, t].as_ptr()) } != 0 {
+        return Err(failed(std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 /// `renameat2(a, b, RENAME_EXCHANGE)`: both names stay, their trees swap.

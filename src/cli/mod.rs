@@ -96,6 +96,8 @@ OPTIONS:
     --discard-layers              with --unpack: remove each layer once unpacked (the entry
                                   then holds manifests and config only; other tools cannot
                                   read it)
+    --lock-wait SECS              wait at most this long for another minipull using OUTDIR
+                                  or ROOTFS (default: as long as it runs)
     --limit-rate BYTES            cap the average download rate (k, M, G suffixes)
     --verify-key PATH             accept only images with a cosign signature by this PEM
                                   public key (repeatable: any one suffices; ECDSA P-256,
@@ -119,6 +121,8 @@ EXIT CODES:
     0 ok, 1 other error, 2 usage or invalid reference, 3 not found,
     4 authentication refused, 5 network, 6 integrity, 7 local storage,
     8 untrusted (no valid signature with --verify-key),
+    9 pulled and installed, but the upkeep after it failed (--prune, removing
+      the old tree; warnings say what): ROOTFS holds the new image,
     10 (check) an update is available
 ";
 
@@ -175,6 +179,8 @@ pub(crate) struct Args {
     pub(crate) keep_setuid: bool,
     #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
     pub(crate) keep_xattrs: Vec<String>,
+    /// How long to wait for another minipull holding OUTDIR's or ROOTFS's lock.
+    pub(crate) lock_wait: Duration,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -236,6 +242,8 @@ fn parse_args() -> Result<Option<Args>> {
         timeout: number(&mut a, "--timeout", 30)?,
         speed_limit: number(&mut a, "--speed-limit", 1024)?,
         speed_time: number(&mut a, "--speed-time", 30)?,
+        // Unbounded by default: a holder is a live minipull (flock ends with it).
+        lock_wait: Duration::from_secs(number(&mut a, "--lock-wait", 1 << 31)?.min(1 << 31)),
         verify: a.contains("--verify"),
         verify_keys: a
             .values_from_os_str("--verify-key", |s| Ok::<_, String>(PathBuf::from(s)))

@@ -6,11 +6,12 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
     let reference = Reference::parse(&args.reference)?;
     let progress = Progress::new(args.quiet);
     let tls = tls_settings(args, progress)?;
-    // Before the download: a ROOTFS we may not use should not cost one.
-    let plan = args.unpack.as_deref().map(|r| unpack_ready(r, args)).transpose()?;
     // Credentials and mirrors are checked before OUTDIR is created.
     let mut sources = sources(args, &reference, tls, progress)?;
-    let layout = Layout::open_waiting(&args.outdir, crate::layout::LOCK_WAIT, progress)?;
+    let layout = Layout::open_waiting(&args.outdir, args.lock_wait, progress)?;
+    // Before the download: a ROOTFS we may not use should not cost one.
+    // (Its lock after OUTDIR's, in the same order as `minipull unpack`.)
+    let plan = args.unpack.as_deref().map(|r| unpack_ready(r, args)).transpose()?;
     progress.note(format!("pulling {reference} from {}", sources.registry_host()));
     let pull_opts = PullOptions {
         platform,
@@ -21,102 +22,45 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
         need_layers: args.unpack.is_some(),
         discard_layers: args.discard_layers,
     };
-    // --prune: what the version this pull replaces reaches, to remove
-    // afterwards what nothing else needs.
-    let name = crate::pull::ref_name(&reference);
-    let replaced = match args.prune {
-        true => layout.entry_named(&name)?,
-        false => None,
+    let steps = crate::install::Steps {
+        plan: plan.as_ref(),
+        prune: args.prune,
+        #[cfg(feature = "unpack")]
+        keep: &args.keep(),
     };
-    let mut summary = crate::pull::pull(&reference, &mut sources, &layout, progress, &pull_opts)?;
-    if let Some(plan) = &plan {
-        unpack_pulled(&layout, &mut sources, &summary.digest, &pull_opts, plan, progress, args)?;
-    }
-    if let Some(old) = replaced.filter(|o| o.digest != summary.digest) {
-        // Only now: the new image is complete, index.json names it, and
-        // with --unpack the new root filesystem is in place.
-        let mut candidates: Vec<_> = layout.reach(&old, false)?.digests().collect();
-        for sig in layout.retain_entries(|_| true)? {
-            candidates.extend(layout.reach(&sig, false)?.digests());
-        }
-        let freed = layout.remove_unreachable(&candidates)?;
-        progress.note(format!(
-            "pruned {} ({} blobs) that only the replaced {} used",
-            crate::progress::human(freed.bytes),
-            freed.blobs,
-            old.digest
-        ));
-        summary.pruned_bytes = Some(freed.bytes);
-    }
+    let (summary, outcome) = crate::install::update(&reference, &mut sources, &layout, &pull_opts, &steps, progress)?;
     // Last (with --discard-layers the unpack still used the work directory).
     layout.tidy();
     let out = if args.json {
-        serde_json::to_string_pretty(&summary).map_err(|e| Error::other(format!("cannot encode the summary: {e}")))?
+        let mut v =
+            serde_json::to_value(&summary).map_err(|e| Error::other(format!("cannot encode the summary: {e}")))?;
+        v["warnings"] = outcome.warnings.clone().into();
+        if plan.is_some() {
+            v["installed"] = (outcome.installed || outcome.already_installed).into();
+        }
+        serde_json::to_string_pretty(&v).map_err(|e| Error::other(format!("cannot encode the summary: {e}")))?
     } else {
         summary.digest.clone()
     };
     // A closed stdout (e.g. `| head`) is not worth failing a finished pull for.
     let _ = writeln!(std::io::stdout(), "{out}");
-    Ok(0)
+    Ok(outcome.exit_code())
 }
 
 #[cfg(feature = "unpack")]
-type UnpackPlan = crate::rootfs::Plan;
-#[cfg(not(feature = "unpack"))]
-type UnpackPlan = ();
-
-#[cfg(feature = "unpack")]
-fn unpack_ready(rootfs: &Path, args: &Args) -> Result<UnpackPlan> {
-    crate::rootfs::Plan::new(rootfs, args.force, args.keep_old)
-}
-
-#[cfg(feature = "unpack")]
-fn unpack_pulled(
-    layout: &Layout,
-    sources: &mut Sources,
-    digest: &str,
-    opts: &PullOptions,
-    plan: &UnpackPlan,
-    progress: Progress,
-    args: &Args,
-) -> Result<()> {
-    use crate::unpack::{self, Select, Stage};
-    let keep = args.keep();
-    let image = unpack::find_image(layout, Select::Digest(digest), &opts.platform)?;
-    if !opts.discard_layers {
-        return super::unpack::unpack_image(layout, &image, plan, progress, &keep, None);
-    }
-    // Each layer is fetched just before it is applied and removed just
-    // after (unless another image in OUTDIR uses it): at most one
-    // compressed layer is on disk at a time.
-    let mut hook = |stage: Stage, layer: &crate::manifest::Descriptor| -> Result<()> {
-        match stage {
-            Stage::Before => crate::pull::fetch_one(sources, layout, progress, layer).map(|_| ()),
-            Stage::After => {
-                let d = layer.checked_digest()?;
-                layout.remove_unreachable(&[d]).map(|_| ())
-            }
-        }
-    };
-    super::unpack::unpack_image(layout, &image, plan, progress, &keep, Some(&mut hook))
+fn unpack_ready(rootfs: &Path, args: &Args) -> Result<crate::install::Plan> {
+    crate::rootfs::Plan::new(
+        rootfs,
+        args.force,
+        args.keep_old,
+        args.lock_wait,
+        Progress::new(args.quiet),
+    )
 }
 
 #[cfg(not(feature = "unpack"))]
-fn unpack_ready(_: &Path, _: &Args) -> Result<UnpackPlan> {
+fn unpack_ready(_: &Path, _: &Args) -> Result<crate::install::Plan> {
     Err(Error::usage(
         "this minipull was built without unpack support (cargo feature \"unpack\")",
     ))
-}
-
-#[cfg(not(feature = "unpack"))]
-fn unpack_pulled(
-    _: &Layout,
-    _: &mut Sources,
-    _: &str,
-    _: &PullOptions,
-    _: &UnpackPlan,
-    _: Progress,
-    _: &Args,
-) -> Result<()> {
-    Ok(())
 }

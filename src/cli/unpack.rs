@@ -10,8 +10,7 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         return Err(Error::not_found(format!("no OCI image layout at {}", dir.display()))
             .hint("pull into it first: minipull REF OUTDIR"));
     }
-    // Only read: a layout on read-only media or written by another user will do.
-    let layout = Layout::open_reader(&dir, crate::layout::LOCK_WAIT, Progress::new(args.quiet))?;
+    let layout = Layout::open_waiting(&dir, args.lock_wait, Progress::new(args.quiet))?;
     let select = match &name {
         Some(n) => Select::Name(n),
         None => Select::Only,
@@ -52,57 +51,13 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         .unpack
         .as_deref()
         .ok_or_else(|| Error::usage("ROOTFS is missing"))?;
-    let plan = crate::rootfs::Plan::new(rootfs, args.force, args.keep_old)?;
-    unpack_image(&layout, &image, &plan, Progress::new(args.quiet), &args.keep(), None).map(|()| 0)
-}
-
-/// Unpack as the plan says (staged and swapped, or in place), and say how
-/// and where the config is.
-#[cfg(feature = "unpack")]
-pub(super) fn unpack_image(
-    layout: &Layout,
-    image: &crate::unpack::Image,
-    plan: &crate::rootfs::Plan,
-    progress: Progress,
-    keep: &crate::unpack::Keep,
-    hook: Option<&mut crate::unpack::LayerHook>,
-) -> Result<()> {
-    // Nothing to throw away in place: no unverified byte goes in. (Layers
-    // a hook fetches one at a time are verified as they arrive.)
-    if plan.in_place() && hook.is_none() {
-        crate::unpack::verify_layers(layout, image)?;
-    }
-    let into = plan.begin()?;
-    let mut none = |_: crate::unpack::Stage, _: &crate::manifest::Descriptor| Ok(());
-    let hook = match hook {
-        Some(h) => h,
-        None => &mut none,
-    };
-    let s = match crate::unpack::unpack_with(layout, image, &into, progress, keep, hook) {
-        Ok(s) => s,
-        Err(e) => {
-            plan.abort();
-            return Err(e);
-        }
-    };
-    let installed = match plan.commit(&image.digest, image.resolved.as_deref(), &image.name) {
-        Ok(i) => i,
-        Err(e) => {
-            plan.abort();
-            return Err(e);
-        }
-    };
-    progress.note(format!(
-        "unpacked {} layers ({} entries, {}) into {}: {}; the image config is blob {}; recorded in {}",
-        s.layers,
-        s.entries,
-        crate::progress::human(s.bytes),
-        plan.rootfs().display(),
-        installed.how,
-        image.config_digest,
-        plan.record_path().display()
-    ));
-    Ok(())
+    let progress = Progress::new(args.quiet);
+    let plan = crate::rootfs::Plan::new(rootfs, args.force, args.keep_old, args.lock_wait, progress)?;
+    let warnings = crate::install::install(&layout, &image, &plan, progress, &args.keep(), None)?;
+    Ok(match warnings.is_empty() {
+        true => 0,
+        false => crate::error::Kind::Upkeep.exit_code(),
+    })
 }
 
 /// Verify `image` with the signatures stored in the layout: one of its own

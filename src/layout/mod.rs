@@ -421,10 +421,13 @@ fn take_lock(root: &Path, work: &Path, wait: Duration, progress: Progress, share
         }
         if !said {
             said = true;
+            let up_to = match wait.as_secs() {
+                s if s < 1 << 30 => format!(" up to {s} s"),
+                _ => String::new(),
+            };
             progress.note(format!(
-                "another minipull is writing to {}; waiting up to {} s for it to finish",
-                root.display(),
-                wait.as_secs()
+                "another minipull is writing to {}; waiting{up_to} for it to finish",
+                root.display()
             ));
         }
         std::thread::sleep(Duration::from_millis(100));

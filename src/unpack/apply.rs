@@ -98,6 +98,9 @@ pub struct Applier {
     noted_xattrs: bool,
     /// One copy buffer for every file of the unpack.
     buf: Vec<u8>,
+    /// The last `./` directory entry's mode, uid, gid and mtime: the
+    /// commit gives them to ROOTFS itself.
+    pub root_entry: Option<(u32, u64, u64, i64)>,
 }
 
 /// A storage error about `rel` (shown as `/rel` inside the tree).
@@ -131,6 +134,7 @@ impl Applier {
             noted_dirs: false,
             noted_xattrs: false,
             buf: vec![0u8; 64 * 1024],
+            root_entry: None,
         })
     }
 
@@ -188,7 +192,11 @@ impl Applier {
     fn entry<R: Read>(&mut self, h: &Header, data: &mut tar::Reader<R>) -> Result<()> {
         let comps = clean(&h.path)?;
         let Some((name, parents)) = comps.split_last() else {
-            return Ok(()); // the root itself
+            // The root itself: its metadata is applied at the commit.
+            if h.kind == Kind::Directory {
+                self.root_entry = Some((self.mode(h.mode), h.uid, h.gid, h.mtime));
+            }
+            return Ok(());
         };
         let name_os = OsStr::new(name.as_str());
         if name == OPAQUE || name.starts_with(WHITEOUT) {

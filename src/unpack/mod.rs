@@ -45,6 +45,8 @@ pub struct Summary {
     pub entries: u64,
     /// Uncompressed bytes read from the layers.
     pub bytes: u64,
+    /// The last layer's `./` entry: mode, uid, gid, mtime.
+    pub root_entry: Option<(u32, u64, u64, i64)>,
 }
 
 /// The image an OCI layout holds under `refname` (or its only image), for
@@ -244,6 +246,7 @@ pub fn unpack_with(
         ));
     }
     applier.finish()?;
+    summary.root_entry = applier.root_entry;
     Ok(summary)
 }
 

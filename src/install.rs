@@ -1,0 +1,335 @@
+//! The update transaction, in one place: pull → stage → verify → swap with
+//! the record → upkeep. The swap (see [`crate::rootfs`]) is the commit
+//! point: what fails before it leaves ROOTFS and its record as they were
+//! (an error, exit 1-8); what fails after it (`--prune`, removing the old
+//! tree, moving the record in) is a warning, and the command exits 9
+//! ("installed; upkeep failed"), never "not installed".
+//!
+//! `--prune` removes what the versions this image replaced reached, and
+//! nothing that index.json or the installed root still names. Which
+//! versions those are is written down (`.minipull/prune.json` in OUTDIR)
+//! before the pull changes index.json, and dropped once the prune is done;
+//! the image the record says is installed counts among them. So a run cut
+//! anywhere (pull, unpack, swap, prune) leaves the next run the same list,
+//! and an interrupted update ends on the same disk as an uninterrupted
+//! one. Blobs go leaves first and manifests last, so a cut prune can still
+//! find what is left of it.
+
+use crate::digest::Digest;
+use crate::error::{Error, Kind, Result};
+use crate::layout::{Layout, CONTAINERD_NAME};
+use crate::mirror::Sources;
+use crate::progress::Progress;
+use crate::pull::{PullOptions, Summary};
+use crate::reference::Reference;
+use std::path::PathBuf;
+
+#[cfg(feature = "unpack")]
+pub use crate::rootfs::Plan;
+/// Without unpack support there is no ROOTFS to plan for.
+#[cfg(not(feature = "unpack"))]
+pub type Plan = ();
+
+/// Which steps of the transaction happened, and what failed after the
+/// commit point.
+#[derive(Default)]
+pub struct Outcome {
+    /// The image is in OUTDIR and index.json names it.
+    pub pulled: bool,
+    /// A new tree was put in ROOTFS, with its record.
+    pub installed: bool,
+    /// ROOTFS already held the image (its record said so): nothing unpacked.
+    pub already_installed: bool,
+    /// Bytes `--prune` freed.
+    pub pruned: Option<u64>,
+    /// Upkeep failures after the commit point.
+    pub warnings: Vec<String>,
+}
+
+impl Outcome {
+    /// 0, or 9 when upkeep failed after the image was pulled (and installed).
+    pub fn exit_code(&self) -> i32 {
+        if self.warnings.is_empty() {
+            0
+        } else {
+            Kind::Upkeep.exit_code()
+        }
+    }
+
+    fn warn(&mut self, progress: Progress, e: impl std::fmt::Display) {
+        progress.warn(format!("{e}"));
+        self.warnings.push(e.to_string());
+    }
+}
+
+/// What the update is asked to do besides the pull.
+pub struct Steps<'a> {
+    pub plan: Option<&'a Plan>,
+    pub prune: bool,
+    #[cfg(feature = "unpack")]
+    pub keep: &'a crate::unpack::Keep,
+}
+
+/// Pull `reference` into `layout`, install it into the plan's ROOTFS, and
+/// prune. Returns the pull's summary and what happened.
+pub fn update(
+    reference: &Reference,
+    sources: &mut Sources,
+    layout: &Layout,
+    opts: &PullOptions,
+    steps: &Steps,
+    progress: Progress,
+) -> Result<(Summary, Outcome)> {
+    let mut out = Outcome::default();
+    // Written down before index.json changes (see the module doc).
+    let replaced = match steps.prune {
+        true => remember_replaced(layout, reference, steps)?,
+        false => Vec::new(),
+    };
+    let mut summary = crate::pull::pull(reference, sources, layout, progress, opts)?;
+    out.pulled = true;
+    #[cfg(feature = "unpack")]
+    if let Some(plan) = steps.plan {
+        // A second install that waited for the lock finds the image there.
+        if plan.recorded().is_some_and(|r| r.current && r.digest == summary.digest) {
+            out.already_installed = true;
+            progress.note(format!(
+                "{} already holds {} (its record says so): nothing to unpack",
+                plan.rootfs().display(),
+                summary.digest
+            ));
+        } else {
+            let image =
+                crate::unpack::find_image(layout, crate::unpack::Select::Digest(&summary.digest), &opts.platform)?;
+            let fetch = match opts.discard_layers {
+                true => Some(&mut *sources),
+                false => None,
+            };
+            out.warnings = install(layout, &image, plan, progress, steps.keep, fetch)?;
+            out.installed = true;
+        }
+    }
+    if steps.prune {
+        match prune(layout, &replaced, &summary, progress) {
+            Ok(freed) => {
+                summary.pruned_bytes = Some(freed);
+                out.pruned = Some(freed);
+            }
+            Err(e) => out.warn(
+                progress,
+                e.context("the image is pulled (and installed), but --prune failed"),
+            ),
+        }
+    }
+    Ok((summary, out))
+}
+
+/// Stage, verify and swap `image` into the plan's ROOTFS with its record.
+/// With `fetch` (`--discard-layers`), each layer is downloaded just before
+/// it is applied and removed just after. Returns the warnings of what
+/// failed after the commit point (each also printed).
+#[cfg(feature = "unpack")]
+pub fn install(
+    layout: &Layout,
+    image: &crate::unpack::Image,
+    plan: &Plan,
+    progress: Progress,
+    keep: &crate::unpack::Keep,
+    mut fetch: Option<&mut Sources>,
+) -> Result<Vec<String>> {
+    use crate::unpack::Stage;
+    // Nothing to throw away in place: no unverified byte goes in. (Layers
+    // fetched one at a time are verified as they arrive.)
+    if plan.in_place() && fetch.is_none() {
+        crate::unpack::verify_layers(layout, image)?;
+    }
+    let mut record = crate::rootfs::ImageRef {
+        digest: &image.digest,
+        resolved: image.resolved.as_deref(),
+        reference: &image.name,
+        root_entry: None,
+    };
+    let into = plan.begin(&record)?;
+    // At most one compressed layer on disk at a time with --discard-layers.
+    let mut hook = |stage: Stage, layer: &crate::manifest::Descriptor| -> Result<()> {
+        if stage == Stage::After {
+            fault("layer")?;
+        }
+        let Some(sources) = fetch.as_deref_mut() else {
+            return Ok(());
+        };
+        match stage {
+            Stage::Before => crate::pull::fetch_one(sources, layout, progress, layer).map(|_| ()),
+            Stage::After => layout.remove_unreachable(&[layer.checked_digest()?]).map(|_| ()),
+        }
+    };
+    let installed = crate::unpack::unpack_with(layout, image, &into, progress, keep, &mut hook).and_then(|s| {
+        record.root_entry = s.root_entry;
+        plan.commit(&record).map(|i| (s, i))
+    });
+    let (s, installed) = match installed {
+        Ok(x) => x,
+        Err(e) => {
+            plan.abort();
+            return Err(e);
+        }
+    };
+    progress.note(format!(
+        "unpacked {} layers ({} entries, {}) into {}: {}; the image config is blob {}; recorded in {}",
+        s.layers,
+        s.entries,
+        crate::progress::human(s.bytes),
+        plan.rootfs().display(),
+        installed.how,
+        image.config_digest,
+        plan.record_path().display()
+    ));
+    for w in &installed.warnings {
+        progress.warn(format!("{} is installed, but: {w}", image.digest));
+    }
+    Ok(installed.warnings)
+}
+
+/// The file that lists the versions a `--prune` is to remove.
+fn intent_path(layout: &Layout) -> PathBuf {
+    layout.root().join(".minipull").join("prune.json")
+}
+
+fn read_intent(layout: &Layout) -> Vec<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    if let Ok(f) = crate::layout::open_no_follow(&intent_path(layout)) {
+        let _ = f.take(64 * 1024).read_to_end(&mut bytes);
+    }
+    serde_json::from_slice::<Vec<String>>(&bytes).unwrap_or_default()
+}
+
+/// Whether `name` (an image name as index.json or the record hold it) is
+/// of the repository `reference` names.
+fn same_repository(name: Option<&str>, reference: &Reference) -> bool {
+    name.and_then(|n| Reference::parse(n).ok())
+        .is_some_and(|r| r.registry == reference.registry && r.repository == reference.repository)
+}
+
+/// Add to the prune list what this pull may replace: the entry of the same
+/// name and repository in index.json, and the image installed in ROOTFS
+/// when it is of that repository.
+fn remember_replaced(layout: &Layout, reference: &Reference, steps: &Steps) -> Result<Vec<String>> {
+    let mut list = read_intent(layout);
+    let name = crate::pull::ref_name(reference);
+    let entry = layout
+        .entry_named(&name)?
+        .filter(|e| same_repository(e.annotation(CONTAINERD_NAME), reference));
+    #[cfg(feature = "unpack")]
+    let installed = steps
+        .plan
+        .and_then(|p| p.recorded())
+        .filter(|r| same_repository(Some(&r.reference), reference))
+        .map(|r| r.digest);
+    #[cfg(not(feature = "unpack"))]
+    let installed: Option<String> = steps.plan.and(None);
+    for d in entry.map(|e| e.digest).into_iter().chain(installed) {
+        if Digest::parse(&d).is_ok() && !list.contains(&d) && list.len() < 64 {
+            list.push(d);
+        }
+    }
+    let bytes = serde_json::to_vec(&list).unwrap_or_default();
+    let path = intent_path(layout);
+    let _ = std::fs::create_dir_all(layout.root().join(".minipull"));
+    let mut tmp = path.clone().into_os_string();
+    tmp.push(".tmp");
+    crate::layout::write_atomic(std::path::Path::new(&tmp), &path, &bytes)?;
+    Ok(list)
+}
+
+/// Remove what the `replaced` versions reached and nothing still needs
+/// (signatures left signing nothing with them); returns the bytes freed.
+fn prune(layout: &Layout, replaced: &[String], summary: &Summary, progress: Progress) -> Result<u64> {
+    fault("prune")?;
+    let mut candidates: Vec<Digest> = Vec::new();
+    let mut add = |mut reached: Vec<Digest>| {
+        // Leaves first, the manifest that names them last.
+        reached.reverse();
+        candidates.extend(reached);
+    };
+    for d in replaced {
+        if *d == summary.digest || summary.index_digest.as_ref() == Some(d) {
+            continue;
+        }
+        let Ok(digest) = Digest::parse(d) else { continue };
+        let Some(size) = layout.blob_size(&digest) else {
+            continue;
+        };
+        let Ok(bytes) = layout.read_small_blob(&digest, crate::manifest::MAX_MANIFEST_BYTES) else {
+            continue;
+        };
+        let Ok((media_type, _)) = crate::manifest::parse(&bytes, None) else {
+            continue;
+        };
+        let desc = crate::manifest::Descriptor {
+            media_type,
+            digest: d.clone(),
+            size: size as i64,
+            urls: None,
+            platform: None,
+            annotations: None,
+            artifact_type: None,
+        };
+        add(layout.reach(&desc, false)?.digests().collect());
+    }
+    for sig in layout.retain_entries(|_| true)? {
+        add(layout.reach(&sig, false)?.digests().collect());
+    }
+    let freed = layout.remove_unreachable(&candidates)?;
+    match std::fs::remove_file(intent_path(layout)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::storage("cannot remove the prune list", &e))
+        }
+        _ => {}
+    }
+    progress.note(format!(
+        "pruned {} ({} blobs) that only the replaced versions used",
+        crate::progress::human(freed.bytes),
+        freed.blobs,
+    ));
+    Ok(freed.bytes)
+}
+
+/// A test-only fault: with `MINIPULL_TEST_FAULT=<point>` the step fails
+/// (as if the disk were full), with `MINIPULL_TEST_KILL=<point>` the
+/// process is SIGKILLed there. Honoured only in debug builds; a release
+/// build compiles this to nothing.
+pub(crate) fn fault(point: &str) -> Result<()> {
+    #[cfg(debug_assertions)]
+    {
+        if std::env::var("MINIPULL_TEST_KILL").is_ok_and(|v| v == point) {
+            // SAFETY: getpid and kill have no preconditions.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        if std::env::var("MINIPULL_TEST_FAULT").is_ok_and(|v| v == point) {
+            return Err(Error::storage(
+                format!("simulated fault at {point}"),
+                &std::io::Error::from_raw_os_error(libc::ENOSPC),
+            ));
+        }
+    }
+    let _ = point;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_to_the_same_repository() {
+        let r = Reference::parse("127.0.0.1:5000/demo/app:2.0").unwrap();
+        assert!(same_repository(Some("127.0.0.1:5000/demo/app:1.0"), &r));
+        let by_digest = format!("127.0.0.1:5000/demo/app@sha256:{}", "ab".repeat(32));
+        assert!(same_repository(Some(&by_digest), &r));
+        assert!(!same_repository(Some("127.0.0.1:5000/demo/other:2.0"), &r));
+        assert!(!same_repository(Some("other.example:5000/demo/app:2.0"), &r));
+        assert!(!same_repository(Some("not a reference"), &r));
+        assert!(!same_repository(None, &r));
+    }
+}
