@@ -305,7 +305,7 @@ impl<R: Read> Read for Hashing<R> {
 /// A zstd stream as RFC 8878 allows it: any number of data frames (pzstd,
 /// `zstd -T`) and skippable frames (zstd:chunked keeps its metadata in
 /// them), in any order. Skipped bytes still pass through the blob's hash.
-struct ZstdFrames<R: BufRead> {
+pub(crate) struct ZstdFrames<R: BufRead> {
     source: R,
     frame: ruzstd::decoding::FrameDecoder,
     /// A data frame is being decoded.
@@ -313,7 +313,7 @@ struct ZstdFrames<R: BufRead> {
 }
 
 impl<R: BufRead> ZstdFrames<R> {
-    fn new(source: R) -> ZstdFrames<R> {
+    pub(crate) fn new(source: R) -> ZstdFrames<R> {
         let mut frame = ruzstd::decoding::FrameDecoder::new();
         frame.set_max_window_size(MAX_ZSTD_WINDOW);
         ZstdFrames {
