@@ -15,6 +15,7 @@
 
 pub mod plan;
 pub mod position;
+pub mod ranges;
 pub mod rebuild;
 pub mod tarsplit;
 #[cfg(test)]
