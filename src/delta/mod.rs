@@ -13,6 +13,7 @@
 //! Every failure here is an [`Error`]: the caller's answer to any of them is
 //! the whole-layer path, never a half-built layer.
 
+pub mod fetch;
 pub mod plan;
 pub mod position;
 pub mod ranges;
@@ -20,7 +21,8 @@ pub mod rebuild;
 pub mod tarsplit;
 #[cfg(test)]
 mod tests_e2e;
-#[cfg(test)]
+/// A zstd:chunked writer for the tests (unit and end-to-end); not used by the binary.
+#[doc(hidden)]
 pub mod testwriter;
 pub mod toc;
 
@@ -96,6 +98,15 @@ impl Metadata {
             toc,
             tarsplit: split_z.to_vec(),
         })
+    }
+
+    /// The TOC, and the tar-split's lines owning their bytes (for a rebuild that outlives `self`).
+    pub fn into_parts(self) -> (toc::Toc, tarsplit::Reader<impl std::io::BufRead>) {
+        let dec = crate::unpack::ZstdFrames::new(std::io::Cursor::new(self.tarsplit));
+        (
+            self.toc,
+            tarsplit::Reader::new(std::io::BufReader::new(dec.take(MAX_UNCOMPRESSED))),
+        )
     }
 
     /// The tar-split's lines, decompressed as they are read.

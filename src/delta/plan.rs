@@ -20,6 +20,15 @@ pub trait Local {
     fn open(&mut self, name: &str) -> std::io::Result<std::fs::File>;
 }
 
+impl<T: Local + ?Sized> Local for &mut T {
+    fn digest(&mut self, name: &str, size: u64) -> Option<Sha> {
+        (**self).digest(name, size)
+    }
+    fn open(&mut self, name: &str) -> std::io::Result<std::fs::File> {
+        (**self).open(name)
+    }
+}
+
 /// The previous image's chunks by digest: what its root holds, and where.
 pub struct Prev {
     names: Vec<Box<str>>,

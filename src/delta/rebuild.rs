@@ -34,14 +34,14 @@ struct Cur {
 }
 
 /// A `Read` of the rebuilt tar stream.
-pub struct Rebuild<'a, S, R> {
+pub struct Rebuild<S, R, L> {
     lines: tarsplit::Reader<S>,
-    toc: &'a Toc,
-    prev: Option<&'a Prev>,
-    local: &'a mut dyn Local,
+    toc: Toc,
+    prev: Option<Prev>,
+    local: L,
     /// The bodies of `ranges`, concatenated in order.
     remote: BufReader<Take<R>>,
-    ranges: &'a [(u64, u64)],
+    ranges: Vec<(u64, u64)>,
     range: usize,
     /// The blob offset of the next byte of `remote`.
     at: u64,
@@ -62,15 +62,15 @@ fn finish(c: Context) -> Sha {
     out
 }
 
-impl<'a, S: BufRead, R: Read> Rebuild<'a, S, R> {
+impl<S: BufRead, R: Read, L: Local> Rebuild<S, R, L> {
     /// Rebuild from the tar-split `lines`, a planned `toc`, and `remote`,
     /// which yields the bytes of the planned `ranges` one after the other.
     pub fn new(
         lines: tarsplit::Reader<S>,
-        toc: &'a Toc,
-        ranges: &'a [(u64, u64)],
-        prev: Option<&'a Prev>,
-        local: &'a mut dyn Local,
+        toc: Toc,
+        ranges: Vec<(u64, u64)>,
+        prev: Option<Prev>,
+        local: L,
         remote: R,
     ) -> Self {
         let mut dec = ruzstd::decoding::FrameDecoder::new();
@@ -81,9 +81,9 @@ impl<'a, S: BufRead, R: Read> Rebuild<'a, S, R> {
             prev,
             local,
             remote: BufReader::with_capacity(64 * 1024, remote.take(0)),
-            ranges,
             range: 0,
             at: ranges.first().map_or(0, |r| r.0),
+            ranges,
             seg: Vec::new(),
             seg_at: 0,
             next_file: 0,
@@ -139,6 +139,7 @@ impl<'a, S: BufRead, R: Read> Rebuild<'a, S, R> {
             return Ok(());
         }
         let c = &file.chunks[cur.chunk];
+        let (start, end) = (c.start, c.end);
         cur.left = c.size;
         cur.chunk_hash = Context::new(&SHA256);
         cur.src = match c.from {
@@ -146,6 +147,7 @@ impl<'a, S: BufRead, R: Read> Rebuild<'a, S, R> {
             From::Prev(f, off) => {
                 let name = self
                     .prev
+                    .as_ref()
                     .and_then(|p| p.name(f))
                     .ok_or_else(|| bad("no previous file"))?;
                 let mut fd = self.local.open(name)?;
@@ -153,7 +155,7 @@ impl<'a, S: BufRead, R: Read> Rebuild<'a, S, R> {
                 Src::File(fd)
             }
             From::Fetch => {
-                self.seek_remote(c.start, c.end)?;
+                self.seek_remote(start, end)?;
                 Src::Remote(false)
             }
         };
@@ -237,7 +239,7 @@ impl<'a, S: BufRead, R: Read> Rebuild<'a, S, R> {
     }
 }
 
-impl<S: BufRead, R: Read> Read for Rebuild<'_, S, R> {
+impl<S: BufRead, R: Read, L: Local> Read for Rebuild<S, R, L> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);

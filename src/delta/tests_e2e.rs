@@ -86,7 +86,8 @@ fn partial(l: &Layer, prev: Option<&Layer>, root: &mut Root) -> crate::error::Re
         .flat_map(|&(s, e)| l.blob[s as usize..e as usize].to_vec())
         .collect();
     let mut out = Vec::new();
-    Rebuild::new(m.lines(), &m.toc, &plan.ranges, prev.as_ref(), root, &remote[..])
+    let (toc, lines) = m.into_parts();
+    Rebuild::new(lines, toc, plan.ranges, prev, root, &remote[..])
         .read_to_end(&mut out)
         .map_err(|e| super::refuse(e.to_string()))?;
     Ok((out, remote.len() as u64))
@@ -220,6 +221,7 @@ fn a_local_file_changed_after_planning_is_caught() {
     assert!(plan.ranges.is_empty(), "all local");
     std::fs::write(root.0.join("lib/holes"), vec![1u8; 26_000]).unwrap();
     let mut out = Vec::new();
-    let r = Rebuild::new(m.lines(), &m.toc, &plan.ranges, None, &mut root, &b""[..]).read_to_end(&mut out);
+    let (toc, lines) = m.into_parts();
+    let r = Rebuild::new(lines, toc, plan.ranges, None, &mut root, &b""[..]).read_to_end(&mut out);
     assert!(r.unwrap_err().to_string().contains("lib/holes"));
 }
