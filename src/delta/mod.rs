@@ -18,6 +18,7 @@ pub mod plan;
 pub mod position;
 pub mod ranges;
 pub mod rebuild;
+pub mod root;
 pub mod tarsplit;
 #[cfg(test)]
 mod tests_e2e;
