@@ -8,7 +8,7 @@ use minipull::registry::{Client, Options, Ranged};
 use std::io::Read;
 use std::time::Duration;
 
-fn client(reg: &Registry, repo: &str) -> Client {
+fn client(host: &str, repo: &str) -> Client {
     let (tls, _) = minipull::tls::config(&minipull::tls::TlsOptions {
         ca_files: vec![],
         insecure: false,
@@ -27,14 +27,7 @@ fn client(reg: &Registry, repo: &str) -> Client {
         tls,
         proxies: minipull::proxy::ProxyEnv::from_env().unwrap(),
     };
-    Client::for_host(
-        &reg.host,
-        true,
-        repo,
-        None,
-        opts,
-        minipull::progress::Progress::new(true),
-    )
+    Client::for_host(host, true, repo, None, opts, minipull::progress::Progress::new(true))
 }
 
 #[test]
@@ -46,7 +39,7 @@ fn multi_range_and_single_range_from_the_real_registry() {
     });
     let blob = noise(300_000, 5);
     let digest = reg.push_blob("delta/ranges", &blob);
-    let mut c = client(&reg, "delta/ranges");
+    let mut c = client(&reg.host, "delta/ranges");
     let digest = minipull::digest::Digest::parse(&digest).unwrap();
     for want in [
         vec![(10u64, 2000u64), (100_000, 150_000), (299_000, 300_000)],
@@ -134,7 +127,7 @@ fn partial_layer_from_the_real_registry_is_the_exact_tar() {
         let m = minipull::delta::Metadata::open(&v1.blob[pos.toc.offset as usize..], &pos).unwrap();
         plan::Prev::new(m.toc)
     };
-    let mut c = client(&reg, "delta/img");
+    let mut c = client(&reg.host, "delta/img");
     let got = fetch::partial(&mut c, &v2.descriptor(), Some(prev), root, plan::DEFAULT_GAP).unwrap();
     let fetch::Got::Tar(mut tar, plan) = got else {
         panic!("the registry answers ranges")
@@ -177,7 +170,7 @@ fn partial_layer_with_a_lying_chunk_digest_fails() {
     let v2 = write(&image(true), lie, |_| {});
     reg.push_blob("delta/lie", &v2.blob);
     let dir = TempDir::new("delta-empty");
-    let mut c = client(&reg, "delta/lie");
+    let mut c = client(&reg.host, "delta/lie");
     let got = fetch::partial(
         &mut c,
         &v2.descriptor(),
@@ -190,4 +183,53 @@ fn partial_layer_with_a_lying_chunk_digest_fails() {
     };
     let e = tar.read_to_end(&mut Vec::new()).unwrap_err();
     assert!(e.to_string().contains("chunkDigest"), "{e}");
+}
+
+/// A server that answers a range request with 200 and the whole blob: the
+/// hook hands that body back as the whole-layer download, after one request.
+#[test]
+fn a_200_to_the_metadata_range_is_the_whole_layer_download() {
+    use common::fault::{FaultServer, Faults};
+    use minipull::delta::{fetch, plan, testwriter::write};
+    let srv = FaultServer::start(Faults::default());
+    let v2 = write(&image(true), |_| {}, |_| {});
+    let digest = sha256(&v2.blob);
+    srv.add_blob(&digest, v2.blob.clone());
+    let dir = TempDir::new("delta-200");
+    let mut c = client(&srv.host, "delta/whole");
+    let got = fetch::partial(
+        &mut c,
+        &v2.descriptor(),
+        None,
+        Root(dir.path().to_path_buf()),
+        plan::DEFAULT_GAP,
+    );
+    let Ok(fetch::Got::Blob(mut blob)) = got else {
+        panic!("the whole blob")
+    };
+    let mut all = Vec::new();
+    blob.read_to_end(&mut all).unwrap();
+    assert!(all == v2.blob);
+    assert_eq!(srv.requests("/blobs/").len(), 1, "{:?}", srv.log());
+}
+
+/// A redirect (a CDN) keeps the Range header.
+#[test]
+fn ranges_follow_a_redirect() {
+    use common::fault::{FaultServer, Faults};
+    let cdn = FaultServer::start(Faults::default());
+    let srv = FaultServer::start(Faults {
+        redirect_blobs_to: Some(format!("http://{}", cdn.host)),
+        ..Faults::default()
+    });
+    let blob = noise(10_000, 3);
+    let digest = sha256(&blob);
+    srv.add_blob(&digest, blob.clone());
+    cdn.add_blob(&digest, blob.clone());
+    let mut c = client(&srv.host, "delta/cdn");
+    let d = minipull::digest::Digest::parse(&digest).unwrap();
+    let _ = c.blob_ranges(&d, &[(10, 20), (500, 600)]).unwrap();
+    let at_cdn = cdn.requests("/");
+    assert!(!at_cdn.is_empty(), "redirected");
+    assert_eq!(at_cdn[0].range.as_deref(), Some("bytes=10-19,500-599"));
 }
