@@ -233,3 +233,86 @@ fn ranges_follow_a_redirect() {
     assert!(!at_cdn.is_empty(), "redirected");
     assert_eq!(at_cdn[0].range.as_deref(), Some("bytes=10-19,500-599"));
 }
+
+/// Hostile metadata that still matches its digests is refused by the hook
+/// after the metadata request and before any data request (the caller then
+/// pulls the whole layer): a TOC that disagrees with the tar-split, frames
+/// outside the blob, duplicate names, TOC order unlike the tar's, and a
+/// TOC claiming more than the cap (refused from the annotations alone).
+#[test]
+fn hostile_layers_are_refused_before_any_data_is_fetched() {
+    use minipull::delta::{fetch, plan, testwriter::write};
+    use serde_json::Value;
+    let log = TempDir::new("delta-log3");
+    let reg = Registry::start_setup(Setup {
+        access_log: Some(log.join("access.log")),
+        ..Setup::default()
+    });
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+    let entry = |name: &'static str, key: &'static str, v: Value| -> Edit {
+        Box::new(move |doc: &mut Value| {
+            let e = doc["entries"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .find(|e| e["name"] == name)
+                .unwrap();
+            e[key] = v;
+        })
+    };
+    let cases: Vec<(&str, Edit, usize)> = vec![
+        ("disagreeing", entry("etc/conf", "name", "etc/other".into()), 1),
+        (
+            "out of the blob",
+            entry("usr/new", "endOffset", Value::from(1u64 << 40)),
+            1,
+        ),
+        ("duplicate", entry("usr/new", "name", "etc/conf".into()), 1),
+        (
+            "reordered",
+            Box::new(|doc: &mut Value| {
+                let e = doc["entries"].as_array_mut().unwrap();
+                let (a, b) = (e.iter().position(|x| x["name"] == "etc/conf").unwrap(), e.len() - 1);
+                e.swap(a, b);
+            }),
+            1,
+        ),
+    ];
+    for (i, (what, edit, want_gets)) in cases.into_iter().enumerate() {
+        let l = write(&image(true), edit, |_| {});
+        let repo = format!("delta/hostile{i}");
+        reg.push_blob(&repo, &l.blob);
+        let dir = TempDir::new("delta-hostile");
+        let mut c = client(&reg.host, &repo);
+        let got = fetch::partial(
+            &mut c,
+            &l.descriptor(),
+            None,
+            Root(dir.path().to_path_buf()),
+            plan::DEFAULT_GAP,
+        );
+        assert!(got.is_err(), "{what}");
+        let logged = std::fs::read_to_string(log.join("access.log")).unwrap_or_default();
+        let gets = logged
+            .lines()
+            .filter(|x| x.contains(&format!("GET /v2/{repo}/blobs/")))
+            .count();
+        assert_eq!(gets, want_gets, "{what}: only the metadata was asked for");
+    }
+    // A TOC above the cap: refused from the annotation, nothing asked.
+    let mut l = write(&image(true), |_| {}, |_| {});
+    let k = "io.github.containers.zstd-chunked.manifest-position";
+    let p: Vec<u64> = l.annotations[k].split(':').map(|x| x.parse().unwrap()).collect();
+    l.annotations
+        .insert(k.into(), format!("{}:{}:{}:1", p[0], p[1], 1u64 << 40));
+    let mut c = client(&reg.host, "delta/huge");
+    let dir = TempDir::new("delta-huge");
+    assert!(fetch::partial(
+        &mut c,
+        &l.descriptor(),
+        None,
+        Root(dir.path().to_path_buf()),
+        plan::DEFAULT_GAP
+    )
+    .is_err());
+}

@@ -8,7 +8,10 @@
 //! - [`toc`]: the table of contents, parsed as a stream into compact files;
 //! - [`tarsplit`]: the tar-split NDJSON (tar headers, padding, CRC64s);
 //! - [`plan`]: what comes from where, and the byte ranges to fetch;
-//! - [`rebuild`]: the tar stream out of tar-split, local bytes and frames.
+//! - [`rebuild`]: the tar stream out of tar-split, local bytes and frames;
+//! - [`ranges`]: a 206 answer (single or `multipart/byteranges`) as bytes;
+//! - [`root`]: the reuse root, read through an in-root walk;
+//! - [`fetch`]: the one hook a pull calls per layer.
 //!
 //! Every failure here is an [`Error`]: the caller's answer to any of them is
 //! the whole-layer path, never a half-built layer.
