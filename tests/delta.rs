@@ -316,3 +316,38 @@ fn hostile_layers_are_refused_before_any_data_is_fetched() {
     )
     .is_err());
 }
+
+/// Single-range mode (after a registry refused a multi-range request): one
+/// GET per range, made as the rebuild reaches it, the same bytes.
+#[test]
+fn single_range_mode_asks_one_range_at_a_time() {
+    let log = TempDir::new("delta-log4");
+    let reg = Registry::start_setup(Setup {
+        access_log: Some(log.join("access.log")),
+        ..Setup::default()
+    });
+    let blob = noise(200_000, 9);
+    let digest = reg.push_blob("delta/single", &blob);
+    let mut c = client(&reg.host, "delta/single");
+    let want = vec![(0u64, 100u64), (50_000, 60_000), (199_990, 200_000)];
+    let expect: Vec<u8> = want
+        .iter()
+        .flat_map(|&(s, e)| blob[s as usize..e as usize].to_vec())
+        .collect();
+    let d = minipull::digest::Digest::parse(&digest).unwrap();
+    let mut got = Vec::new();
+    minipull::delta::fetch::Singles::new(&mut c, d, want)
+        .read_to_end(&mut got)
+        .unwrap();
+    assert!(got == expect);
+    drop(reg);
+    let logged = std::fs::read_to_string(log.join("access.log")).unwrap_or_default();
+    assert_eq!(
+        logged
+            .lines()
+            .filter(|x| x.contains("GET /v2/delta/single/blobs/"))
+            .count(),
+        3,
+        "{logged}"
+    );
+}

@@ -56,7 +56,7 @@ pub fn partial<'a>(
         match client.blob_ranges(&digest, &plan.ranges)? {
             Ranged::Parts(p) => Box::new(p),
             Ranged::Whole(blob) => return Ok(Got::Blob(blob)),
-            Ranged::Refused => return Err(refuse("the registry refused a multi-range request")),
+            Ranged::Refused => Box::new(Singles::new(client, digest, plan.ranges.clone())),
         }
     };
     let (toc, lines) = meta.into_parts();
@@ -65,4 +65,53 @@ pub fn partial<'a>(
         Box::new(Rebuild::new(lines, toc, ranges, prev, local, remote)),
         plan,
     ))
+}
+
+/// The ranges' bytes from one request per range, made as the reader gets
+/// to each: for registries (and CDNs) that refuse multi-range requests.
+pub struct Singles<'a> {
+    client: &'a mut Client,
+    digest: crate::digest::Digest,
+    ranges: Vec<(u64, u64)>,
+    next: usize,
+    cur: Option<Box<dyn Read>>,
+}
+
+impl<'a> Singles<'a> {
+    pub fn new(client: &'a mut Client, digest: crate::digest::Digest, ranges: Vec<(u64, u64)>) -> Self {
+        Singles {
+            client,
+            digest,
+            ranges,
+            next: 0,
+            cur: None,
+        }
+    }
+}
+
+impl Read for Singles<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(cur) = &mut self.cur {
+                let n = cur.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                self.cur = None;
+            }
+            let Some(&r) = self.ranges.get(self.next) else {
+                return Ok(0);
+            };
+            self.next += 1;
+            match self.client.blob_ranges(&self.digest, &[r]) {
+                Ok(Ranged::Parts(p)) => self.cur = Some(Box::new(p)),
+                Ok(_) => {
+                    return Err(std::io::Error::other(
+                        "the registry does not serve single ranges either",
+                    ))
+                }
+                Err(e) => return Err(std::io::Error::other(e.message)),
+            }
+        }
+    }
 }
