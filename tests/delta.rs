@@ -122,14 +122,19 @@ fn partial_layer_from_the_real_registry_is_the_exact_tar() {
     root_of(&image(false), &dir);
     // The binary's own in-root walk (no link followed, regular files only).
     let root = minipull::delta::root::Root::open(dir.path()).unwrap();
-    let prev = {
-        let pos = minipull::delta::position::of(&v1.descriptor()).unwrap();
-        let m = minipull::delta::Metadata::open(&v1.blob[pos.toc.offset as usize..], &pos).unwrap();
-        plan::Prev::new(m.toc)
-    };
+    // v1's metadata, kept in a layout's store as a pull of v1 would have.
+    let out = TempDir::new("delta-layout");
+    let layout = minipull::layout::Layout::open(out.path()).unwrap();
+    let pos = minipull::delta::position::of(&v1.descriptor()).unwrap();
+    let v1_digest = minipull::digest::Digest::parse(&sha256(&v1.blob)).unwrap();
+    layout
+        .save_delta_metadata(&v1_digest, &v1.blob[pos.toc.offset as usize..])
+        .unwrap();
+    let prev = fetch::previous(&layout, &v1.descriptor()).expect("the stored TOC verifies");
+    assert!(fetch::previous(&layout, &v2.descriptor()).is_none());
     let mut c = client(&reg.host, "delta/img");
     let got = fetch::partial(&mut c, &v2.descriptor(), Some(prev), root, plan::DEFAULT_GAP).unwrap();
-    let fetch::Got::Tar(mut tar, plan) = got else {
+    let fetch::Got::Tar(mut tar, plan, _) = got else {
         panic!("the registry answers ranges")
     };
     let mut out = Vec::new();
@@ -178,7 +183,7 @@ fn partial_layer_with_a_lying_chunk_digest_fails() {
         Root(dir.path().to_path_buf()),
         plan::DEFAULT_GAP,
     );
-    let Ok(fetch::Got::Tar(mut tar, _)) = got else {
+    let Ok(fetch::Got::Tar(mut tar, _, _)) = got else {
         panic!("planned")
     };
     let e = tar.read_to_end(&mut Vec::new()).unwrap_err();

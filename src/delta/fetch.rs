@@ -16,8 +16,10 @@ use std::io::Read;
 /// What the partial path obtained.
 pub enum Got<'a> {
     /// The layer's uncompressed tar, rebuilt; checked chunk by chunk as it
-    /// is read, to be checked against the diff_id by the reader.
-    Tar(Box<dyn Read + 'a>, plan::Plan),
+    /// is read, to be checked against the diff_id by the reader; with the
+    /// verified metadata to keep ([`crate::layout::Layout::save_delta_metadata`])
+    /// once the layer is accepted.
+    Tar(Box<dyn Read + 'a>, plan::Plan, Vec<u8>),
     /// The registry ignored the Range and sent the whole compressed blob:
     /// consume it as the whole-layer download.
     Blob(Box<dyn Read>),
@@ -47,7 +49,6 @@ pub fn partial<'a>(
         }
     };
     let mut meta = Metadata::open(&tail, &pos)?;
-    drop(tail);
     plan::check_order(&meta.toc, &mut meta.lines())?;
     let plan = plan::make(&mut meta.toc, prev.as_ref(), &mut local, gap);
     let remote: Box<dyn Read> = if plan.ranges.is_empty() {
@@ -64,7 +65,18 @@ pub fn partial<'a>(
     Ok(Got::Tar(
         Box::new(Rebuild::new(lines, toc, ranges, prev, local, remote)),
         plan,
+        tail,
     ))
+}
+
+/// The previous image's TOC for the layer `desc` from the layout's store,
+/// verified again against `desc`'s annotations; `None` when there is none
+/// or it does not verify (then only whole files are reused).
+pub fn previous(layout: &crate::layout::Layout, desc: &Descriptor) -> Option<Prev> {
+    let pos = position::of(desc)?;
+    let digest = desc.checked_digest().ok()?;
+    let tail = layout.delta_metadata(&digest, 2 * MAX_COMPRESSED + 4096)?;
+    Metadata::open(&tail, &pos).ok().map(|m| Prev::new(m.toc))
 }
 
 /// The ranges' bytes from one request per range, made as the reader gets
