@@ -4,6 +4,8 @@
 
 pub mod auth;
 pub mod cli;
+#[cfg(feature = "unpack")]
+pub mod delta;
 pub mod digest;
 pub mod error;
 pub mod install;

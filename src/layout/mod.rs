@@ -6,6 +6,7 @@
 //! downloads live in `.minipull/partial/`, outside `blobs/`, so a killed
 //! pull can be resumed.
 
+mod delta;
 mod reach;
 mod upkeep;
 pub use reach::{Reached, LAYERS_DISCARDED};

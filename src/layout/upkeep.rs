@@ -97,6 +97,15 @@ impl Layout {
                 }
             }
         }
+        // The zstd:chunked proof of layers no manifest names any more.
+        for name in self.names_in(super::delta::DELTA_DIR)? {
+            let digest = name
+                .split_once('-')
+                .and_then(|(a, h)| Digest::parse(&format!("{a}:{h}")).ok());
+            if !digest.is_some_and(|d| reachable.contains(&d) || named.contains(&d)) {
+                freed.bytes += self.unlink_in(super::delta::DELTA_DIR, &name)?;
+            }
+        }
         if keep_partials {
             return Ok(freed);
         }

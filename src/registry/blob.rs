@@ -40,8 +40,8 @@ impl Client {
                 continue;
             }
 
-            let range = (p.have > 0).then_some(p.have);
-            let mut resp = self.get(&what, &url, None, range)?;
+            let range = (p.have > 0).then(|| format!("bytes={}-", p.have));
+            let mut resp = self.get(&what, &url, None, range.as_deref())?;
             // How many bytes of the answer we already hold; None: unusable.
             let skip = match resp.status().as_u16() {
                 200 => Some(p.have), // the server ignored Range
@@ -345,4 +345,54 @@ fn content_range_start(resp: &Response<Body>) -> Option<u64> {
     let v = resp.headers().get("content-range")?.to_str().ok()?;
     let range = v.trim().strip_prefix("bytes ")?;
     range.split('-').next()?.trim().parse().ok()
+}
+
+/// What a ranged blob GET answered (for partial pulls).
+#[cfg(feature = "unpack")]
+pub enum Ranged {
+    /// 200: the server ignored the Range; this is the whole blob, to be
+    /// consumed as the whole-layer download (never asked twice).
+    Whole(Box<dyn Read>),
+    /// 206: the asked ranges' bytes, one after the other.
+    Parts(crate::delta::ranges::Parts<std::io::BufReader<Box<dyn Read>>>),
+    /// 400, 416 or 501 to a multi-range request: ask one range at a time.
+    Refused,
+}
+
+#[cfg(feature = "unpack")]
+impl Client {
+    /// GET `ranges` (`[start, end)`, ascending) of a blob in one request.
+    /// Redirects keep the Range and carry no registry credentials (see `send_as`).
+    pub fn blob_ranges(&mut self, digest: &Digest, ranges: &[(u64, u64)]) -> Result<Ranged> {
+        use crate::delta::ranges::{boundary, content_range, header, Parts};
+        let url = format!("{}/v2/{}/blobs/{}", self.origin, self.repository, digest);
+        let what = format!("ranges of blob {}", digest.short());
+        let mut resp = self.get(&what, &url, None, Some(&header(ranges)))?;
+        let head = |resp: &Response<Body>, name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        match resp.status().as_u16() {
+            200 => Ok(Ranged::Whole(Box::new(resp.into_body().into_reader()))),
+            206 => {
+                let (ct, cr) = (head(&resp, "content-type"), head(&resp, "content-range"));
+                let body = std::io::BufReader::with_capacity(
+                    BUF_SIZE,
+                    Box::new(resp.into_body().into_reader()) as Box<dyn Read>,
+                );
+                if let Some(b) = ct.as_deref().and_then(boundary) {
+                    return Ok(Ranged::Parts(Parts::multi(body, &b, ranges.to_vec())));
+                }
+                let span = cr
+                    .as_deref()
+                    .and_then(content_range)
+                    .ok_or_else(|| Error::network(format!("{what}: HTTP 206 without a usable Content-Range")))?;
+                Ok(Ranged::Parts(Parts::single(body, span, ranges.to_vec())))
+            }
+            400 | 416 | 501 if ranges.len() > 1 => Ok(Ranged::Refused),
+            _ => Err(self.status_error(&what, &mut resp)),
+        }
+    }
 }

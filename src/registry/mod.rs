@@ -14,6 +14,8 @@
 //! that every resume goes back to the registry for a fresh (signed) URL.
 
 mod blob;
+#[cfg(feature = "unpack")]
+pub use blob::Ranged;
 mod resume;
 mod session;
 mod transport;

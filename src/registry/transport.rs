@@ -285,7 +285,7 @@ impl Client {
         what: &str,
         url: &str,
         accept: Option<&str>,
-        range: Option<u64>,
+        range: Option<&str>,
     ) -> Result<Response<Body>> {
         self.request(false, what, url, accept, range)
     }
@@ -297,7 +297,7 @@ impl Client {
         what: &str,
         url: &str,
         accept: Option<&str>,
-        range: Option<u64>,
+        range: Option<&str>,
     ) -> Result<Response<Body>> {
         let resp = self.with_retries(what, |c| c.send_as(head, url, accept, range, true))?;
         if resp.status().as_u16() != 401 {
@@ -443,7 +443,7 @@ impl Client {
         &mut self,
         url: &str,
         accept: Option<&str>,
-        range: Option<u64>,
+        range: Option<&str>,
         with_auth: bool,
     ) -> std::result::Result<Response<Body>, Failure> {
         self.send_as(false, url, accept, range, with_auth)
@@ -455,7 +455,7 @@ impl Client {
         head: bool,
         url: &str,
         accept: Option<&str>,
-        range: Option<u64>,
+        range: Option<&str>,
         with_auth: bool,
     ) -> std::result::Result<Response<Body>, Failure> {
         let authorization = if with_auth { self.authorization()? } else { None };
@@ -473,8 +473,9 @@ impl Client {
             if let Some(a) = accept {
                 req = req.header("Accept", a);
             }
-            if let Some(from) = range {
-                req = req.header("Range", format!("bytes={from}-"));
+            // The Range (`bytes=...`) goes along every redirect; credentials only to our origin.
+            if let Some(r) = range {
+                req = req.header("Range", r);
             }
             if let Some(auth) = &authorization {
                 if same_origin(&url, &self.origin) {

@@ -311,7 +311,7 @@ impl<R: Read> Read for Hashing<R> {
 /// A zstd stream as RFC 8878 allows it: any number of data frames (pzstd,
 /// `zstd -T`) and skippable frames (zstd:chunked keeps its metadata in
 /// them), in any order. Skipped bytes still pass through the blob's hash.
-struct ZstdFrames<R: BufRead> {
+pub(crate) struct ZstdFrames<R: BufRead> {
     source: R,
     frame: ruzstd::decoding::FrameDecoder,
     /// A data frame is being decoded.
@@ -319,7 +319,7 @@ struct ZstdFrames<R: BufRead> {
 }
 
 impl<R: BufRead> ZstdFrames<R> {
-    fn new(source: R) -> ZstdFrames<R> {
+    pub(crate) fn new(source: R) -> ZstdFrames<R> {
         let mut frame = ruzstd::decoding::FrameDecoder::new();
         frame.set_max_window_size(MAX_ZSTD_WINDOW);
         ZstdFrames {
@@ -403,22 +403,8 @@ fn apply_layer(applier: &mut Applier, layout: &Layout, desc: &Descriptor, diff_i
         over_limit: "the layer blob is longer than its descriptor says",
     };
     let limit = size.saturating_mul(MAX_EXPANSION).saturating_add(EXPANSION_SLACK);
-    let (entries, bytes, got_diff) = {
-        let stream = decompress(&desc.media_type, &mut blob)?;
-        let mut unpacked = Hashing {
-            inner: stream,
-            hasher: Hasher::new(diff_id.algorithm()),
-            count: 0,
-            limit,
-            over_limit: "the layer expands more than 1100 times its compressed size plus 64 MiB; \
-                         refusing it as a decompression bomb",
-        };
-        let entries = applier.tar_stream(&mut unpacked)?;
-        // What follows the archive (padding) belongs to the diff_id too.
-        std::io::copy(&mut unpacked, &mut std::io::sink())
-            .map_err(|e| Error::integrity(format!("cannot read the layer: {e}")))?;
-        (entries, unpacked.count, unpacked.hasher.finish())
-    };
+    let stream = decompress(&desc.media_type, &mut blob)?;
+    let (entries, bytes, got_diff) = apply_uncompressed(applier, stream, diff_id, limit)?;
     std::io::copy(&mut blob, &mut std::io::sink()).map_err(|e| Error::storage("cannot read the layer blob", &e))?;
     if blob.count != size || blob.hasher.finish() != digest {
         return Err(
@@ -432,6 +418,30 @@ fn apply_layer(applier: &mut Applier, layout: &Layout, desc: &Descriptor, diff_i
         )));
     }
     Ok((entries, bytes))
+}
+
+/// Apply an uncompressed layer stream, hashing it for the diff_id (the
+/// caller compares): the one path a whole download and a partial pull's
+/// rebuilt tar both go through. Returns (entries, bytes, the stream's digest).
+fn apply_uncompressed(
+    applier: &mut Applier,
+    stream: impl Read,
+    diff_id: &Digest,
+    limit: u64,
+) -> Result<(u64, u64, Digest)> {
+    let mut unpacked = Hashing {
+        inner: stream,
+        hasher: Hasher::new(diff_id.algorithm()),
+        count: 0,
+        limit,
+        over_limit: "the layer expands more than 1100 times its compressed size plus 64 MiB; \
+                     refusing it as a decompression bomb",
+    };
+    let entries = applier.tar_stream(&mut unpacked)?;
+    // What follows the archive (padding) belongs to the diff_id too.
+    std::io::copy(&mut unpacked, &mut std::io::sink())
+        .map_err(|e| Error::integrity(format!("cannot read the layer: {e}")))?;
+    Ok((entries, unpacked.count, unpacked.hasher.finish()))
 }
 
 #[cfg(test)]
@@ -649,5 +659,119 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.message.contains("unsupported layer media type"));
+    }
+}
+
+#[cfg(test)]
+mod partial_tests {
+    use super::*;
+    use crate::delta::plan::{self, Prev};
+    use crate::delta::rebuild::Rebuild;
+    use crate::delta::testwriter::{dir, file, symlink, write, Entry};
+    use crate::delta::{position, root::Root, Metadata};
+    use std::os::unix::fs::MetadataExt;
+
+    fn image(v2: bool) -> Vec<Entry> {
+        let mut x = 99u64;
+        let mut big: Vec<u8> = (0..500_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        if v2 {
+            big[250_000..250_064].fill(7);
+        }
+        let mut e = vec![dir("d/"), file("d/big", big), symlink("d/l", "big")];
+        e.push(file("d/z", [vec![1u8; 100], vec![0u8; 5000]].concat()));
+        e
+    }
+
+    /// Every entry under `dir`: path, mode, size, mtime, owner, content or link target.
+    fn tree(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let m = fs::symlink_metadata(&d).unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&d).unwrap().display())
+            } else if m.is_file() {
+                crate::digest::Digest::sha256_of(&fs::read(&d).unwrap()).to_string()
+            } else {
+                String::new()
+            };
+            let rel = d.strip_prefix(dir).unwrap().display().to_string();
+            out.push(format!(
+                "{rel} {:o} {}:{} {} {what}",
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                m.mtime()
+            ));
+            if m.is_dir() {
+                for e in fs::read_dir(&d).unwrap() {
+                    stack.push(e.unwrap().path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The oracle: a partial pull's rebuilt tar, through the same applier
+    /// and diff_id hash, gives the same tree as the whole layer.
+    #[test]
+    fn rebuilt_tar_unpacks_to_the_same_tree_as_the_whole_layer() {
+        let base = std::env::temp_dir().join(format!("minipull-partial-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let (v1, v2) = (
+            write(&image(false), |_| {}, |_| {}),
+            write(&image(true), |_| {}, |_| {}),
+        );
+        let diff_id = Digest::parse(&v2.diff_id()).unwrap();
+        let keep = Keep::default();
+        let apply = |root: &Path, tar: Box<dyn Read + '_>| {
+            fs::create_dir_all(root).unwrap();
+            let mut a = Applier::new(root, Progress::new(true), &keep).unwrap();
+            let (_, _, got) = apply_uncompressed(&mut a, tar, &diff_id, u64::MAX).unwrap();
+            a.finish().unwrap();
+            got
+        };
+        // The previous root, unpacked whole from v1.
+        let old = base.join("old");
+        fs::create_dir_all(&old).unwrap();
+        let mut a = Applier::new(&old, Progress::new(true), &keep).unwrap();
+        a.tar_stream(&v1.tar[..]).unwrap();
+        a.finish().unwrap();
+        // Whole v2.
+        let whole = base.join("whole");
+        let got = apply(&whole, Box::new(ZstdFrames::new(&v2.blob[..])));
+        assert_eq!(got, diff_id);
+        // Partial v2 from the old root and v1's TOC.
+        let meta = |l: &crate::delta::testwriter::Layer| {
+            let pos = position::of(&l.descriptor()).unwrap();
+            Metadata::open(&l.blob[pos.toc.offset as usize..], &pos).unwrap()
+        };
+        let prev = Prev::new(meta(&v1).toc);
+        let mut m = meta(&v2);
+        let mut local = Root::open(&old).unwrap();
+        let p = plan::make(&mut m.toc, Some(&prev), &mut local, plan::DEFAULT_GAP);
+        assert!(p.fetch < v2.blob.len() as u64 / 2, "{p:?}");
+        let remote: Vec<u8> = p
+            .ranges
+            .iter()
+            .flat_map(|&(s, e)| v2.blob[s as usize..e as usize].to_vec())
+            .collect();
+        let (toc, lines) = m.into_parts();
+        let partial = base.join("partial");
+        let got = apply(
+            &partial,
+            Box::new(Rebuild::new(lines, toc, p.ranges, Some(prev), local, &remote[..])),
+        );
+        assert_eq!(got, diff_id);
+        assert_eq!(tree(&partial), tree(&whole));
+        let _ = fs::remove_dir_all(&base);
     }
 }

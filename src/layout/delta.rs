@@ -1,0 +1,67 @@
+//! The proof of layers a partial pull may build on: each zstd:chunked
+//! layer's verified metadata (its blob from the TOC's offset to the end:
+//! compressed TOC, tar-split, footer) in `.minipull/delta/<alg>-<hex>`,
+//! keyed by the layer's digest. It is checked again against the layer's
+//! annotations whenever it is read, so a planted or damaged file only
+//! costs the reuse; `gc` removes the ones no manifest in the layout names.
+
+use super::{ensure_private_dir, open_no_follow, write_atomic, Layout, WORK_DIR};
+use crate::digest::Digest;
+use crate::error::Result;
+use std::io::Read;
+use std::path::PathBuf;
+
+/// The store's directory, relative to the layout.
+pub(super) const DELTA_DIR: &str = ".minipull/delta";
+
+impl Layout {
+    fn delta_path(&self, layer: &Digest) -> PathBuf {
+        self.root
+            .join(DELTA_DIR)
+            .join(format!("{}-{}", layer.algorithm().name(), layer.hex()))
+    }
+
+    /// Keep `metadata` (already verified) as the proof of `layer`.
+    pub fn save_delta_metadata(&self, layer: &Digest, metadata: &[u8]) -> Result<()> {
+        ensure_private_dir(&self.root.join(WORK_DIR), false)?;
+        ensure_private_dir(&self.root.join(DELTA_DIR), false)?;
+        let path = self.delta_path(layer);
+        let tmp = path.with_extension("tmp");
+        write_atomic(&tmp, &path, metadata)
+    }
+
+    /// The metadata kept for `layer`, when there is some of at most `max` bytes.
+    pub fn delta_metadata(&self, layer: &Digest, max: u64) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        open_no_follow(&self.delta_path(layer))
+            .ok()?
+            .take(max + 1)
+            .read_to_end(&mut out)
+            .ok()?;
+        (out.len() as u64 <= max).then_some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_read_back_and_collected() {
+        let dir = std::env::temp_dir().join(format!("minipull-delta-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let layout = Layout::open(&dir).unwrap();
+        let d = Digest::sha256_of(b"layer");
+        assert_eq!(layout.delta_metadata(&d, 100), None);
+        layout.save_delta_metadata(&d, b"toc and tar-split").unwrap();
+        assert_eq!(
+            layout.delta_metadata(&d, 100).as_deref(),
+            Some(&b"toc and tar-split"[..])
+        );
+        assert_eq!(layout.delta_metadata(&d, 5), None, "over the cap");
+        // No manifest names the layer: gc removes its proof (even keeping partials).
+        layout.collect_garbage(true).unwrap();
+        assert_eq!(layout.delta_metadata(&d, 100), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
