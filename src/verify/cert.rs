@@ -45,7 +45,7 @@ fn san(value: &[u8]) -> R<Option<String>> {
     let top = Der::new(value);
     let mut names = top.inner(value)?.enter(0x30)?;
     while !names.is_empty() {
-        let n = names.next()?;
+        let n = names.element()?;
         match n.tag {
             0x81 => return utf8(n.body, "an email SAN").map(Some),
             0x86 => return utf8(n.body, "a URI SAN").map(Some),
@@ -83,7 +83,7 @@ impl<'a> Leaf<'a> {
         };
         let (mut v1, mut v2) = (None, None);
         while !tbs.is_empty() {
-            let t = tbs.next()?;
+            let t = tbs.element()?;
             if t.tag != 0xa3 {
                 // version, serial, signature, issuer, validity, subject, spki.
                 if head.len() == 6 || (head.len() == 5 && !head[0].starts_with(&[0xa0])) {

@@ -47,7 +47,7 @@ impl<'a> Der<'a> {
     }
 
     /// The next element, whatever its tag.
-    pub fn next(&mut self) -> R<Tlv<'a>> {
+    pub fn element(&mut self) -> R<Tlv<'a>> {
         let b = self.rest;
         let (&tag, _) = b.split_first().ok_or_else(|| bad("truncated"))?;
         if tag & 0x1f == 0x1f {
@@ -82,7 +82,7 @@ impl<'a> Der<'a> {
 
     /// The next element, which must have `tag`.
     pub fn expect(&mut self, tag: u8) -> R<Tlv<'a>> {
-        let t = self.next()?;
+        let t = self.element()?;
         if t.tag != tag {
             return Err(bad(&format!("tag {:#04x} where {tag:#04x} was expected", t.tag)));
         }
@@ -143,7 +143,7 @@ mod tests {
             &[4],
             &[],
         ] {
-            assert!(Der::new(bad).next().is_err(), "{bad:?}");
+            assert!(Der::new(bad).element().is_err(), "{bad:?}");
         }
         let long: Vec<u8> = encode(4, &[7; 300]);
         assert_eq!(&long[..4], &[4, 0x82, 1, 44]);
