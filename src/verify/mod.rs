@@ -11,8 +11,14 @@
 //! Keyed and offline, like `cosign verify --key K --insecure-ignore-tlog`:
 //! no transparency log, no certificates.
 
+pub mod cert;
+pub mod der;
 pub mod key;
+pub mod keyless;
+pub mod rekor;
+pub mod sct;
 pub mod signature;
+pub mod trust_root;
 
 use crate::digest::Digest;
 use crate::error::{Error, Kind, Result};
