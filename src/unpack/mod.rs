@@ -669,6 +669,7 @@ mod partial_tests {
     use crate::delta::rebuild::Rebuild;
     use crate::delta::testwriter::{dir, file, symlink, write, Entry};
     use crate::delta::{position, root::Root, Metadata};
+    use std::fs;
     use std::os::unix::fs::MetadataExt;
 
     fn image(v2: bool) -> Vec<Entry> {
