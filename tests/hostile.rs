@@ -279,7 +279,8 @@ fn sha512_blobs_are_verified_and_stored_under_sha512() {
 
 #[test]
 fn item_9_a_401_from_a_redirect_target_never_gets_the_password() {
-    // The third host whose realm the CDN names: it must see nothing.
+    // The third host whose realm the CDN names: at most an anonymous token
+    // request (no credential of ours, no token of the registry's) reaches it.
     let third = FaultServer::start(Faults::default());
     let cdn = FaultServer::start(Faults {
         token_lifetime: Some(Duration::from_secs(300)),
@@ -294,9 +295,18 @@ fn item_9_a_401_from_a_redirect_target_never_gets_the_password() {
     cdn.add_blob(&layer, b"layer bytes".to_vec());
     let err = hostile_pull(&server, 4);
     assert!(err.contains(&cdn.host), "names the host that refused: {err}");
-    assert!(third.log().is_empty(), "the third host was asked: {:?}", third.log());
     assert!(
-        cdn.log().iter().all(|r| r.authorization.is_none()),
+        third.log().iter().all(|r| r.authorization.is_none()),
+        "credentials reached the third host: {:?}",
+        third.log()
+    );
+    // The CDN may present the anonymous token its own realm gave it, never
+    // our password or the registry's token.
+    let anonymous = format!("Bearer tok-{}-", third.port);
+    assert!(
+        cdn.log()
+            .iter()
+            .all(|r| r.authorization.as_deref().is_none_or(|a| a.starts_with(&anonymous))),
         "credentials reached the CDN: {:?}",
         cdn.log()
     );
