@@ -41,8 +41,8 @@ struct Cmd {
 }
 
 const COMMANDS: [Cmd; 7] = [
-    Cmd { command: Command::Pull, brief: "pull REF into OUTDIR", word: "pull", operands: "REF OUTDIR", about: "pull REF into the OCI image layout OUTDIR (`pull` may be left out)" },
-    Cmd { command: Command::Check, brief: "exit 10 if REF has an update", word: "check", operands: "REF OUTDIR", about: "is there an update? one manifest HEAD; prints the registry's digest;\nexit 0: no, 10: yes (or REF is not in OUTDIR yet)" },
+    Cmd { command: Command::Pull, brief: "pull REF into OUTDIR", word: "pull", operands: "REF OUTDIR", about: "pull REF into the OCI image layout OUTDIR and, with --unpack, unpack it into ROOTFS (`pull` may be left out)" },
+    Cmd { command: Command::Check, brief: "exit 10 if REF has an update", word: "check", operands: "REF OUTDIR", about: "is there an update? One manifest HEAD; prints the digest REF has in the registry; exit 0: no, 10: yes (or REF is not in OUTDIR yet)" },
     Cmd { command: Command::Unpack, brief: "unpack an image (offline)", word: "unpack", operands: "OUTDIR[:NAME] ROOTFS", about: "unpack an image OUTDIR holds into ROOTFS (no network)" },
     Cmd { command: Command::Config, brief: "print an image's config", word: "config", operands: "OUTDIR[:NAME]", about: "print the config of an image OUTDIR holds (Entrypoint, Cmd, Env...)" },
     Cmd { command: Command::Ls, brief: "list the images in OUTDIR", word: "ls", operands: "OUTDIR", about: "list the images in OUTDIR" },
@@ -120,37 +120,37 @@ const fn global(name: &'static str, value: &'static str, cmds: u8, help: &'stati
 /// Every option, in the order `--help` lists them.
 #[rustfmt::skip]
 pub(crate) const OPTIONS: &[Opt] = &[
-    opt("--platform", "OS/ARCH[/VARIANT]", PULL | UNPACK | CONFIG, "the platform to choose from a multi-platform image\n(default: the one minipull runs on)"),
+    opt("--platform", "OS/ARCH[/VARIANT]", PULL | UNPACK | CONFIG, "the platform to choose from a multi-platform image (default: the one minipull runs on)"),
     opt("--all-platforms", "", PULL, "keep the whole index and pull every platform"),
-    opt("--unpack", "ROOTFS", PULL, "after the pull, apply the image's layers into ROOTFS\n(whiteouts, links, modes; owners and devices as root)"),
-    opt("--force", "", PULL | UNPACK, "replace a ROOTFS that is not empty (atomically: the\nnew tree is staged beside it, then swapped in)"),
+    opt("--unpack", "ROOTFS", PULL, "after the pull, apply the image's layers into ROOTFS (whiteouts, links, modes; owners and devices as root)"),
+    opt("--force", "", PULL | UNPACK, "replace a ROOTFS that is not empty (atomically: the new tree is staged beside it, then swapped in)"),
     opt("--keep-old", "", PULL | UNPACK, "keep the replaced tree as ROOTFS.old (A/B switching)"),
-    opt("--keep-setuid", "", PULL | UNPACK, "keep setuid/setgid bits when not unpacking as root\n(dropped by default: owners are not applied then)"),
-    opt("--keep-xattrs", "PREFIX", PULL | UNPACK, "keep the extended attributes whose names start with\nPREFIX (repeatable)"),
-    opt("--discard-layers", "", PULL, "with --unpack: remove each layer once unpacked (the entry\nthen holds manifests and config only)"),
+    opt("--keep-setuid", "", PULL | UNPACK, "keep setuid/setgid bits when not unpacking as root (dropped by default: owners are not applied then)"),
+    opt("--keep-xattrs", "PREFIX", PULL | UNPACK, "keep the extended attributes whose names start with PREFIX (repeatable)"),
+    opt("--discard-layers", "", PULL, "with --unpack: remove each layer once unpacked (the entry then holds manifests and config only)"),
     opt("--verify", "", PULL, "re-hash blobs already in OUTDIR before trusting them"),
-    opt("--prune", "", PULL, "after the pull (and unpack), remove the blobs only the\nreplaced version of this image used"),
-    opt("--verify-key", "PATH", PULL | UNPACK | CONFIG, "accept only images with a cosign signature by this PEM\npublic key (repeatable: any one suffices; ECDSA P-256,\nP-384, Ed25519; $MINIPULL_VERIFY_KEY, colon-separated)"),
+    opt("--prune", "", PULL, "after the pull (and unpack), remove the blobs only the replaced version of this image used"),
+    opt("--verify-key", "PATH", PULL | UNPACK | CONFIG, "accept only images with a cosign signature by this PEM public key (repeatable: any one suffices; ECDSA P-256, P-384, Ed25519; $MINIPULL_VERIFY_KEY, colon-separated)"),
     opt("--verify-identity", "REPO", PULL | UNPACK | CONFIG, "also require a classic signature to name this repository"),
-    opt("--no-downgrade", "", PULL, "refuse (exit 8) an image whose config is older than the\none OUTDIR already holds under the same name"),
+    opt("--no-downgrade", "", PULL, "refuse (exit 8) an image whose config is older than the one OUTDIR already holds under the same name"),
     opt("--limit-rate", "BYTES", PULL, "cap the average download rate (k, M, G suffixes)"),
-    opt("--speed-limit", "BYTES", PULL, "abandon and resume a download slower than this many"),
-    opt("--speed-time", "SECS", PULL, "  bytes a second for this long (default 1024, 30)"),
+    opt("--speed-limit", "BYTES", PULL, "abandon and resume a download slower than BYTES a second for --speed-time (default 1024; k, M, G suffixes)"),
+    opt("--speed-time", "SECS", PULL, "how long a download may stay below --speed-limit (default 30)"),
     opt("--lock-wait", "SECS", PULL | UNPACK, "wait this long for another minipull using OUTDIR (default 60)"),
     opt("--keep-partials", "", GC, "keep every partial download, however old"),
     global("--plain-http", "", NET, "talk plain HTTP to the registry"),
-    global("--ca-file", "PATH", NET, "also trust the CA certificates in this PEM file\n(repeatable; built-in and system roots stay trusted)"),
-    global("--insecure", "", NET, "do not verify TLS certificates (warns; digests are\nstill checked)"),
-    global("--time-floor", "FILE", NET, "for TLS, the clock is never earlier than this file's time"),
+    global("--ca-file", "PATH", NET, "also trust the CA certificates in this PEM file (repeatable; built-in and system roots stay trusted)"),
+    global("--insecure", "", NET, "do not verify TLS certificates (warns; digests are still checked)"),
+    global("--time-floor", "FILE", NET, "when checking TLS certificates, the clock is never earlier than this file's modification time"),
     global("--username", "USER", NET, "log in as USER (the password comes from stdin)"),
     global("--password-stdin", "", NET, "read the password from the first line of stdin"),
-    global("--auth-file", "PATH", NET, "docker config.json or podman auth.json with credentials\n(default: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/\nauth.json, ~/.config/containers/auth.json,\n$DOCKER_CONFIG/config.json, ~/.docker/config.json)"),
-    global("--mirror", "[http://]HOST[:PORT][/PREFIX]", NET, "try this mirror first (repeatable, in order; falls back\nto the next and then to the registry; $MINIPULL_MIRROR)"),
-    global("--mirror-for", "REGISTRY", NET, "registries the mirrors serve (repeatable; default\ndocker.io; $MINIPULL_MIRROR_FOR)"),
-    global("--retries", "N", NET, "attempts after a failure that got an answer (default 5;\ngiven, it also bounds retries of an unreachable source)"),
-    global("--retry-for", "SECS", NET, "keep trying a registry or mirror that does not answer\n(refused, no route, no DNS) this long (default 60; 0: fail)"),
+    global("--auth-file", "PATH", NET, "docker config.json or podman auth.json with credentials (default: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json)"),
+    global("--mirror", "[http://]HOST[:PORT][/PREFIX]", NET, "try this mirror first (repeatable, in order; falls back to the next and then to the registry; $MINIPULL_MIRROR)"),
+    global("--mirror-for", "REGISTRY", NET, "registries the mirrors serve (repeatable; default docker.io; $MINIPULL_MIRROR_FOR)"),
+    global("--retries", "N", NET, "attempts after a failure that got an answer (default 5; given, it also bounds retries of an unreachable source)"),
+    global("--retry-for", "SECS", NET, "keep trying a registry or mirror that does not answer (refused, no route, no DNS) this long (default 60; 0: fail)"),
     global("--timeout", "SECS", NET, "connect timeout and longest wait for data (default 30)"),
-    global("--json", "", PULL | CHECK | LS | GC, "print JSON on stdout"),
+    global("--json", "", PULL | CHECK | LS | GC, "print the result as JSON on stdout"),
     Opt { short: "-q", ..global("--quiet", "", EVERY, "no progress on stderr (warnings and errors remain)") },
 ];
 
@@ -396,7 +396,34 @@ fn version() -> String {
     format!("minipull {}\n", env!("CARGO_PKG_VERSION"))
 }
 
-/// One help line per option (the description indented under long names).
+/// `text` in lines of at most `width` columns, each after `indent` spaces.
+fn wrap(out: &mut String, text: &str, indent: usize, width: usize, mut first: bool) {
+    let mut line = String::new();
+    for w in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + w.len() > width {
+            wrap_line(out, &line, indent, first);
+            first = false;
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(w);
+    }
+    wrap_line(out, &line, indent, first);
+}
+
+fn wrap_line(out: &mut String, line: &str, indent: usize, first: bool) {
+    match first {
+        true => out.push_str(&format!("{line}\n")),
+        false => out.push_str(&format!("{:indent$}{line}\n", "")),
+    }
+}
+
+/// Where option descriptions start.
+const COLUMN: usize = 30;
+
+/// One entry per option, the description wrapped to 80 columns.
 fn option_lines(out: &mut String, pick: impl Fn(&Opt) -> bool) {
     for o in OPTIONS.iter().filter(|o| pick(o)) {
         let mut head = match o.short {
@@ -406,30 +433,25 @@ fn option_lines(out: &mut String, pick: impl Fn(&Opt) -> bool) {
         if !o.value.is_empty() {
             head = format!("{head} {}", o.value);
         }
-        let mut lines = o.help.lines();
-        let first = lines.next().unwrap_or_default();
-        if head.len() > 28 {
-            out.push_str(&format!("    {head}\n{:34}{first}\n", ""));
-        } else {
-            out.push_str(&format!("    {head:<30}{first}\n"));
+        match head.len() + 4 > COLUMN {
+            true => out.push_str(&format!("  {head}\n{:COLUMN$}", "")),
+            false => out.push_str(&format!("  {head:<w$}", w = COLUMN - 2)),
         }
-        for l in lines {
-            out.push_str(&format!("{:34}{l}\n", ""));
-        }
+        wrap(out, o.help, COLUMN, 80 - COLUMN, true);
     }
 }
 
 /// The usage lines of every command: what `minipull` alone prints.
 pub(crate) fn synopsis() -> String {
     let mut s = String::from("USAGE:\n");
-    let mut line = |usage: String, brief: &str| s.push_str(&format!("    {usage:<48}{brief}\n"));
+    let mut line = |usage: String, brief: &str| s.push_str(&format!("  {usage:<48}{brief}\n"));
     for c in &COMMANDS {
         match c.command {
             Command::Pull => {
                 line("minipull [OPTIONS] REF OUTDIR".into(), c.brief);
                 line(
                     "minipull [OPTIONS] --unpack ROOTFS REF OUTDIR".into(),
-                    "pull, then unpack into ROOTFS",
+                    "pull, then unpack it",
                 );
             }
             _ => line(format!("minipull {} [OPTIONS] {}", c.word, c.operands), c.brief),
@@ -444,28 +466,36 @@ fn overview() -> String {
     let mut s = String::from("minipull: pull a container image into an OCI image layout\n\n");
     s.push_str(&synopsis());
     s.push_str(
-        "\nARGS:\n    REF       image reference: alpine, alpine:3.20, ghcr.io/org/repo:tag,\n              \
-         host:5000/a/b@sha256:<hex> (a docker:// prefix is accepted)\n    \
-         OUTDIR    OCI layout directory to create or add to; OUTDIR:NAME names an image in it\n\n\
-         GLOBAL OPTIONS (before the command, for every command; after it, for those\n\
-         that talk to a registry: pull, check):\n",
+        "\nARGS:
+  REF     image reference: alpine, alpine:3.20, ghcr.io/org/repo:tag,
+          host:5000/a/b@sha256:<hex> (a docker:// prefix is accepted)
+  OUTDIR  OCI layout directory to create or add to (OUTDIR:NAME: one image)
+
+GLOBAL OPTIONS (before the command word for every command; after it, for
+pull and check, the commands that talk to a registry):
+",
     );
     option_lines(&mut s, |o| o.global);
     s.push_str(
-        "    -h, --help                    print help (`minipull help COMMAND`: a command's)\n    \
-         -V, --version                 print the version\n\n\
-         An option given twice: the last wins (repeatable ones add up). --opt=VALUE works too;\n\
-         `--` ends the options.\n\n\
-         ENVIRONMENT:\n    \
-         MINIPULL_USERNAME, MINIPULL_PASSWORD   credentials for the registry (not mirrors)\n    \
-         MINIPULL_VERIFY_KEY                    --verify-key for pull, unpack, config\n    \
-         HTTPS_PROXY, HTTP_PROXY, NO_PROXY      proxies (lowercase too)\n    \
-         SSL_CERT_FILE, SSL_CERT_DIR            the system's CA certificates\n\n\
-         EXIT CODES:\n    \
-         0 ok, 1 other error, 2 usage or invalid reference, 3 not found,\n    \
-         4 authentication refused, 5 network, 6 integrity, 7 local storage,\n    \
-         8 untrusted (no valid signature with --verify-key), 10 (check) an update is available,\n    \
-         130, 143 interrupted (SIGINT, SIGTERM): run the same command again to resume\n",
+        "  -h, --help                  print help; minipull help COMMAND: its options
+  -V, --version               print the version
+
+An option given twice: the last wins (repeatable ones add up); --opt=VALUE
+works too; `--` ends the options.
+
+ENVIRONMENT:
+  MINIPULL_USERNAME, MINIPULL_PASSWORD  credentials for the registry
+  MINIPULL_VERIFY_KEY                   --verify-key for pull, unpack, config
+  HTTPS_PROXY, HTTP_PROXY, NO_PROXY     proxies (lowercase too)
+  SSL_CERT_FILE, SSL_CERT_DIR           the system's CA certificates
+
+EXIT CODES:
+  0 ok, 1 other error, 2 usage or invalid reference, 3 not found,
+  4 authentication refused, 5 network, 6 integrity, 7 local storage,
+  8 untrusted (no valid signature with --verify-key, or a downgrade),
+  10 (check) an update is available,
+  130, 143 interrupted (SIGINT, SIGTERM): the same command resumes
+",
     );
     s
 }
@@ -473,22 +503,15 @@ fn overview() -> String {
 /// `minipull CMD --help`: its usage and the options it takes.
 pub(crate) fn command_help(command: Command) -> String {
     let c = command.cmd();
-    let mut s = format!("minipull {}: ", c.word);
-    let mut about = c.about.lines();
-    s.push_str(about.next().unwrap_or_default());
-    for l in about {
-        s.push_str(&format!("\n    {l}"));
-    }
-    s.push_str(&format!(
-        "\n\nUSAGE:\n    minipull {} [OPTIONS] {}\n",
-        c.word, c.operands
-    ));
+    let mut s = String::new();
+    wrap(&mut s, &format!("minipull {}: {}", c.word, c.about), 2, 78, true);
+    s.push_str(&format!("\nUSAGE:\n  minipull {} [OPTIONS] {}\n", c.word, c.operands));
     if command == Command::Pull {
-        s.push_str("    minipull [OPTIONS] REF OUTDIR\n");
+        s.push_str("  minipull [OPTIONS] REF OUTDIR\n");
     }
     s.push_str("\nOPTIONS:\n");
     option_lines(&mut s, |o| o.cmds & command.bit() != 0);
-    s.push_str("    -h, --help                    print this help\n");
+    s.push_str("  -h, --help                  print this help\n");
     s
 }
 

@@ -1,0 +1,318 @@
+//! The command line as a user meets it: the real binary, the real registry.
+//! Commands found after global options, reserved words, `--opt=VALUE`, the
+//! last of a repeated option, `--`, `docker://`, options each command takes
+//! and refuses, per-command help (and that docs/options.md holds it
+//! verbatim), and the progress line under a pseudo-terminal.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// minipull in `cwd` (so a stray directory would appear there), with `env`.
+fn run_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(minipull_bin());
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("MINIPULL_VERIFY_KEY")
+        .env("HOME", "/nonexistent-minipull-home")
+        // Any request that escapes goes to a port nothing listens on.
+        .env("HTTPS_PROXY", "http://127.0.0.1:1")
+        .env("HTTP_PROXY", "http://127.0.0.1:1")
+        .env_remove("NO_PROXY")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Nothing but what the test made itself is in `dir`.
+fn assert_only(dir: &Path, names: &[&str]) {
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(found, want, "files in {}", dir.display());
+}
+
+/// A two-platform index at `repo:tag` (amd64, arm64); a file in each says which.
+fn push_two_platforms(reg: &Registry, repo: &str, tag: &str) {
+    let mut manifests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let image = Image::new(arch, vec![gz_layer(&[("arch.txt", arch.as_bytes())])]);
+        let (mt, bytes) = reg.image_manifest(repo, &image);
+        let d = reg.push_manifest(repo, &sha256(&bytes), mt, &bytes);
+        manifests.push(serde_json::json!({"mediaType": mt, "digest": d, "size": bytes.len(),
+            "platform": {"os": "linux", "architecture": arch}}));
+    }
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+    reg.push_manifest(repo, tag, OCI_INDEX, &serde_json::to_vec(&index).unwrap());
+}
+
+/// The architecture of the one image `out` holds (from its config).
+fn pulled_arch(out: &Path) -> String {
+    let o = minipull(&["config", out.to_str().unwrap()], None);
+    assert_exit(&o, 0);
+    let config: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    config["architecture"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_command_is_found_after_global_options() {
+    let reg = Registry::start(Auth::None);
+    reg.push_image("demo/app", "v1", &Image::new("amd64", vec![gz_layer(&[("f", b"x")])]));
+    let work = TempDir::new("cli-cmd");
+    let r = format!("{}/demo/app:v1", reg.host);
+    let out = work.join("out");
+    let out_s = out.to_str().unwrap();
+    // `pull` is an alias of the bare form; no proxy for the test registry.
+    let local = [("NO_PROXY", "127.0.0.1")];
+    assert_exit(
+        &run_in(work.path(), &["pull", "--plain-http", "-q", &r, out_s], &local),
+        0,
+    );
+
+    // Global options before the command, for a command that does not use them.
+    let o = run_in(work.path(), &["--plain-http", "--retry-for", "0", "ls", out_s], &[]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).starts_with("v1\t"), "{}", stdout(&o));
+    // `ls` of a name that is not there lists nothing, creates nothing, asks no registry.
+    let o = run_in(work.path(), &["--plain-http", "--retry-for", "0", "ls", "o1"], &[]);
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("no OCI image layout at o1"), "{}", stderr(&o));
+    let o = run_in(work.path(), &["-q", "gc", out_s], &[]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).starts_with("freed "), "{}", stdout(&o));
+    // Globals before or after the command for one that talks to a registry.
+    for args in [
+        vec!["--plain-http", "check", &r, out_s],
+        vec!["check", "--plain-http", &r, out_s],
+        vec!["check", &r, "--plain-http", out_s],
+    ] {
+        assert_exit(&run_in(work.path(), &args, &local), 0);
+    }
+    // help and version are commands too; reserved words are never an image.
+    let o = run_in(work.path(), &["help", "ls"], &[]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).starts_with("minipull ls: "), "{}", stdout(&o));
+    let o = run_in(work.path(), &["version"], &[]);
+    assert!(stdout(&o).starts_with("minipull "), "{}", stdout(&o));
+    for (word, says) in [
+        ("push", "skopeo"),
+        ("copy", "crane"),
+        ("login", "--password-stdin"),
+        ("digest", "minipull check REF OUTDIR"),
+        ("manifest", "minipull check REF OUTDIR"),
+        ("inspect", "minipull check REF OUTDIR"),
+    ] {
+        let o = run_in(work.path(), &["--plain-http", word, "alpine", "o2"], &[]);
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains(says), "{word}: {}", stderr(&o));
+    }
+    assert_only(work.path(), &["out"]);
+    // `minipull` alone: the synopsis, exit 2.
+    let o = run_in(work.path(), &[], &[]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("minipull [OPTIONS] REF OUTDIR"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("minipull gc [OPTIONS] OUTDIR"), "{}", stderr(&o));
+    assert_only(work.path(), &["out"]);
+    // Written out, a reserved word is an image: this one is asked for
+    // (through the dead proxy: a network error, not a usage one).
+    let o = run_in(
+        work.path(),
+        &["--retry-for", "0", "--retries", "0", "docker.io/library/ls", "o3"],
+        &[],
+    );
+    assert_exit(&o, 5);
+}
+
+#[test]
+fn option_values_inline_repeated_missing_and_double_dash() {
+    let reg = Registry::start(Auth::None);
+    push_two_platforms(&reg, "demo/multi", "v1");
+    let work = TempDir::new("cli-values");
+    let r = format!("{}/demo/multi:v1", reg.host);
+    let local = [("NO_PROXY", "127.0.0.1")];
+    let pull = |extra: &[&str]| {
+        let mut a = vec!["--plain-http", "-q"];
+        a.extend_from_slice(extra);
+        run_in(work.path(), &a, &local)
+    };
+
+    // --opt=VALUE; a single-value option given twice: the last wins.
+    assert_exit(&pull(&["--platform=linux/arm64", &r, "a"]), 0);
+    assert_eq!(pulled_arch(&work.join("a")), "arm64");
+    assert_exit(
+        &pull(&["--platform", "linux/arm64", "--platform=linux/amd64", &r, "b"]),
+        0,
+    );
+    assert_eq!(pulled_arch(&work.join("b")), "amd64");
+    // `--timeout 0` alone is refused: the later value replaced it.
+    assert_exit(&pull(&["--timeout", "0", "--timeout=5", "--retry-for=0", &r, "c"]), 0);
+    // The same suffixes as --limit-rate.
+    assert_exit(&pull(&["--speed-limit", "1k", "--speed-time=10", &r, "d"]), 0);
+    // skopeo's transport prefix is accepted.
+    assert_exit(&pull(&[&format!("docker://{r}"), "e"]), 0);
+    // `--` ends the options: an OUTDIR that starts with a dash.
+    assert_exit(&pull(&["--platform=linux/amd64", &r, "--", "-f"]), 0);
+    assert!(work.join("-f").join("index.json").is_file());
+    let o = run_in(work.path(), &["ls", "--", "-f"], &[]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).starts_with("v1\t"), "{}", stdout(&o));
+
+    // A missing value names the option, wherever it stands.
+    for (args, says) in [
+        (vec![r.as_str(), "x", "--platform"], "--platform needs a value"),
+        (vec!["--unpack", "--force", r.as_str(), "x"], "--unpack needs a value"),
+        (vec!["--platform", r.as_str(), "x"], "--platform took"),
+        (vec!["--plain-http=yes", r.as_str(), "x"], "--plain-http takes no value"),
+        (vec!["--limit-rate", "fast", r.as_str(), "x"], "--limit-rate"),
+    ] {
+        let o = run_in(work.path(), &args, &[]);
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+    assert_only(work.path(), &["a", "b", "c", "d", "e", "-f"]);
+}
+
+#[test]
+fn each_command_takes_its_own_options() {
+    let reg = Registry::start(Auth::None);
+    reg.push_image("demo/app", "v1", &Image::new("amd64", vec![gz_layer(&[("f", b"x")])]));
+    let work = TempDir::new("cli-own");
+    let r = format!("{}/demo/app:v1", reg.host);
+    let local = [("NO_PROXY", "127.0.0.1")];
+    assert_exit(&run_in(work.path(), &["--plain-http", "-q", &r, "out"], &local), 0);
+    for (args, says) in [
+        (
+            vec!["ls", "--plain-http", "--unpack", "/x", "out"],
+            "`minipull ls` does not take --plain-http",
+        ),
+        (
+            vec!["--unpack", "/x", "ls", "out"],
+            "`minipull ls` does not take --unpack",
+        ),
+        (
+            vec!["gc", "--platform", "linux/amd64", "out"],
+            "it is an option of: pull, unpack, config",
+        ),
+        (vec!["rm", "--json", "out:v1"], "does not take --json"),
+        (vec!["unpack", "--unpack", "r", "out", "r"], "does not take --unpack"),
+        (vec!["--keep-partials", &r, "out"], "it is an option of: gc"),
+        (vec!["--force", &r, "out"], "--force needs --unpack ROOTFS"),
+        (
+            vec!["check", "--verify-key", "k.pem", &r, "out"],
+            "does not take --verify-key",
+        ),
+    ] {
+        let o = run_in(work.path(), &args, &local);
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+    assert_only(work.path(), &["out"]);
+    // A key that cannot be read matters only to the commands that verify.
+    let key = [
+        ("MINIPULL_VERIFY_KEY", "/nonexistent/key.pem"),
+        ("NO_PROXY", "127.0.0.1"),
+    ];
+    assert_exit(&run_in(work.path(), &["ls", "out"], &key), 0);
+    assert_exit(&run_in(work.path(), &["--plain-http", "check", &r, "out"], &key), 0);
+    assert_exit(&run_in(work.path(), &["gc", "out"], &key), 0);
+    assert_exit(&run_in(work.path(), &["--plain-http", &r, "out"], &key), 2);
+}
+
+/// The option names a help text lists.
+fn listed_options(help: &str) -> Vec<String> {
+    help.lines()
+        .filter(|l| l.starts_with("  -"))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+        .map(|w| w.trim_end_matches(',').to_string())
+        .collect()
+}
+
+const COMMANDS: [&str; 7] = ["pull", "check", "unpack", "config", "ls", "rm", "gc"];
+
+/// docs/options.md from the helps: the table, then each help verbatim.
+fn options_doc(intro: &str) -> String {
+    let help = |args: &[&str]| {
+        let o = minipull(args, None);
+        assert_exit(&o, 0);
+        stdout(&o)
+    };
+    let overview = help(&["--help"]);
+    let globals = listed_options(overview.split("GLOBAL OPTIONS").nth(1).unwrap());
+    let helps: Vec<String> = COMMANDS.iter().map(|c| help(&[c, "--help"])).collect();
+    let mut rows: Vec<String> = Vec::new();
+    for h in &helps {
+        for o in listed_options(h) {
+            if !rows.contains(&o) {
+                rows.push(o);
+            }
+        }
+    }
+    let mut s = intro.to_string();
+    s.push_str("| option | global | ");
+    s.push_str(&COMMANDS.join(" | "));
+    s.push_str(" |\n|---|---|");
+    s.push_str(&"---|".repeat(COMMANDS.len()));
+    s.push('\n');
+    for o in &rows {
+        let g = if globals.contains(o) { "yes" } else { "" };
+        s.push_str(&format!("| `{o}` | {g} |"));
+        for h in &helps {
+            s.push_str(if listed_options(h).contains(o) { " ✓ |" } else { " |" });
+        }
+        s.push('\n');
+    }
+    s.push_str("\n## minipull --help\n\n```\n");
+    s.push_str(&overview);
+    s.push_str("```\n");
+    for (c, h) in COMMANDS.iter().zip(&helps) {
+        s.push_str(&format!("\n## minipull {c} --help\n\n```\n{h}```\n"));
+    }
+    s
+}
+
+#[test]
+fn each_command_has_its_own_help_and_docs_hold_it() {
+    let mut helps = Vec::new();
+    for c in COMMANDS {
+        let o = minipull(&[c, "--help"], None);
+        assert_exit(&o, 0);
+        let h = stdout(&o);
+        assert!(h.starts_with(&format!("minipull {c}: ")), "{h}");
+        assert_eq!(stdout(&minipull(&["help", c], None)), h, "help {c}");
+        assert!(!helps.contains(&h), "{c}'s help is another command's");
+        for line in h.lines() {
+            assert!(line.chars().count() <= 80, "{c} --help: a line over 80 columns: {line}");
+        }
+        helps.push(h);
+    }
+    // `minipull REF OUTDIR --help` is pull's.
+    assert_eq!(stdout(&minipull(&["alpine", "out", "--help"], None)), helps[0]);
+    // docs/options.md is generated from the helps (MINIPULL_BLESS=1 rewrites
+    // it), so neither can drift.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/options.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    const MARK: &str =
+        "<!-- generated from --help by tests/cli.rs; MINIPULL_BLESS=1 cargo test --test cli rewrites it -->\n\n";
+    let intro = match doc.split_once(MARK) {
+        Some((intro, _)) => format!("{intro}{MARK}"),
+        None => format!("# Options\n\n{MARK}"),
+    };
+    let want = options_doc(&intro);
+    if std::env::var_os("MINIPULL_BLESS").is_some() {
+        std::fs::write(&path, &want).unwrap();
+        return;
+    }
+    assert!(
+        doc == want,
+        "docs/options.md differs from the helps; run MINIPULL_BLESS=1 cargo test --test cli"
+    );
+}
