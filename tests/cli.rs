@@ -316,3 +316,165 @@ fn each_command_has_its_own_help_and_docs_hold_it() {
         "docs/options.md differs from the helps; run MINIPULL_BLESS=1 cargo test --test cli"
     );
 }
+
+/// An image with one 8 MiB layer (the progress line shows for blobs over
+/// 4 MiB), to pull at 2 MiB/s: about four seconds, three redraws.
+fn push_big(reg: &Registry) -> String {
+    let layer = Layer {
+        media_type: OCI_LAYER_GZIP,
+        tar: Vec::new(),
+        blob: noise(8 << 20, 7),
+    };
+    reg.push_image("demo/big", "v1", &Image::new("amd64", vec![layer]));
+    format!("{}/demo/big:v1", reg.host)
+}
+
+/// Run minipull with stderr on a pseudo-terminal of `cols` columns under
+/// `TERM=term`; returns the exit code and every byte it wrote there (raw
+/// mode: no \n to \r\n translation, so the bytes are minipull's own).
+fn run_pty(args: &[&str], cols: u16, term: &str) -> (Option<i32>, Vec<u8>) {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    let ws = libc::winsize {
+        ws_row: 24,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty fills the two descriptors; the termios we pass is our own.
+    unsafe {
+        assert_eq!(
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &ws
+            ),
+            0
+        );
+        let mut t: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(slave, &mut t), 0);
+        libc::cfmakeraw(&mut t);
+        assert_eq!(libc::tcsetattr(slave, libc::TCSANOW, &t), 0);
+    }
+    let (mut master, slave) = unsafe { (std::fs::File::from_raw_fd(master), std::fs::File::from_raw_fd(slave)) };
+    let mut cmd = Command::new(minipull_bin());
+    cmd.args(args)
+        .env("TERM", term)
+        .env("HOME", "/nonexistent-minipull-home")
+        .env_remove("DOCKER_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(slave));
+    let mut child = cmd.spawn().unwrap();
+    // Our copy of the terminal side closes: reading ends when minipull's does.
+    drop(cmd);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    (child.wait().unwrap().code(), out)
+}
+
+#[test]
+fn progress_line_fits_the_terminal_and_dumb_terminals_get_plain_lines() {
+    let reg = Registry::start(Auth::None);
+    let r = push_big(&reg);
+    let work = TempDir::new("cli-pty");
+    for cols in [80u16, 40] {
+        let out = work.join(&format!("o{cols}"));
+        let (code, bytes) = run_pty(
+            &["--plain-http", "--limit-rate", "2M", &r, out.to_str().unwrap()],
+            cols,
+            "xterm",
+        );
+        let text = String::from_utf8_lossy(&bytes);
+        assert_eq!(code, Some(0), "{text}");
+        // A redraw is `\r\x1b[K` and a line without its `\n` (a line that
+        // ends in one is a note, written once): each within the width.
+        let redraws: Vec<&str> = text
+            .split("\r\x1b[K")
+            .skip(1)
+            .filter(|seg| !seg.is_empty() && !seg.contains('\n'))
+            .collect();
+        assert!(redraws.len() >= 2, "{cols} columns: {text:?}");
+        for line in &redraws {
+            assert!(line.chars().count() < cols as usize, "{cols} columns: {line:?}");
+            assert!(line.contains("layer") && line.contains('%'), "{line:?}");
+            assert!(!line.contains('\x1b'), "{line:?}");
+        }
+        if cols == 80 {
+            assert!(
+                redraws.iter().all(|l| l.starts_with("minipull: ") && l.contains("/s")),
+                "{redraws:?}"
+            );
+        }
+    }
+    let out = work.join("dumb");
+    let (code, bytes) = run_pty(
+        &["--plain-http", "--limit-rate", "2M", &r, out.to_str().unwrap()],
+        80,
+        "dumb",
+    );
+    let text = String::from_utf8_lossy(&bytes);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains('\r') && !text.contains('\x1b'), "{text:?}");
+    assert!(text.ends_with('\n'), "{text:?}");
+    for line in text.lines() {
+        assert!(line.starts_with("minipull: "), "{line:?}");
+    }
+    assert!(text.lines().filter(|l| l.contains('%')).count() >= 2, "{text}");
+}
+
+#[test]
+fn an_interrupt_says_what_is_kept_and_the_same_command_resumes() {
+    use std::io::{BufRead, BufReader};
+    let reg = Registry::start(Auth::None);
+    let r = push_big(&reg);
+    let work = TempDir::new("cli-signal");
+    let out = work.join("out");
+    let args = ["--plain-http", "--limit-rate", "2M", r.as_str(), out.to_str().unwrap()];
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let mut child = Command::new(minipull_bin())
+            .args(args)
+            .env("HOME", "/nonexistent-minipull-home")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        // Off a terminal, a progress line is a plain line too, with the prefix.
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            assert!(line.starts_with("minipull: ") && !line.contains('\r'), "{line:?}");
+            let progress = line.contains('%');
+            seen.push(line);
+            if progress {
+                break;
+            }
+        }
+        // SAFETY: a signal to the child we started.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{seen:?} {rest:?}");
+        let last = rest.last().cloned().unwrap_or_default();
+        assert!(
+            last.starts_with("minipull: interrupted: what was downloaded stays in")
+                && last.contains("the same command resumes"),
+            "{seen:?} {rest:?}"
+        );
+    }
+    let o = minipull(&args, None);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("resuming at"), "{}", stderr(&o));
+    assert_index_points_at_blobs(&out);
+}

@@ -8,6 +8,11 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
     let tls = tls_settings(args, progress)?;
     // Before the download: a ROOTFS we may not use should not cost one.
     let plan = args.unpack.as_deref().map(|r| unpack_ready(r, args)).transpose()?;
+    crate::progress::exit_on_interrupt(&format!(
+        "what was downloaded stays in {}{}; the same command resumes where this one stopped",
+        args.outdir.display(),
+        plan.as_ref().map(rootfs_kept).unwrap_or_default()
+    ));
     // Credentials and mirrors are checked before OUTDIR is created.
     let mut sources = sources(args, &reference, tls, progress)?;
     let layout = Layout::open_waiting(&args.outdir, crate::layout::LOCK_WAIT, progress)?;
@@ -73,6 +78,15 @@ type UnpackPlan = crate::rootfs::Plan;
 #[cfg(not(feature = "unpack"))]
 type UnpackPlan = ();
 
+/// What an interrupt leaves of ROOTFS.
+#[cfg(feature = "unpack")]
+fn rootfs_kept(plan: &UnpackPlan) -> &'static str {
+    match plan.in_place() {
+        true => " (ROOTFS, unpacked in place, is incomplete: empty it first)",
+        false => " and ROOTFS is as it was",
+    }
+}
+
 #[cfg(feature = "unpack")]
 fn unpack_ready(rootfs: &Path, args: &Args) -> Result<UnpackPlan> {
     crate::rootfs::Plan::new(rootfs, args.force, args.keep_old)
@@ -106,6 +120,11 @@ fn unpack_pulled(
         }
     };
     super::unpack::unpack_image(layout, &image, plan, progress, keep_setuid, Some(&mut hook))
+}
+
+#[cfg(not(feature = "unpack"))]
+fn rootfs_kept(_: &UnpackPlan) -> &'static str {
+    ""
 }
 
 #[cfg(not(feature = "unpack"))]

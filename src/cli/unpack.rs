@@ -42,6 +42,10 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         .as_deref()
         .ok_or_else(|| Error::usage("ROOTFS is missing"))?;
     let plan = crate::rootfs::Plan::new(rootfs, args.force, args.keep_old)?;
+    crate::progress::exit_on_interrupt(match plan.in_place() {
+        true => "ROOTFS, unpacked in place, is incomplete: empty it, then run the same command again",
+        false => "ROOTFS is as it was; run the same command again",
+    });
     unpack_image(
         &layout,
         &image,
@@ -82,6 +86,9 @@ pub(super) fn unpack_image(
             return Err(e);
         }
     };
+    // The new root goes in now: an interrupt no longer abandons the run, whose
+    // outcome (and exit code) is the install's.
+    crate::progress::defer_interrupts();
     let installed = match plan.commit(&image.digest, image.resolved.as_deref(), &image.name) {
         Ok(i) => i,
         Err(e) => {
