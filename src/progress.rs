@@ -166,6 +166,11 @@ impl BlobProgress {
     }
 }
 
+/// `1 layer`, `2 layers`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `1.5 MiB`-style sizes.
 pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

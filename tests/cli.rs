@@ -130,6 +130,13 @@ fn the_command_is_found_after_global_options() {
         &[],
     );
     assert_exit(&o, 5);
+    // ... and the dead proxy is named as what failed, not the registry.
+    assert!(
+        stderr(&o).contains("cannot connect to the proxy 127.0.0.1:1 on the way to registry-1.docker.io"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("NO_PROXY"), "{}", stderr(&o));
 }
 
 #[test]
@@ -345,13 +352,7 @@ fn run_pty(args: &[&str], cols: u16, term: &str) -> (Option<i32>, Vec<u8>) {
     // SAFETY: openpty fills the two descriptors; the termios we pass is our own.
     unsafe {
         assert_eq!(
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &ws
-            ),
+            libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &ws),
             0
         );
         let mut t: libc::termios = std::mem::zeroed();
@@ -477,4 +478,94 @@ fn an_interrupt_says_what_is_kept_and_the_same_command_resumes() {
     assert_exit(&o, 0);
     assert!(stderr(&o).contains("resuming at"), "{}", stderr(&o));
     assert_index_points_at_blobs(&out);
+}
+
+#[test]
+fn messages_point_the_right_way() {
+    let reg = Registry::start(Auth::None);
+    reg.push_image("demo/app", "v1", &Image::new("amd64", vec![gz_layer(&[("f", b"x")])]));
+    // An OCI artifact: a config of another type, no rootfs.
+    let chart = Image {
+        config: Some(b"{\"name\":\"chart\"}".to_vec()),
+        config_type: Some("application/vnd.cncf.helm.config.v1+json"),
+        ..Image::new("amd64", vec![gz_layer(&[("Chart.yaml", b"name: chart\n")])])
+    };
+    reg.push_image("demo/chart", "1.0", &chart);
+    let work = TempDir::new("cli-messages");
+    let local = [("NO_PROXY", "127.0.0.1")];
+    let r = format!("{}/demo/app:v1", reg.host);
+
+    // A default auth file that cannot be read (here a directory) is a
+    // warning: no login was needed.
+    let home = work.join("home");
+    std::fs::create_dir_all(home.join(".docker/config.json")).unwrap();
+    let home_env = [("NO_PROXY", "127.0.0.1"), ("HOME", home.to_str().unwrap())];
+    let o = run_in(work.path(), &["--plain-http", &r, "out"], &home_env);
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).contains("warning: cannot read the auth file"),
+        "{}",
+        stderr(&o)
+    );
+    // Given explicitly, it is an error.
+    let file = home.join(".docker/config.json");
+    let o = run_in(
+        work.path(),
+        &["--plain-http", "--auth-file", file.to_str().unwrap(), &r, "out"],
+        &local,
+    );
+    assert_exit(&o, 2);
+
+    // One layer, one entry: no "1 layers".
+    let o = run_in(work.path(), &["unpack", "out", "root"], &[]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("unpacked 1 layer ("), "{}", stderr(&o));
+    let o = run_in(work.path(), &["rm", "out:v1"], &[]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("(1 entry)"), "{}", stderr(&o));
+
+    // A digest reference is printed with its @.
+    let zeros = "0".repeat(64);
+    let missing = format!("{}/demo/app@sha256:{zeros}", reg.host);
+    let o = run_in(work.path(), &["--plain-http", &missing, "out"], &local);
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains(&format!("demo/app@sha256:{zeros}")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("demo/app:sha256:"), "{}", stderr(&o));
+
+    // An artifact is not unpacked as if it were a broken image.
+    let c = format!("{}/demo/chart:1.0", reg.host);
+    let o = run_in(
+        work.path(),
+        &["--plain-http", "--unpack", "croot", &c, "charts"],
+        &local,
+    );
+    assert_exit(&o, 2);
+    let says = "is not a container image: its config is of type \"application/vnd.cncf.helm.config.v1+json\"";
+    assert!(stderr(&o).contains(says), "{}", stderr(&o));
+    let o = run_in(work.path(), &["unpack", "charts", "croot"], &[]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains(says), "{}", stderr(&o));
+
+    // A layout another tool wrote: the content is there, the reference is not recorded.
+    assert_exit(&run_in(work.path(), &["--plain-http", "-q", &r, "other"], &local), 0);
+    let index_path = work.join("other").join("index.json");
+    let mut index = read_json(&index_path);
+    for m in index["manifests"].as_array_mut().unwrap() {
+        m["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove("io.containerd.image.name");
+    }
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let o = run_in(work.path(), &["--plain-http", "check", &r, "other"], &local);
+    assert_exit(&o, 10);
+    assert!(
+        stderr(&o).contains("but no entry records the reference"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -54,9 +54,9 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
         }
         let freed = layout.remove_unreachable(&candidates)?;
         progress.note(format!(
-            "pruned {} ({} blobs) that only the replaced {} used",
+            "pruned {} ({}) that only the replaced {} used",
             crate::progress::human(freed.bytes),
-            freed.blobs,
+            crate::progress::count(freed.blobs as u64, "blob", "blobs"),
             old.digest
         ));
         summary.pruned_bytes = Some(freed.bytes);

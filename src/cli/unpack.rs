@@ -68,6 +68,7 @@ pub(super) fn unpack_image(
     keep_setuid: bool,
     hook: Option<&mut crate::unpack::LayerHook>,
 ) -> Result<()> {
+    not_an_artifact(image)?;
     // Nothing to throw away in place: no unverified byte goes in. (Layers
     // a hook fetches one at a time are verified as they arrive.)
     if plan.in_place() && hook.is_none() {
@@ -97,9 +98,9 @@ pub(super) fn unpack_image(
         }
     };
     progress.note(format!(
-        "unpacked {} layers ({} entries, {}) into {}: {}; the image config is blob {}; recorded in {}",
-        s.layers,
-        s.entries,
+        "unpacked {} ({}, {}) into {}: {}; the image config is blob {}; recorded in {}",
+        crate::progress::count(s.layers as u64, "layer", "layers"),
+        crate::progress::count(s.entries, "entry", "entries"),
         crate::progress::human(s.bytes),
         plan.rootfs().display(),
         installed.how,
@@ -107,6 +108,31 @@ pub(super) fn unpack_image(
         plan.record_path().display()
     ));
     Ok(())
+}
+
+/// Refuse, as what it is, an OCI artifact (a config of another type that
+/// is not an image config either: a Helm chart, an ORAS file set, a WASM
+/// module): it has no root filesystem to unpack.
+#[cfg(feature = "unpack")]
+fn not_an_artifact(image: &crate::unpack::Image) -> Result<()> {
+    let config_type = image.manifest.config.media_type.as_str();
+    const IMAGE_CONFIGS: [&str; 2] = [
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.docker.container.image.v1+json",
+    ];
+    if IMAGE_CONFIGS.contains(&config_type) {
+        return Ok(());
+    }
+    let has_rootfs = serde_json::from_slice::<serde_json::Value>(&image.config).is_ok_and(|c| c["rootfs"].is_object());
+    if has_rootfs {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "{} is not a container image: its config is of type {}, and it has no root filesystem to unpack",
+        image.name,
+        crate::error::Quoted(config_type)
+    ))
+    .hint("it is an artifact for another tool (oras pull, helm, ...); pulling it into OUTDIR works, unpacking it does not"))
 }
 
 /// Verify `image` with the signatures stored in the layout: one of its own
