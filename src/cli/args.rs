@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Quoted, Result};
 use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 /// What the command line asks for.
@@ -77,9 +78,8 @@ const DIGEST: &str = "the digest REF resolves to is what `minipull check REF OUT
                       `minipull config OUTDIR[:NAME]` prints a pulled image's config, `minipull ls OUTDIR` its digest and platforms";
 const ONLY_PULLS: &str =
     "minipull only pulls; to copy or push images use skopeo (skopeo copy) or crane (crane copy, crane push)";
-const LOGIN: &str =
-    "minipull only pulls and has no login; it reads the credentials `skopeo login`, `crane auth login`, \
-                     `podman login` or `docker login` stored, or takes --username with --password-stdin";
+const LOGIN: &str = "minipull only pulls and has no login; it reads the credentials `skopeo login`, \
+    `crane auth login`, `podman login` or `docker login` stored, or takes --username with --password-stdin";
 
 /// One option. Adding an option is one line in [`OPTIONS`]; its values are
 /// then in `Args::opts` (see [`Given`]: `last` for a single value, the last
@@ -259,16 +259,18 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Parsed> {
     let mut only_operands = false;
     let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
-        let s = arg.to_str().unwrap_or("");
-        if !only_operands && s.starts_with('-') && s.len() > 1 {
-            if s == "--" {
+        let bytes = arg.as_bytes();
+        if !only_operands && bytes.starts_with(b"-") && bytes.len() > 1 {
+            if bytes == b"--" {
                 only_operands = true;
                 continue;
             }
-            let (name, inline) = match s.split_once('=') {
-                Some((n, v)) if s.starts_with("--") => (n, Some(v)),
-                _ => (s, None),
+            // The name is ASCII; a value after `=` may be any bytes (a path).
+            let (name, inline) = match bytes.iter().position(|b| *b == b'=') {
+                Some(at) if bytes.starts_with(b"--") => (&bytes[..at], Some(OsStr::from_bytes(&bytes[at + 1..]))),
+                _ => (bytes, None),
             };
+            let name = std::str::from_utf8(name).unwrap_or("-?");
             match name {
                 "-h" | "--help" => {
                     help = true;
@@ -284,7 +286,7 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Parsed> {
             let (value, from_next) = match (o.value.is_empty(), inline) {
                 (true, None) => (OsString::new(), false),
                 (true, Some(_)) => return Err(Error::usage(format!("{} takes no value", o.name))),
-                (false, Some(v)) => (OsString::from(v), false),
+                (false, Some(v)) => (v.to_os_string(), false),
                 (false, None) => match it.next() {
                     // A value that looks like an option is one forgotten (`--opt=-x` gives it anyway).
                     Some(v) if !(v.to_str().is_some_and(|v| v.starts_with('-') && v.len() > 1)) => (v, true),
@@ -301,6 +303,7 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Parsed> {
             continue;
         }
         // The first operand may be a command word (`minipull help CMD`: the second).
+        let s = arg.to_str().unwrap_or("");
         if command.is_none() && operands.is_empty() {
             if let Some(c) = COMMANDS.iter().find(|c| c.word == s) {
                 command = Some(c.command);
@@ -551,6 +554,8 @@ mod tests {
         assert_eq!(g.text("--platform").unwrap().as_deref(), Some("linux/amd64"));
         let (_, _, g) = run(&["--ca-file", "x", "--ca-file=y", "a", "o"]).unwrap();
         assert_eq!(g.paths("--ca-file"), vec![PathBuf::from("x"), PathBuf::from("y")]);
+        let (_, _, g) = run(&["--unpack=/r\u{e9}", "a", "o"]).unwrap();
+        assert_eq!(g.path("--unpack"), Some(PathBuf::from("/r\u{e9}")));
         let (_, ops, _) = run(&["ls", "--", "-odd"]).unwrap();
         assert_eq!(ops, vec!["-odd".to_string()]);
         let (_, _, g) = run(&["--speed-limit=1k", "a", "o"]).unwrap();
@@ -568,6 +573,15 @@ mod tests {
         assert!(err(&["--platform", "alpine", "o"]).contains("--platform took \"alpine\""));
         assert!(err(&["push", "a"]).contains("skopeo"));
         assert!(err(&["--bogus", "a", "o"]).contains("unknown option"));
+    }
+
+    #[test]
+    fn commands_are_in_enum_order() {
+        for c in &COMMANDS {
+            assert_eq!(c.command.word(), c.word);
+        }
+        // Every option is taken by some command.
+        assert!(OPTIONS.iter().all(|o| o.cmds != 0));
     }
 
     #[test]
