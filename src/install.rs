@@ -138,6 +138,7 @@ pub fn install(
     mut fetch: Option<&mut Sources>,
 ) -> Result<Vec<String>> {
     use crate::unpack::Stage;
+    not_an_artifact(image)?;
     // Nothing to throw away in place: no unverified byte goes in. (Layers
     // fetched one at a time are verified as they arrive.)
     if plan.in_place() && fetch.is_none() {
@@ -165,6 +166,9 @@ pub fn install(
     };
     let installed = crate::unpack::unpack_with(layout, image, &into, progress, keep, &mut hook).and_then(|s| {
         record.root_entry = s.root_entry;
+        // The new root goes in now: an interrupt no longer abandons the
+        // run, whose outcome (and exit code) is the install's.
+        crate::progress::defer_interrupts();
         plan.commit(&record).map(|i| (s, i))
     });
     let (s, installed) = match installed {
@@ -315,6 +319,31 @@ pub(crate) fn fault(point: &str) -> Result<()> {
     }
     let _ = point;
     Ok(())
+}
+
+/// Refuse, as what it is, an OCI artifact (a config of another type that
+/// is not an image config either: a Helm chart, an ORAS file set, a WASM
+/// module): it has no root filesystem to unpack.
+#[cfg(feature = "unpack")]
+fn not_an_artifact(image: &crate::unpack::Image) -> Result<()> {
+    let config_type = image.manifest.config.media_type.as_str();
+    const IMAGE_CONFIGS: [&str; 2] = [
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.docker.container.image.v1+json",
+    ];
+    if IMAGE_CONFIGS.contains(&config_type) {
+        return Ok(());
+    }
+    let has_rootfs = serde_json::from_slice::<serde_json::Value>(&image.config).is_ok_and(|c| c["rootfs"].is_object());
+    if has_rootfs {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "{} is not a container image: its config is of type {}, and it has no root filesystem to unpack",
+        image.name,
+        crate::error::Quoted(config_type)
+    ))
+    .hint("it is an artifact for another tool (oras pull, helm, ...); pulling it into OUTDIR works, unpacking it does not"))
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Progress on stderr: plain lines that read well on a serial console and
-//! in a log file; a self-updating line only when stderr is a terminal.
+//! in a log file; a self-updating line, fitted to the terminal's width,
+//! only when stderr is a terminal that is not `TERM=dumb`. And what an
+//! interrupt (SIGINT, SIGTERM) says before minipull exits.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Where progress and notes go.
@@ -17,10 +20,7 @@ const QUIET_BELOW: u64 = 4 * 1024 * 1024;
 
 impl Progress {
     pub fn new(quiet: bool) -> Progress {
-        Progress {
-            quiet,
-            tty: std::io::stderr().is_terminal(),
-        }
+        Progress { quiet, tty: redraws() }
     }
 
     /// An informational line, silenced by `--quiet`.
@@ -105,14 +105,14 @@ impl BlobProgress {
         }
         self.last = now;
         let pct = done.saturating_mul(100) / self.size.max(1);
-        let mut line = format!(
-            "{} {:>3}% {} / {} {}/s",
-            self.label,
-            pct,
-            human(done),
-            human(self.size),
-            human(self.rate(done))
-        );
+        // In the order shown; on a narrow terminal the parts of highest rank
+        // are dropped first (the label and percentage stay).
+        let mut parts = vec![
+            (4, "minipull: ".to_string()),
+            (0, format!("{} {pct:>3}%", crate::error::Clean(&self.label))),
+            (2, format!(" {} / {}", human(done), human(self.size))),
+            (3, format!(" {}/s", human(self.rate(done)))),
+        ];
         if let Some(img) = self.image {
             let now_done = img.done_before + done;
             let fetched = now_done.saturating_sub(img.had);
@@ -121,13 +121,17 @@ impl BlobProgress {
                 true => format!("{:.0}s", img.total.saturating_sub(now_done) as f64 / rate),
                 false => "?".to_string(),
             };
-            line += &format!("; image {} / {}, ETA {eta}", human(now_done), human(img.total));
+            parts.push((5, format!("; image {} / {}", human(now_done), human(img.total))));
+            parts.push((1, format!(", ETA {eta}")));
         }
         if self.p.tty {
+            // One column short of the width: a line that fills the last
+            // column wraps on some terminals, and \r would redraw only half.
+            let line = fit(&parts, terminal_width().saturating_sub(1));
             eprint!("\r\x1b[K{line}");
             let _ = std::io::stderr().flush();
         } else {
-            eprintln!("{line}");
+            eprintln!("{}", fit(&parts, usize::MAX));
         }
     }
 
@@ -162,6 +166,11 @@ impl BlobProgress {
     }
 }
 
+/// `1 layer`, `2 layers`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `1.5 MiB`-style sizes.
 pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -178,8 +187,98 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
+/// Whether progress redraws one line: stderr is a terminal that can.
+fn redraws() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+}
+
+/// The columns of the terminal on stderr; 80 when it does not say.
+fn terminal_width() -> usize {
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes a winsize into the struct we own.
+    match unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) } {
+        0 if ws.ws_col > 0 => ws.ws_col as usize,
+        _ => 80,
+    }
+}
+
+/// The parts, in order, without those of highest rank until the line fits
+/// `width` characters; cut at `width` when even the first does not.
+fn fit(parts: &[(u8, String)], width: usize) -> String {
+    let mut keep: Vec<&(u8, String)> = parts.iter().collect();
+    let len = |k: &[&(u8, String)]| k.iter().map(|p| p.1.chars().count()).sum::<usize>();
+    while len(&keep) > width && keep.len() > 1 {
+        let worst = (0..keep.len()).max_by_key(|&i| keep[i].0).unwrap_or(0);
+        keep.remove(worst);
+    }
+    keep.iter().flat_map(|p| p.1.chars()).take(width).collect()
+}
+
+/// The line an interrupt prints, set by [`exit_on_interrupt`].
+static ON_INTERRUPT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+/// Set once the result may no longer be abandoned (a new root is being
+/// swapped in): from then on a signal is only noted, and the run's own
+/// outcome and exit code stand.
+static DEFERRED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn interrupted(sig: libc::c_int) {
+    if DEFERRED.load(Ordering::SeqCst) {
+        return;
+    }
+    // Only async-signal-safe calls: the line was formatted beforehand.
+    // Ending here leaves what a power cut would, which the next run resumes
+    // from (partial blobs, the staging tree beside ROOTFS).
+    if let Some(line) = ON_INTERRUPT.get() {
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer is
+        // never changed once set.
+        unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    }
+    unsafe { libc::_exit(128 + sig) };
+}
+
+/// On SIGINT or SIGTERM, say `kept` (what stays, and that the same command
+/// resumes) in one line on stderr and exit 130 or 143.
+pub fn exit_on_interrupt(kept: &str) {
+    // A drawn progress line is cleared first; a dumb terminal gets a new line.
+    let start = match (redraws(), std::io::stderr().is_terminal()) {
+        (true, _) => "\r\x1b[K",
+        (false, true) => "\n",
+        (false, false) => "",
+    };
+    let line = format!("{start}minipull: interrupted: {}\n", crate::error::Clean(kept));
+    if ON_INTERRUPT.set(line.into_bytes()).is_err() {
+        return;
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction with an empty mask and our handler;
+        // SA_RESTART, so a signal deferred by defer_interrupts interrupts no
+        // system call of the run.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = interrupted as extern "C" fn(libc::c_int) as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// From now on SIGINT and SIGTERM no longer end the run (see [`DEFERRED`]).
+pub fn defer_interrupts() {
+    DEFERRED.store(true, Ordering::SeqCst);
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fit_drops_parts_by_rank() {
+        let parts = vec![(0, "ab 5%".to_string()), (2, " 1/2".into()), (1, ", ETA 3s".into())];
+        assert_eq!(super::fit(&parts, 80), "ab 5% 1/2, ETA 3s");
+        assert_eq!(super::fit(&parts, 14), "ab 5%, ETA 3s");
+        assert_eq!(super::fit(&parts, 6), "ab 5%");
+        assert_eq!(super::fit(&parts, 3), "ab ");
+    }
+
     #[test]
     fn human_sizes() {
         assert_eq!(super::human(0), "0 B");

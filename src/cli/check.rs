@@ -13,7 +13,8 @@ pub const UPDATE_AVAILABLE: i32 = 10;
 pub(super) fn check_command(args: &Args) -> Result<i32> {
     let reference = Reference::parse(&args.reference)?;
     let progress = Progress::new(args.quiet);
-    let local = recorded_digest(&args.outdir, &reference)?;
+    let entries = crate::layout::entries_at(&args.outdir)?;
+    let local = crate::layout::recorded_for(&entries, &reference.to_string()).map(|(_, resolved)| resolved.to_string());
     let remote = match &reference.digest {
         Some(d) => d.clone(),
         None => {
@@ -47,16 +48,13 @@ pub(super) fn check_command(args: &Args) -> Result<i32> {
     progress.note(match (&local, current) {
         (_, true) => format!("{reference} is up to date in {}", args.outdir.display()),
         (Some(l), false) => format!("{reference} has an update: {l} in OUTDIR, {remote} in the registry"),
+        // Another tool (skopeo, umoci) wrote the layout: the content may be
+        // there without the full reference minipull records to compare with.
+        (None, false) if entries.iter().any(|e| e.digest == remote.to_string()) => format!(
+            "{} holds {remote}, what {reference} is now, but no entry records the reference {reference} (written by another tool?); a pull records it without downloading again",
+            args.outdir.display()
+        ),
         (None, false) => format!("{reference} is not in {} yet", args.outdir.display()),
     });
     Ok(if current { 0 } else { UPDATE_AVAILABLE })
-}
-
-/// The digest OUTDIR's `index.json` recorded for this exact reference: the
-/// one its tag resolved to (an index, for a one-platform pull of a
-/// multi-platform tag), else the entry's own. Read without taking the lock
-/// or creating anything.
-fn recorded_digest(outdir: &Path, reference: &Reference) -> Result<Option<String>> {
-    let entries = crate::layout::entries_at(outdir)?;
-    Ok(crate::layout::recorded_for(&entries, &reference.to_string()).map(|(_, resolved)| resolved.to_string()))
 }

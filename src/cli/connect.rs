@@ -42,11 +42,39 @@ pub(super) fn credentials(args: &Args, reference: &Reference, progress: Progress
 /// Credentials an auth file (or its helper) holds for `host`.
 pub(super) fn stored_credentials(args: &Args, host: &str, progress: Progress) -> Result<Option<Credentials>> {
     let mut notes = Vec::new();
-    let found = auth::credentials_from_files(args.auth_file.as_deref(), host, &mut notes)?;
+    let found = match &args.auth_file {
+        Some(file) => auth::credentials_from_files(Some(file), host, &mut notes)?,
+        None => default_credentials(host, &mut notes, progress)?,
+    };
     for n in notes {
         progress.note(n);
     }
     Ok(found)
+}
+
+/// The default auth files in order, as if each were given: one that cannot
+/// be read (a HOME inherited under `sudo -u`, `setpriv` or systemd's
+/// `User=`) is only a warning, since no login may be needed at all; a file
+/// that exists and says something wrong is still an error.
+fn default_credentials(host: &str, notes: &mut Vec<String>, progress: Progress) -> Result<Option<Credentials>> {
+    for file in auth::default_auth_files() {
+        // Read once here to tell "cannot read" apart (they are small files).
+        match std::fs::read(&file) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                progress.warn(format!(
+                    "cannot read the auth file {}: {e}; going on without it (--auth-file names one to use)",
+                    file.display()
+                ));
+                continue;
+            }
+        }
+        if let Some(c) = auth::credentials_from_files(Some(&file), host, notes)? {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
 }
 
 /// Clients for the mirrors that serve this reference, in order.

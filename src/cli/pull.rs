@@ -12,6 +12,11 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
     // Before the download: a ROOTFS we may not use should not cost one.
     // (Its lock after OUTDIR's, in the same order as `minipull unpack`.)
     let plan = args.unpack.as_deref().map(|r| unpack_ready(r, args)).transpose()?;
+    crate::progress::exit_on_interrupt(&format!(
+        "what was downloaded stays in {}{}; the same command resumes where this one stopped",
+        args.outdir.display(),
+        plan.as_ref().map(rootfs_kept).unwrap_or_default()
+    ));
     progress.note(format!("pulling {reference} from {}", sources.registry_host()));
     let pull_opts = PullOptions {
         platform,
@@ -45,6 +50,20 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
     // A closed stdout (e.g. `| head`) is not worth failing a finished pull for.
     let _ = writeln!(std::io::stdout(), "{out}");
     Ok(outcome.exit_code())
+}
+
+/// What an interrupt leaves of ROOTFS.
+#[cfg(feature = "unpack")]
+fn rootfs_kept(plan: &crate::install::Plan) -> &'static str {
+    match plan.in_place() {
+        true => " (ROOTFS, unpacked in place, is incomplete: empty it first)",
+        false => " and ROOTFS is as it was",
+    }
+}
+
+#[cfg(not(feature = "unpack"))]
+fn rootfs_kept(_: &crate::install::Plan) -> &'static str {
+    ""
 }
 
 #[cfg(feature = "unpack")]

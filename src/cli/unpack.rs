@@ -53,6 +53,10 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         .ok_or_else(|| Error::usage("ROOTFS is missing"))?;
     let progress = Progress::new(args.quiet);
     let plan = crate::rootfs::Plan::new(rootfs, args.force, args.keep_old, args.lock_wait, progress)?;
+    crate::progress::exit_on_interrupt(match plan.in_place() {
+        true => "ROOTFS, unpacked in place, is incomplete: empty it, then run the same command again",
+        false => "ROOTFS is as it was; run the same command again",
+    });
     let warnings = crate::install::install(&layout, &image, &plan, progress, &args.keep(), None)?;
     Ok(match warnings.is_empty() {
         true => 0,

@@ -109,10 +109,10 @@ pub(super) fn rm_command(args: &Args) -> Result<i32> {
         )));
     }
     Progress::new(args.quiet).note(format!(
-        "removed {} from {} ({} entries); its blobs stay until `minipull gc`",
+        "removed {} from {} ({}); its blobs stay until `minipull gc`",
         name,
         dir.display(),
-        gone.len()
+        crate::progress::count(gone.len() as u64, "entry", "entries")
     ));
     Ok(0)
 }
@@ -133,10 +133,10 @@ pub(super) fn report(f: &Freed, json: bool) {
         serde_json::json!({"blobs": f.blobs, "partials": f.partials, "bytes": f.bytes}).to_string()
     } else {
         format!(
-            "freed {} ({} blobs, {} partial downloads)",
+            "freed {} ({}, {})",
             human(f.bytes),
-            f.blobs,
-            f.partials
+            crate::progress::count(f.blobs as u64, "blob", "blobs"),
+            crate::progress::count(f.partials as u64, "partial download", "partial downloads")
         )
     };
     let _ = writeln!(std::io::stdout(), "{out}");

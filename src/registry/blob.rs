@@ -152,10 +152,11 @@ impl Client {
 
     pub(super) fn check_budget(&self, failures: u32, what: &str) -> Result<()> {
         if failures > self.opts.retries {
-            return Err(
-                Error::network(format!("{what}: gave up after {} attempts without progress", failures))
-                    .hint("the partial download is kept; run the same command again to resume, or raise --retries"),
-            );
+            return Err(Error::network(format!(
+                "{what}: gave up after {} without progress",
+                crate::progress::count(failures as u64, "attempt", "attempts")
+            ))
+            .hint("the partial download is kept; run the same command again to resume, or raise --retries"));
         }
         Ok(())
     }

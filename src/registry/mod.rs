@@ -21,7 +21,7 @@ mod session;
 mod transport;
 
 use session::OwnChallenge;
-use transport::{describe_io, host_of, same_origin, scheme_and_host, transport_error};
+use transport::{describe_io, same_origin, scheme_and_host, transport_error};
 
 use crate::auth::{self, Challenge, Credentials, Secret};
 use crate::digest::{Digest, Hasher};
@@ -217,7 +217,7 @@ impl Client {
     /// Fetch a manifest by tag or digest, at most `max` bytes.
     pub fn manifest(&mut self, reference: &str, accept: &str, max: u64) -> Result<FetchedManifest> {
         let url = format!("{}/v2/{}/manifests/{}", self.origin, self.repository, reference);
-        let what = format!("manifest {}:{}", self.repository, reference);
+        let what = manifest_label(&self.repository, reference);
         self.fetch_small(&url, &what, accept, max)
     }
 
@@ -227,7 +227,7 @@ impl Client {
     /// falls back to a GET.
     pub fn head_manifest(&mut self, reference: &str, accept: &str) -> Result<Option<Digest>> {
         let url = format!("{}/v2/{}/manifests/{}", self.origin, self.repository, reference);
-        let what = format!("manifest {}:{}", self.repository, reference);
+        let what = manifest_label(&self.repository, reference);
         let mut resp = match self.request(true, &what, &url, Some(accept), None) {
             Ok(r) => r,
             Err(e) if e.kind == crate::error::Kind::Auth => return Ok(None),
@@ -379,6 +379,12 @@ pub fn read_password_stdin(whole: bool) -> Result<Secret> {
         return Err(Error::usage("--password-stdin was given but stdin is empty"));
     }
     Ok(Secret::new(line))
+}
+
+/// `manifest repo:tag`, or `manifest repo@sha256:...` for a digest.
+fn manifest_label(repository: &str, reference: &str) -> String {
+    let sep = if reference.contains(':') { '@' } else { ':' };
+    format!("manifest {repository}{sep}{reference}")
 }
 
 #[cfg(test)]

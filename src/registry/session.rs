@@ -149,6 +149,7 @@ impl Client {
         });
         let started = Instant::now();
         let agent = self.agent_for(&url).clone();
+        let route = self.route(&url);
         let mut resp = self.with_retries("getting a token", |_| {
             let answer = match &refresh {
                 Some(form) => agent
@@ -163,7 +164,7 @@ impl Client {
                     req.call()
                 }
             };
-            answer.map_err(|e| transport_error(&e, host_of(&url)))
+            answer.map_err(|e| transport_error(&e, &route))
         })?;
         if refresh.is_some() && matches!(resp.status().as_u16(), 400 | 404 | 405) {
             // Some deployments (ACR, Artifact Registry) refuse the OAuth2
@@ -182,7 +183,7 @@ impl Client {
                 if let Some(b) = &fallback {
                     req = req.header("Authorization", b.expose());
                 }
-                req.call().map_err(|e| transport_error(&e, host_of(&url)))
+                req.call().map_err(|e| transport_error(&e, &route))
             })?;
         }
         let status = resp.status().as_u16();
@@ -210,7 +211,7 @@ impl Client {
             .with_config()
             .limit(MAX_TOKEN_BYTES)
             .read_to_vec()
-            .map_err(|e| transport_error(&e, host_of(&url)).error.context("reading the token"))?;
+            .map_err(|e| transport_error(&e, &route).error.context("reading the token"))?;
         let answer = auth::parse_token_answer(&body)?;
         let lifetime = answer.expires_in.saturating_sub(TOKEN_MARGIN);
         self.bearer = Some((answer.token, started + lifetime));

@@ -56,7 +56,7 @@ pub(super) fn transport_error(e: &ureq::Error, host: &str) -> Failure {
         }
         U::Timeout(t) => Failure::transient(Error::network(format!("{host} timed out ({t})"))),
         U::HostNotFound => Failure::unreachable(
-            Error::network(format!("cannot resolve {host}")).hint("check the registry name and the DNS setup"),
+            Error::network(format!("cannot resolve {host}")).hint("check the host name and the DNS setup"),
         ),
         U::ConnectionFailed => Failure::unreachable(cannot_connect(host, "connection failed")),
         U::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -82,7 +82,7 @@ pub(super) fn transport_error(e: &ureq::Error, host: &str) -> Failure {
             Failure::fatal(tls_hint(Error::network(format!("TLS with {host} failed: {why}"))))
         }
         U::Io(io) if io.to_string().contains("lookup address") => Failure::unreachable(
-            Error::network(format!("cannot resolve {host}")).hint("check the registry name and the DNS setup"),
+            Error::network(format!("cannot resolve {host}")).hint("check the host name and the DNS setup"),
         ),
         U::Io(io) => Failure::transient(Error::network(format!("{host}: {}", describe_io(io)))),
         U::Tls(msg) => Failure::fatal(tls_hint(Error::network(format!("TLS with {host} failed: {msg}")))),
@@ -95,9 +95,16 @@ pub(super) fn transport_error(e: &ureq::Error, host: &str) -> Failure {
     }
 }
 
+/// `host` is what [`Client::route`] says: a host (registry or mirror), or a
+/// proxy on the way to one.
 pub(super) fn cannot_connect(host: &str, why: &str) -> Error {
-    Error::network(format!("cannot connect to {host} ({why})"))
-        .hint("check that the registry is running and reachable, and its port")
+    let e = Error::network(format!("cannot connect to {host} ({why})"));
+    match host.starts_with("the proxy ") {
+        true => e.hint(
+            "check that the proxy is running (HTTPS_PROXY, HTTP_PROXY), or name the host in NO_PROXY to go around it",
+        ),
+        false => e.hint("check that it is running and reachable, and its port"),
+    }
 }
 
 pub(super) fn tls_hint(e: Error) -> Error {
@@ -265,6 +272,22 @@ fn hours(secs: u64) -> String {
 }
 
 impl Client {
+    /// How a request to `url` goes, for messages: its host, or the proxy on
+    /// the way to it, so that a dead proxy is not taken for the registry.
+    pub(super) fn route(&self, url: &str) -> String {
+        let host = host_of(url);
+        let proxy = match url.starts_with("https://") {
+            true => self.opts.proxies.https.as_ref(),
+            false => self.opts.proxies.http.as_ref(),
+        };
+        match proxy {
+            Some(p) if !self.opts.proxies.bypass(host) => {
+                format!("the proxy {}:{} on the way to {host}", p.host(), p.port())
+            }
+            _ => host.to_string(),
+        }
+    }
+
     /// The agent for `url`: through the environment's proxy for its scheme,
     /// unless NO_PROXY names its host.
     pub(super) fn agent_for(&self, url: &str) -> &ureq::Agent {
@@ -363,9 +386,9 @@ impl Client {
                 if left.is_zero() || counted {
                     let mut e = failure.error.context(what);
                     e.message.push_str(&format!(
-                        " (unreachable for {} s, after {} attempts)",
+                        " (unreachable for {} s, after {})",
                         since.elapsed().as_secs(),
-                        attempt + 1
+                        crate::progress::count(attempt as u64 + 1, "attempt", "attempts")
                     ));
                     if left.is_zero() && !counted {
                         e = e.hint("it did not answer within --retry-for; raise it to wait longer (at boot the network may come up late)");
@@ -378,7 +401,10 @@ impl Client {
                 if !failure.retryable || attempt >= self.opts.retries {
                     let mut e = failure.error.context(what);
                     if failure.retryable {
-                        e.message.push_str(&format!(" (after {} attempts)", attempt + 1));
+                        e.message.push_str(&format!(
+                            " (after {})",
+                            crate::progress::count(attempt as u64 + 1, "attempt", "attempts")
+                        ));
                     }
                     return Err(e);
                 }
@@ -396,8 +422,13 @@ impl Client {
         match left {
             Some(left) => {
                 let wait = wait.min(left);
+                // Someone watching may not want to wait for a source that is gone.
+                let stop = match std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    true => "; Ctrl-C stops",
+                    false => "",
+                };
                 self.progress.note(format!(
-                    "{what}: {}; trying again in {:.1} s ({} s left of --retry-for)",
+                    "{what}: {}; trying again in {:.1} s ({} s left of --retry-for{stop})",
                     failure.error.message,
                     wait.as_secs_f64(),
                     left.as_secs()
@@ -482,7 +513,8 @@ impl Client {
                     req = req.header("Authorization", auth.expose());
                 }
             }
-            let resp = req.call().map_err(|e| transport_error(&e, host_of(&url)))?;
+            let route = self.route(&url);
+            let resp = req.call().map_err(|e| transport_error(&e, &route))?;
             let status = resp.status().as_u16();
             if status == 401 && foreign.is_none() && !same_origin(&url, &self.origin) {
                 // A redirect to another registry host that wants its own
