@@ -179,9 +179,9 @@ pub fn install(
         }
     };
     progress.note(format!(
-        "unpacked {} layers ({} entries, {}) into {}: {}; the image config is blob {}; recorded in {}",
-        s.layers,
-        s.entries,
+        "unpacked {} ({}, {}) into {}: {}; the image config is blob {}; recorded in {}",
+        crate::progress::count(s.layers as u64, "layer", "layers"),
+        crate::progress::count(s.entries, "entry", "entries"),
         crate::progress::human(s.bytes),
         plan.rootfs().display(),
         installed.how,
@@ -292,9 +292,9 @@ fn prune(layout: &Layout, replaced: &[String], summary: &Summary, progress: Prog
         _ => {}
     }
     progress.note(format!(
-        "pruned {} ({} blobs) that only the replaced versions used",
+        "pruned {} ({}) that only the replaced versions used",
         crate::progress::human(freed.bytes),
-        freed.blobs,
+        crate::progress::count(freed.blobs as u64, "blob", "blobs"),
     ));
     Ok(freed.bytes)
 }

@@ -1171,7 +1171,11 @@ fn breakout_cases() -> Vec<Case> {
                     hl("localpasswd", "/localetc/passwd"),
                 ],
             )],
-            Want::Tree(vec![same("localpasswd", "petc/passwd")]),
+            // containerd joins link targets lexically, so `upandout/..`
+            // vanishes; minipull resolves as the kernel (and openat2) does,
+            // where `upandout` must exist before `..` leaves it: here it
+            // does not, and the link is refused. Contained either way.
+            Want::ErrorOr(vec![same("localpasswd", "petc/passwd")]),
         ),
         case(
             "containerd/HardlinkDirectRelative",

@@ -10,7 +10,7 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         return Err(Error::not_found(format!("no OCI image layout at {}", dir.display()))
             .hint("pull into it first: minipull REF OUTDIR"));
     }
-    let layout = Layout::open_waiting(&dir, args.lock_wait, Progress::new(args.quiet))?;
+    let layout = Layout::open_reader(&dir, args.lock_wait, Progress::new(args.quiet))?;
     let select = match &name {
         Some(n) => Select::Name(n),
         None => Select::Only,
