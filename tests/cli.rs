@@ -41,6 +41,7 @@ fn assert_only(dir: &Path, names: &[&str]) {
     assert_eq!(found, want, "files in {}", dir.display());
 }
 
+#[cfg(feature = "unpack")]
 /// A two-platform index at `repo:tag` (amd64, arm64); a file in each says which.
 fn push_two_platforms(reg: &Registry, repo: &str, tag: &str) {
     let mut manifests = Vec::new();
@@ -55,6 +56,7 @@ fn push_two_platforms(reg: &Registry, repo: &str, tag: &str) {
     reg.push_manifest(repo, tag, OCI_INDEX, &serde_json::to_vec(&index).unwrap());
 }
 
+#[cfg(feature = "unpack")]
 /// The architecture of the one image `out` holds (from its config).
 fn pulled_arch(out: &Path) -> String {
     let o = minipull(&["config", out.to_str().unwrap()], None);
@@ -139,6 +141,8 @@ fn the_command_is_found_after_global_options() {
     assert!(stderr(&o).contains("NO_PROXY"), "{}", stderr(&o));
 }
 
+// Part of it unpacks (the suite also runs without the unpack feature).
+#[cfg(feature = "unpack")]
 #[test]
 fn option_values_inline_repeated_missing_and_double_dash() {
     let reg = Registry::start(Auth::None);
@@ -480,6 +484,8 @@ fn an_interrupt_says_what_is_kept_and_the_same_command_resumes() {
     assert_index_points_at_blobs(&out);
 }
 
+// Part of it unpacks (the suite also runs without the unpack feature).
+#[cfg(feature = "unpack")]
 #[test]
 fn messages_point_the_right_way() {
     let reg = Registry::start(Auth::None);
