@@ -68,6 +68,9 @@ pub struct Steps<'a> {
     pub prune: bool,
     #[cfg(feature = "unpack")]
     pub keep: &'a crate::unpack::Keep,
+    /// Partial pulls of zstd:chunked layers (`None`: `--no-delta`, or no root to reuse).
+    #[cfg(feature = "unpack")]
+    pub delta: Option<crate::delta::update::Delta>,
 }
 
 /// Pull `reference` into `layout`, install it into the plan's ROOTFS, and
@@ -101,12 +104,15 @@ pub fn update(
         } else {
             let image =
                 crate::unpack::find_image(layout, crate::unpack::Select::Digest(&summary.digest), &opts.platform)?;
-            let fetch = match opts.discard_layers {
+            let delta = steps.delta.as_ref();
+            let fetch = match opts.discard_layers || delta.is_some() {
                 true => Some(&mut *sources),
                 false => None,
             };
-            out.warnings = install(layout, &image, plan, progress, steps.keep, fetch)?;
+            let (warnings, reports) = install(layout, &image, plan, progress, steps.keep, fetch, opts.discard_layers, delta)?;
+            out.warnings = warnings;
             out.installed = true;
+            add_layer_reports(&mut summary, layout, &image.digest, reports, progress);
         }
     }
     if steps.prune {
@@ -125,19 +131,23 @@ pub fn update(
 }
 
 /// Stage, verify and swap `image` into the plan's ROOTFS with its record.
-/// With `fetch` (`--discard-layers`), each layer is downloaded just before
-/// it is applied and removed just after. Returns the warnings of what
-/// failed after the commit point (each also printed).
+/// With `fetch`, a layer not in OUTDIR is downloaded just before it is
+/// applied (and with `discard`, removed just after); with `delta`, a
+/// zstd:chunked layer not in OUTDIR is fetched partially when it can be.
+/// Returns the warnings of what failed after the commit point (each also
+/// printed) and what the layers fetched here cost.
 #[cfg(feature = "unpack")]
+#[allow(clippy::too_many_arguments)]
 pub fn install(
     layout: &Layout,
     image: &crate::unpack::Image,
     plan: &Plan,
     progress: Progress,
     keep: &crate::unpack::Keep,
-    mut fetch: Option<&mut Sources>,
-) -> Result<Vec<String>> {
-    use crate::unpack::Stage;
+    fetch: Option<&mut Sources>,
+    discard: bool,
+    delta: Option<&crate::delta::update::Delta>,
+) -> Result<(Vec<String>, Vec<crate::delta::update::Report>)> {
     not_an_artifact(image)?;
     // Nothing to throw away in place: no unverified byte goes in. (Layers
     // fetched one at a time are verified as they arrive.)
@@ -150,32 +160,31 @@ pub fn install(
         reference: &image.name,
         root_entry: None,
     };
-    let into = plan.begin(&record)?;
     // At most one compressed layer on disk at a time with --discard-layers.
-    let mut hook = |stage: Stage, layer: &crate::manifest::Descriptor| -> Result<()> {
-        if stage == Stage::After {
-            fault("layer")?;
-        }
-        let Some(sources) = fetch.as_deref_mut() else {
-            return Ok(());
-        };
-        match stage {
-            Stage::Before => crate::pull::fetch_one(sources, layout, progress, layer).map(|_| ()),
-            Stage::After => layout.remove_unreachable(&[layer.checked_digest()?]).map(|_| ()),
-        }
-    };
-    let installed = crate::unpack::unpack_with(layout, image, &into, progress, keep, &mut hook).and_then(|s| {
-        record.root_entry = s.root_entry;
-        // The new root goes in now: an interrupt no longer abandons the
-        // run, whose outcome (and exit code) is the install's.
-        crate::progress::defer_interrupts();
-        plan.commit(&record).map(|i| (s, i))
-    });
-    let (s, installed) = match installed {
-        Ok(x) => x,
-        Err(e) => {
-            plan.abort();
-            return Err(e);
+    let mut feed = crate::delta::update::Feed::new(layout, progress, fetch, discard, delta);
+    // A partial layer that fails after it began is redone whole, in a new
+    // staging tree (the failed one is thrown away: never half old, half new).
+    let layers = image.manifest.layers.len();
+    let mut tries = 0;
+    let (s, installed) = loop {
+        let into = plan.begin(&record)?;
+        let installed = crate::unpack::unpack_with(layout, image, &into, progress, keep, &mut feed).and_then(|s| {
+            record.root_entry = s.root_entry;
+            // The new root goes in now: an interrupt no longer abandons the
+            // run, whose outcome (and exit code) is the install's.
+            crate::progress::defer_interrupts();
+            plan.commit(&record).map(|i| (s, i))
+        });
+        match installed {
+            Ok(x) => break x,
+            Err(e) => {
+                plan.abort();
+                tries += 1;
+                if !feed.retry || tries > layers {
+                    return Err(e);
+                }
+                feed.restart();
+            }
         }
     };
     progress.note(format!(
@@ -191,7 +200,45 @@ pub fn install(
     for w in &installed.warnings {
         progress.warn(format!("{} is installed, but: {w}", image.digest));
     }
-    Ok(installed.warnings)
+    Ok((installed.warnings, feed.reports))
+}
+
+/// Put what the install fetched of each layer into the pull's summary, and
+/// mark in index.json the layers obtained partially (no blob in `blobs/`).
+#[cfg(feature = "unpack")]
+fn add_layer_reports(
+    summary: &mut Summary,
+    layout: &Layout,
+    image: &str,
+    reports: Vec<crate::delta::update::Report>,
+    progress: Progress,
+) {
+    let mut partial = Vec::new();
+    for r in reports {
+        summary.bytes_downloaded += r.downloaded;
+        if r.partial {
+            partial.push(r.desc.digest.clone());
+        }
+        let status = match r.partial {
+            true => "partial",
+            false => "downloaded",
+        };
+        summary.blobs.retain(|b| b.digest != r.desc.digest);
+        summary.blobs.push(crate::pull::ContentSummary {
+            digest: r.desc.digest,
+            media_type: r.desc.media_type,
+            size: r.desc.size.max(0) as u64,
+            downloaded: r.downloaded,
+            status,
+            source: None,
+            delta: r.delta.and_then(|d| serde_json::to_value(d).ok()),
+        });
+    }
+    if !partial.is_empty() {
+        if let Err(e) = layout.mark_layers_partial(image, &partial) {
+            progress.warn(e.context("cannot mark the layers obtained partially in index.json"));
+        }
+    }
 }
 
 /// The file that lists the versions a `--prune` is to remove.
@@ -251,6 +298,8 @@ fn remember_replaced(layout: &Layout, reference: &Reference, steps: &Steps) -> R
 fn prune(layout: &Layout, replaced: &[String], summary: &Summary, progress: Progress) -> Result<u64> {
     fault("prune")?;
     let mut candidates: Vec<Digest> = Vec::new();
+    // Layers obtained partially: their kept proofs go with them.
+    let mut proofs: Vec<Digest> = Vec::new();
     let mut add = |mut reached: Vec<Digest>| {
         // Leaves first, the manifest that names them last.
         reached.reverse();
@@ -279,12 +328,16 @@ fn prune(layout: &Layout, replaced: &[String], summary: &Summary, progress: Prog
             annotations: None,
             artifact_type: None,
         };
-        add(layout.reach(&desc, false)?.digests().collect());
+        let r = layout.reach(&desc, false)?;
+        proofs.extend(r.discarded.iter().cloned());
+        proofs.extend(r.blobs.iter().map(|b| b.0.clone()));
+        add(r.digests().collect());
     }
     for sig in layout.retain_entries(|_| true)? {
         add(layout.reach(&sig, false)?.digests().collect());
     }
-    let freed = layout.remove_unreachable(&candidates)?;
+    let mut freed = layout.remove_unreachable(&candidates)?;
+    freed.bytes += layout.remove_unneeded_proofs(&proofs)?;
     match std::fs::remove_file(intent_path(layout)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(Error::storage("cannot remove the prune list", &e))

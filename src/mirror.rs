@@ -132,6 +132,11 @@ impl Sources {
         Sources { list, progress }
     }
 
+    /// The registry's client (the last source): partial pulls ask it for ranges.
+    pub fn registry_client(&mut self) -> Option<&mut Client> {
+        self.list.last_mut().map(|s| &mut s.client)
+    }
+
     /// The registry's host (the last source).
     pub fn registry_host(&self) -> &str {
         self.list.last().map_or("", |s| s.client.host())

@@ -31,6 +31,9 @@ pub struct PullOptions {
     /// `--discard-layers`: fetch manifests and config only; the unpack
     /// fetches each layer just before it applies it, and removes it after.
     pub discard_layers: bool,
+    /// An unpack follows that fetches zstd:chunked layers partially: the
+    /// pull leaves those it does not hold to it.
+    pub partial_layers: bool,
 }
 
 /// What a pull did, for `--json`.
@@ -74,6 +77,9 @@ pub struct ContentSummary {
     /// The host it was fetched from (a mirror or the registry), when fetched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// A zstd:chunked layer's partial pull: `{fetched, reused, zeros, requests, fallback}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<serde_json::Value>,
 }
 
 struct Fetched {
@@ -274,6 +280,7 @@ impl Puller<'_> {
                 downloaded: 0,
                 status: "present",
                 source: None,
+                delta: None,
             })
             .collect();
         Ok(Some(Summary {
@@ -480,6 +487,7 @@ impl Puller<'_> {
             downloaded: size,
             status: if present { "present" } else { "downloaded" },
             source: Some(f.source.clone()),
+            delta: None,
         });
         Ok(())
     }
@@ -512,6 +520,9 @@ impl Puller<'_> {
             return Ok(());
         }
         for layer in &m.layers {
+            if self.opts.partial_layers && may_be_partial(layer) {
+                continue;
+            }
             self.fetch_blob(layer)?;
         }
         Ok(())
@@ -629,7 +640,7 @@ impl Puller<'_> {
                 };
                 e.context(format!("manifest {reference}, {what}"))
             })?;
-            if !have && (i == 0 || !self.opts.discard_layers) {
+            if !have && (i == 0 || !(self.opts.discard_layers || self.opts.partial_layers && may_be_partial(d))) {
                 need = need.saturating_add(size.saturating_sub(self.layout.partial_len(&digest)));
             }
         }
@@ -711,6 +722,7 @@ impl Puller<'_> {
             downloaded,
             status,
             source,
+            delta: None,
         });
     }
 }
@@ -742,6 +754,19 @@ pub fn fetch_one(sources: &mut Sources, layout: &Layout, progress: Progress, des
     layout.commit_partial(&digest)?;
     bp.finish(downloaded);
     Ok(downloaded)
+}
+
+/// A layer the unpack may fetch partially (modern zstd:chunked annotations).
+fn may_be_partial(layer: &Descriptor) -> bool {
+    #[cfg(feature = "unpack")]
+    {
+        crate::delta::position::of(layer).is_some()
+    }
+    #[cfg(not(feature = "unpack"))]
+    {
+        let _ = layer;
+        false
+    }
 }
 
 /// Check every digest and size a manifest names before fetching any of

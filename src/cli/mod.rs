@@ -62,6 +62,10 @@ pub(crate) struct Args {
     pub(crate) no_downgrade: bool,
     pub(crate) prune: bool,
     pub(crate) discard_layers: bool,
+    #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
+    pub(crate) no_delta: bool,
+    #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
+    pub(crate) reuse_from: Option<PathBuf>,
     pub(crate) keep_partials: bool,
     pub(crate) limit_rate: Option<u64>,
     pub(crate) json: bool,
@@ -81,8 +85,10 @@ pub(crate) struct Args {
 }
 
 /// The options of `minipull REF OUTDIR` that only mean something with `--unpack`.
-const UNPACK_ONLY: [&str; 5] = [
+const UNPACK_ONLY: [&str; 7] = [
     "--force",
+    "--no-delta",
+    "--reuse-from",
     "--keep-old",
     "--keep-setuid",
     "--discard-layers",
@@ -159,6 +165,8 @@ fn parse_args() -> Result<std::result::Result<Args, i32>> {
         no_downgrade: g.flag("--no-downgrade"),
         prune: g.flag("--prune"),
         discard_layers: g.flag("--discard-layers"),
+        no_delta: g.flag("--no-delta"),
+        reuse_from: g.path("--reuse-from"),
         keep_partials: g.flag("--keep-partials"),
         limit_rate,
         force: g.flag("--force"),

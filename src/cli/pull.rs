@@ -18,6 +18,10 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
         plan.as_ref().map(rootfs_kept).unwrap_or_default()
     ));
     progress.note(format!("pulling {reference} from {}", sources.registry_host()));
+    #[cfg(feature = "unpack")]
+    let delta = plan.as_ref().and_then(|p| delta_for(args, p, &layout, &reference, &platform));
+    #[cfg(not(feature = "unpack"))]
+    let delta: Option<()> = None;
     let pull_opts = PullOptions {
         platform,
         all_platforms: args.all_platforms,
@@ -26,12 +30,15 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
         no_downgrade: args.no_downgrade,
         need_layers: args.unpack.is_some(),
         discard_layers: args.discard_layers,
+        partial_layers: delta.is_some(),
     };
     let steps = crate::install::Steps {
         plan: plan.as_ref(),
         prune: args.prune,
         #[cfg(feature = "unpack")]
         keep: &args.keep(),
+        #[cfg(feature = "unpack")]
+        delta,
     };
     let (summary, outcome) = crate::install::update(&reference, &mut sources, &layout, &pull_opts, &steps, progress)?;
     // Last (with --discard-layers the unpack still used the work directory).
@@ -50,6 +57,39 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
     // A closed stdout (e.g. `| head`) is not worth failing a finished pull for.
     let _ = writeln!(std::io::stdout(), "{out}");
     Ok(outcome.exit_code())
+}
+
+/// Partial pulls for this update, unless `--no-delta`: the root to reuse
+/// files from (`--reuse-from`, or ROOTFS when its record names an installed
+/// image) and the image it holds (the record's, or OUTDIR's entry of the
+/// same name, whose zstd:chunked TOCs say which chunks that root has).
+#[cfg(feature = "unpack")]
+fn delta_for(
+    args: &Args,
+    plan: &crate::install::Plan,
+    layout: &Layout,
+    reference: &Reference,
+    platform: &Platform,
+) -> Option<crate::delta::update::Delta> {
+    if args.no_delta {
+        return None;
+    }
+    let recorded = plan.recorded().filter(|r| r.current);
+    let reuse = match (&args.reuse_from, &recorded) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(_)) => plan.rootfs().to_path_buf(),
+        (None, None) => return None,
+    };
+    let previous = recorded.map(|r| r.digest).or_else(|| {
+        let name = crate::pull::ref_name(reference);
+        layout.entry_named(&name).ok().flatten().map(|e| e.digest)
+    });
+    Some(crate::delta::update::Delta {
+        reuse,
+        previous,
+        platform: platform.clone(),
+        gap: crate::delta::plan::DEFAULT_GAP,
+    })
 }
 
 /// What an interrupt leaves of ROOTFS.

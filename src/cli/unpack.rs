@@ -24,6 +24,15 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         ))
         .hint("pull it again with --unpack ROOTFS, which fetches the layers as it applies them"));
     }
+    let partial = image.layers_partial.iter().find(|d| layout.blob_size(d).is_none());
+    if let (Command::Unpack, Some(d)) = (args.command, partial) {
+        return Err(Error::not_found(format!(
+            "layer {d} of {} was obtained partially (zstd:chunked: only the changed chunks were fetched into a root); its compressed blob is not in {}",
+            image.name,
+            dir.display()
+        ))
+        .hint("pull it again with --unpack ROOTFS (partially again, from that root), or with --no-delta to keep every layer whole"));
+    }
     if let Some(policy) = policy {
         // Before anything is extracted: the signature stored with the image.
         let v = verify_stored(&layout, policy, &image)?;
@@ -57,7 +66,7 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         true => "ROOTFS, unpacked in place, is incomplete: empty it, then run the same command again",
         false => "ROOTFS is as it was; run the same command again",
     });
-    let warnings = crate::install::install(&layout, &image, &plan, progress, &args.keep(), None)?;
+    let (warnings, _) = crate::install::install(&layout, &image, &plan, progress, &args.keep(), None, false, None)?;
     Ok(match warnings.is_empty() {
         true => 0,
         false => crate::error::Kind::Upkeep.exit_code(),

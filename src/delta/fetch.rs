@@ -11,7 +11,41 @@ use super::{position, refuse, Metadata, MAX_COMPRESSED};
 use crate::error::Result;
 use crate::manifest::Descriptor;
 use crate::registry::{Client, Ranged};
+use std::cell::Cell;
 use std::io::Read;
+use std::rc::Rc;
+
+/// What a partial layer cost on the wire, counted as it goes (the reader
+/// outlives the call that made it).
+#[derive(Default)]
+pub struct Meter {
+    /// Blob bytes received (metadata and ranges).
+    pub bytes: Cell<u64>,
+    /// Ranged requests made.
+    pub requests: Cell<u32>,
+    /// The layer's progress line: bytes fetched against its size.
+    pub line: std::cell::RefCell<Option<crate::progress::BlobProgress>>,
+}
+
+impl Meter {
+    fn add(&self, n: u64) {
+        self.bytes.set(self.bytes.get() + n);
+        if let Some(l) = self.line.borrow_mut().as_mut() {
+            l.update(self.bytes.get());
+        }
+    }
+}
+
+/// A reader that counts what passes into a [`Meter`].
+struct Counted<R>(R, Rc<Meter>);
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1.add(n as u64);
+        Ok(n)
+    }
+}
 
 /// What the partial path obtained.
 pub enum Got<'a> {
@@ -31,17 +65,65 @@ pub fn partial<'a>(
     client: &'a mut Client,
     desc: &Descriptor,
     prev: Option<Prev>,
-    mut local: impl Local + 'a,
+    local: impl Local + 'a,
     gap: u64,
 ) -> Result<Got<'a>> {
+    partial_metered(client, desc, prev, local, gap, Rc::default())
+}
+
+/// [`partial`], counting bytes and requests into `meter`.
+pub fn partial_metered<'a, L: Local + 'a>(
+    client: &'a mut Client,
+    desc: &Descriptor,
+    prev: Option<Prev>,
+    local: L,
+    gap: u64,
+    meter: Rc<Meter>,
+) -> Result<Got<'a>> {
+    match prepare(client, desc, prev, local, gap, meter)? {
+        First::Blob(b) => Ok(Got::Blob(b)),
+        First::Ready(r) => r.start(client),
+    }
+}
+
+/// What the metadata request gave: a verified, planned layer, or the
+/// whole blob (the registry ignored the Range).
+pub enum First<L> {
+    Ready(Ready<L>),
+    Blob(Box<dyn Read>),
+}
+
+/// A layer whose metadata is verified and whose ranges are planned.
+pub struct Ready<L> {
+    digest: crate::digest::Digest,
+    meta: Metadata,
+    pub plan: plan::Plan,
+    prev: Option<Prev>,
+    local: L,
+    /// The verified metadata as fetched (to keep once the layer is accepted).
+    pub tail: Vec<u8>,
+    meter: Rc<Meter>,
+}
+
+/// The metadata request, its checks and the plan: everything before the
+/// data request (an error here costs one small request).
+pub fn prepare<L: Local>(
+    client: &mut Client,
+    desc: &Descriptor,
+    prev: Option<Prev>,
+    mut local: L,
+    gap: u64,
+    meter: Rc<Meter>,
+) -> Result<First<L>> {
     let pos = position::of(desc).ok_or_else(|| refuse("the layer is not a modern zstd:chunked layer"))?;
     let (digest, size) = (desc.checked_digest()?, desc.checked_size()?);
+    meter.requests.set(meter.requests.get() + 1);
     let tail = match client.blob_ranges(&digest, &[pos.metadata_range(size)])? {
-        Ranged::Whole(blob) => return Ok(Got::Blob(blob)),
+        Ranged::Whole(blob) => return Ok(First::Blob(Box::new(Counted(blob, meter)))),
         Ranged::Refused => return Err(refuse("the registry refused the metadata range")),
-        Ranged::Parts(mut p) => {
+        Ranged::Parts(p) => {
             let mut tail = Vec::new();
-            (&mut p)
+            Counted(p, meter.clone())
                 .take(2 * MAX_COMPRESSED + 4096)
                 .read_to_end(&mut tail)
                 .map_err(|e| refuse(format!("cannot read the layer's metadata: {e}")))?;
@@ -51,22 +133,54 @@ pub fn partial<'a>(
     let mut meta = Metadata::open(&tail, &pos)?;
     plan::check_order(&meta.toc, &mut meta.lines())?;
     let plan = plan::make(&mut meta.toc, prev.as_ref(), &mut local, gap);
-    let remote: Box<dyn Read> = if plan.ranges.is_empty() {
-        Box::new(std::io::empty())
-    } else {
-        match client.blob_ranges(&digest, &plan.ranges)? {
-            Ranged::Parts(p) => Box::new(p),
-            Ranged::Whole(blob) => return Ok(Got::Blob(blob)),
-            Ranged::Refused => Box::new(Singles::new(client, digest, plan.ranges.clone())),
-        }
-    };
-    let (toc, lines) = meta.into_parts();
-    let ranges = plan.ranges.clone();
-    Ok(Got::Tar(
-        Box::new(Rebuild::new(lines, toc, ranges, prev, local, remote)),
+    Ok(First::Ready(Ready {
+        digest,
+        meta,
         plan,
+        prev,
+        local,
         tail,
-    ))
+        meter,
+    }))
+}
+
+impl<L: Local> Ready<L> {
+    /// The data request, and the rebuilt tar reading its answer.
+    pub fn start<'a>(self, client: &'a mut Client) -> Result<Got<'a>>
+    where
+        L: 'a,
+    {
+        let Ready {
+            digest,
+            meta,
+            plan,
+            prev,
+            local,
+            tail,
+            meter,
+        } = self;
+        let remote: Box<dyn Read> = if plan.ranges.is_empty() {
+            Box::new(std::io::empty())
+        } else {
+            meter.requests.set(meter.requests.get() + 1);
+            match client.blob_ranges(&digest, &plan.ranges)? {
+                Ranged::Parts(p) => Box::new(Counted(p, meter)),
+                Ranged::Whole(blob) => return Ok(Got::Blob(Box::new(Counted(blob, meter)))),
+                Ranged::Refused => {
+                    let mut s = Singles::new(client, digest, plan.ranges.clone());
+                    s.meter = Some(meter.clone());
+                    Box::new(Counted(s, meter))
+                }
+            }
+        };
+        let (toc, lines) = meta.into_parts();
+        let ranges = plan.ranges.clone();
+        Ok(Got::Tar(
+            Box::new(Rebuild::new(lines, toc, ranges, prev, local, remote)),
+            plan,
+            tail,
+        ))
+    }
 }
 
 /// The previous image's TOC for the layer `desc` from the layout's store,
@@ -87,6 +201,7 @@ pub struct Singles<'a> {
     ranges: Vec<(u64, u64)>,
     next: usize,
     cur: Option<Box<dyn Read>>,
+    meter: Option<Rc<Meter>>,
 }
 
 impl<'a> Singles<'a> {
@@ -97,6 +212,7 @@ impl<'a> Singles<'a> {
             ranges,
             next: 0,
             cur: None,
+            meter: None,
         }
     }
 }
@@ -115,6 +231,9 @@ impl Read for Singles<'_> {
                 return Ok(0);
             };
             self.next += 1;
+            if let Some(m) = &self.meter {
+                m.requests.set(m.requests.get() + 1);
+            }
             match self.client.blob_ranges(&self.digest, &[r]) {
                 Ok(Ranged::Parts(p)) => self.cur = Some(Box::new(p)),
                 Ok(_) => {

@@ -11,7 +11,8 @@
 //! - [`rebuild`]: the tar stream out of tar-split, local bytes and frames;
 //! - [`ranges`]: a 206 answer (single or `multipart/byteranges`) as bytes;
 //! - [`root`]: the reuse root, read through an in-root walk;
-//! - [`fetch`]: the one hook a pull calls per layer.
+//! - [`fetch`]: the one hook a pull calls per layer;
+//! - [`update`]: the layers' source in an update (partial, whole, discarded).
 //!
 //! Every failure here is an [`Error`]: the caller's answer to any of them is
 //! the whole-layer path, never a half-built layer.
@@ -29,6 +30,7 @@ mod tests_e2e;
 #[doc(hidden)]
 pub mod testwriter;
 pub mod toc;
+pub mod update;
 
 use crate::error::{Error, Result};
 use std::io::Read;

@@ -9,7 +9,7 @@
 mod delta;
 mod reach;
 mod upkeep;
-pub use reach::{Reached, LAYERS_DISCARDED};
+pub use reach::{partial_layers, Reached, LAYERS_DISCARDED, LAYERS_PARTIAL};
 pub use upkeep::{is_signature, Freed};
 
 use crate::digest::{hash_into, Algorithm, Digest, Hasher};

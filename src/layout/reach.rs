@@ -17,7 +17,9 @@ pub struct Reached {
     pub blobs: Vec<(Digest, u64, String)>,
     /// Named below the entry but not in `blobs/`.
     pub missing: Vec<Digest>,
-    /// Layers an entry marked as discarded (`--discard-layers`) does not hold.
+    /// Layers an entry marked as discarded (`--discard-layers`) or
+    /// obtained partially (zstd:chunked, its TOC and tar-split kept as the
+    /// proof) does not hold.
     pub discarded: Vec<Digest>,
 }
 
@@ -45,6 +47,15 @@ impl Reached {
 
 /// The annotation on an entry whose layers were removed after unpacking.
 pub const LAYERS_DISCARDED: &str = "io.minipull.layers-discarded";
+/// The annotation on an entry listing (comma-separated) the layers an
+/// update obtained partially: no blob of theirs is in `blobs/`.
+pub const LAYERS_PARTIAL: &str = "io.minipull.layers-partial";
+
+/// The layers `entry` says were obtained partially.
+pub fn partial_layers(entry: &Descriptor) -> Vec<Digest> {
+    let list = entry.annotation(LAYERS_PARTIAL).unwrap_or_default();
+    list.split(',').filter_map(|d| Digest::parse(d).ok()).take(4096).collect()
+}
 
 impl Layout {
     /// Walk `entry` (at most 4 indexes deep). With `verify`, re-hash each
@@ -52,7 +63,8 @@ impl Layout {
     pub fn reach(&self, entry: &Descriptor, verify: bool) -> Result<Reached> {
         let mut r = Reached::default();
         let discarded = entry.annotation(LAYERS_DISCARDED) == Some("true");
-        self.walk(entry, verify, discarded, 0, &mut r)?;
+        let partial = partial_layers(entry);
+        self.walk(entry, verify, (discarded, &partial), 0, &mut r)?;
         // The index a one-platform entry's tag resolved to, when stored
         // (a signature may sign it).
         if let Some(d) = entry.annotation(super::RESOLVED).and_then(|d| Digest::parse(d).ok()) {
@@ -63,7 +75,14 @@ impl Layout {
         Ok(r)
     }
 
-    fn walk(&self, desc: &Descriptor, verify: bool, discarded: bool, depth: usize, r: &mut Reached) -> Result<()> {
+    fn walk(
+        &self,
+        desc: &Descriptor,
+        verify: bool,
+        (discarded, partial): (bool, &[Digest]),
+        depth: usize,
+        r: &mut Reached,
+    ) -> Result<()> {
         let d = desc.checked_digest()?;
         if r.has(&d) {
             return Ok(());
@@ -82,7 +101,7 @@ impl Layout {
                 // A child of a media type minipull does not pull was not
                 // fetched and is not a manifest to walk.
                 for child in i.manifests.iter().filter(|c| manifest::is_manifest_type(&c.media_type)) {
-                    self.walk(child, verify, discarded, depth + 1, r)?;
+                    self.walk(child, verify, (discarded, partial), depth + 1, r)?;
                 }
             }
             Manifest::Image(m) => {
@@ -96,6 +115,16 @@ impl Layout {
                     // still be on disk is not its to keep.
                     if discarded {
                         r.discarded.push(l.checked_digest()?);
+                        continue;
+                    }
+                    // Obtained partially: its blob is not here, its proof
+                    // is (checked again against the layer with `verify`).
+                    let d = l.checked_digest()?;
+                    if partial.contains(&d) && self.blob_size(&d).is_none() {
+                        match !verify || self.partial_proof_ok(l) {
+                            true => r.discarded.push(d),
+                            false => r.missing.push(d),
+                        }
                         continue;
                     }
                     self.leaf(l, verify, r)?;
@@ -126,6 +155,20 @@ impl Layout {
             return Ok(None);
         };
         Ok((!verify || self.blob_intact(d)?).then_some(size))
+    }
+
+    /// The stored TOC and tar-split of a layer obtained partially still
+    /// verify against its annotations.
+    fn partial_proof_ok(&self, layer: &Descriptor) -> bool {
+        #[cfg(feature = "unpack")]
+        {
+            crate::delta::fetch::previous(self, layer).is_some()
+        }
+        #[cfg(not(feature = "unpack"))]
+        {
+            let _ = layer;
+            false
+        }
     }
 
     /// The size of a blob in the layout, if it is there.

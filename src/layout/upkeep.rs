@@ -72,6 +72,17 @@ impl Layout {
         Ok((have, named))
     }
 
+    /// Remove the kept zstd:chunked proofs of `layers` that no manifest in
+    /// `index.json` names any more; returns the bytes freed.
+    pub fn remove_unneeded_proofs(&self, layers: &[Digest]) -> Result<u64> {
+        let (reachable, named) = self.reachable()?;
+        let mut bytes = 0;
+        for d in layers.iter().filter(|d| !reachable.contains(d) && !named.contains(d)) {
+            bytes += self.unlink_in(super::delta::DELTA_DIR, &format!("{}-{}", d.algorithm().name(), d.hex()))?;
+        }
+        Ok(bytes)
+    }
+
     /// Remove the blobs of `candidates` that nothing in `index.json` reaches.
     pub fn remove_unreachable(&self, candidates: &[Digest]) -> Result<Freed> {
         let (reachable, _) = self.reachable()?;
@@ -228,6 +239,19 @@ impl Layout {
             e.annotations
                 .get_or_insert_with(Default::default)
                 .insert(super::LAYERS_DISCARDED.to_string(), "true".to_string());
+        }
+        self.write_entries(&entries)
+    }
+
+    /// Mark, on the entries of `digest`, the layers obtained partially.
+    pub fn mark_layers_partial(&self, digest: &str, layers: &[String]) -> Result<()> {
+        let mut entries = self.entries()?;
+        for e in entries.iter_mut().filter(|e| e.digest == digest && !is_signature(e)) {
+            let mut list: Vec<String> = super::partial_layers(e).iter().map(|d| d.to_string()).collect();
+            list.extend(layers.iter().filter(|l| !list.contains(l)).cloned().collect::<Vec<_>>());
+            e.annotations
+                .get_or_insert_with(Default::default)
+                .insert(super::LAYERS_PARTIAL.to_string(), list.join(","));
         }
         self.write_entries(&entries)
     }

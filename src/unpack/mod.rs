@@ -59,6 +59,8 @@ pub struct Image {
     pub resolved: Option<String>,
     /// Its entry says the layers were removed after unpacking.
     pub layers_discarded: bool,
+    /// The layers its entry says were obtained partially (no blob kept).
+    pub layers_partial: Vec<Digest>,
     pub manifest: ImageManifest,
     pub config_digest: Digest,
     pub config: Vec<u8>,
@@ -138,6 +140,7 @@ pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Resul
                     name,
                     resolved,
                     layers_discarded,
+                    layers_partial: crate::layout::partial_layers(entry),
                     manifest: *m,
                     config_digest,
                     config,
@@ -182,32 +185,44 @@ fn missing_blob(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
-/// When [`unpack_with`] calls its hook: before a layer is read (the hook
-/// may download it) and after it is applied (the hook may remove it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Before,
-    After,
+/// Where each layer's bytes come from, around the layer loop of
+/// [`unpack_with`]: the blob in the layout (downloaded just before when
+/// needed), or a partial pull's rebuilt tar.
+pub trait Layers {
+    /// Before layer `i` is read: download its blob, or hand back its
+    /// uncompressed tar (checked against the diff_id like any layer).
+    fn before(&mut self, i: usize, layer: &Descriptor) -> Result<Option<Box<dyn Read + '_>>>;
+    /// Layer `i` is applied (from the tar [`Layers::before`] gave, when `rebuilt`).
+    fn after(&mut self, i: usize, layer: &Descriptor, rebuilt: bool) -> Result<()>;
+    /// Applying the rebuilt tar of layer `i` failed with `e`.
+    fn failed(&mut self, _i: usize, _layer: &Descriptor, _e: &Error) {}
 }
 
-/// What [`unpack_with`] calls around each layer.
-pub type LayerHook<'h> = dyn FnMut(Stage, &Descriptor) -> Result<()> + 'h;
+/// The blobs of the layout, nothing else.
+impl Layers for () {
+    fn before(&mut self, _: usize, _: &Descriptor) -> Result<Option<Box<dyn Read + '_>>> {
+        Ok(None)
+    }
+    fn after(&mut self, _: usize, _: &Descriptor, _: bool) -> Result<()> {
+        Ok(())
+    }
+}
 
 /// Apply the image's layers into `rootfs` (see [`prepare_rootfs`]).
 pub fn unpack(layout: &Layout, image: &Image, rootfs: &Path, progress: Progress, keep: &Keep) -> Result<Summary> {
-    unpack_with(layout, image, rootfs, progress, keep, &mut |_, _| Ok(()))
+    unpack_with(layout, image, rootfs, progress, keep, &mut ())
 }
 
-/// [`unpack`], calling `hook` around each layer: `--discard-layers`
+/// [`unpack`], with the layers' bytes from `layers`: `--discard-layers`
 /// downloads a layer just before it is applied and removes it just after,
-/// so the compressed layers are never on disk all at once.
+/// a partial pull rebuilds its tar from the chunks it fetched.
 pub fn unpack_with(
     layout: &Layout,
     image: &Image,
     rootfs: &Path,
     progress: Progress,
     keep: &Keep,
-    hook: &mut LayerHook,
+    layers_from: &mut dyn Layers,
 ) -> Result<Summary> {
     #[derive(serde::Deserialize)]
     struct Config {
@@ -231,10 +246,32 @@ pub fn unpack_with(
     let mut summary = Summary::default();
     for (i, (layer, diff_id)) in layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
         let diff_id = Digest::parse(diff_id).map_err(|e| e.context(format!("diff_id of layer {}", i + 1)))?;
-        hook(Stage::Before, layer)?;
-        let (entries, bytes) = apply_layer(&mut applier, layout, layer, &diff_id)
-            .map_err(|e| e.context(format!("layer {} of {} ({})", i + 1, layers.len(), layer.digest)))?;
-        hook(Stage::After, layer)?;
+        let limit = layer
+            .checked_size()?
+            .saturating_mul(MAX_EXPANSION)
+            .saturating_add(EXPANSION_SLACK);
+        let rebuilt = match layers_from.before(i, layer)? {
+            Some(tar) => Some(
+                apply_uncompressed(&mut applier, tar, &diff_id, limit).and_then(|(e, b, got)| match got == diff_id {
+                    true => Ok((e, b, true)),
+                    false => Err(Error::integrity(format!(
+                        "the rebuilt layer hashes to {got}, but the config says {diff_id}"
+                    ))),
+                }),
+            ),
+            None => None,
+        };
+        let (entries, bytes, rebuilt) = match rebuilt {
+            Some(r) => {
+                if let Err(e) = &r {
+                    layers_from.failed(i, layer, e);
+                }
+                r
+            }
+            None => apply_layer(&mut applier, layout, layer, &diff_id).map(|(e, b)| (e, b, false)),
+        }
+        .map_err(|e| e.context(format!("layer {} of {} ({})", i + 1, layers.len(), layer.digest)))?;
+        layers_from.after(i, layer, rebuilt)?;
         summary.layers += 1;
         summary.entries += entries;
         summary.bytes += bytes;
