@@ -358,3 +358,218 @@ fn single_range_mode_asks_one_range_at_a_time() {
         "{logged}"
     );
 }
+
+/// Push an image of zstd:chunked layers (with their annotations) as `repo:tag`.
+fn push_chunked(reg: &Registry, repo: &str, tag: &str, layers: &[&minipull::delta::testwriter::Layer]) -> String {
+    let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id()).collect();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let cd = reg.blob_desc(repo, "application/vnd.oci.image.config.v1+json", &config);
+    let ls: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| {
+            reg.push_blob(repo, &l.blob);
+            serde_json::to_value(l.descriptor()).unwrap()
+        })
+        .collect();
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": cd, "layers": ls,
+    });
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    reg.push_manifest(repo, tag, mt, &serde_json::to_vec(&m).unwrap())
+}
+
+/// The oracle's tree digest: every entry's path, type, mode, owner, mtime,
+/// size, content digest or link target, and extended attributes.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let xattrs = |p: &std::path::Path| -> Vec<String> {
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+        let mut names = vec![0u8; 64 * 1024];
+        // SAFETY: valid path and buffer.
+        let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+        if n <= 0 {
+            return Vec::new();
+        }
+        let mut out: Vec<String> = names[..n as usize]
+            .split(|b| *b == 0)
+            .filter(|x| !x.is_empty())
+            .map(|name| {
+                let cn = std::ffi::CString::new(name).unwrap();
+                let mut v = vec![0u8; 64 * 1024];
+                // SAFETY: valid strings and buffer.
+                let k = unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+                format!("{}={:?}", String::from_utf8_lossy(name), &v[..k.max(0) as usize])
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let m = std::fs::symlink_metadata(&d).unwrap();
+        let what = if m.file_type().is_symlink() {
+            format!("-> {}", std::fs::read_link(&d).unwrap().display())
+        } else if m.is_file() {
+            sha256(&std::fs::read(&d).unwrap())
+        } else {
+            String::new()
+        };
+        let rel = d.strip_prefix(dir).unwrap().display().to_string();
+        out.push(format!(
+            "{rel} {:o} {}:{} {} {} {what} {:?} nlink={}",
+            m.mode(),
+            m.uid(),
+            m.gid(),
+            // The root's own time is the unpack's when no layer has a `./` entry.
+            if rel.is_empty() { 0 } else { m.mtime() },
+            m.len() * u64::from(m.is_file()),
+            xattrs(&d),
+            if m.is_dir() { 0 } else { m.nlink() }
+        ));
+        if m.is_dir() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// v1 then v2 of an image of zstd:chunked layers, as written by the
+/// in-suite writer: (v1, v2).
+fn two_versions() -> (minipull::delta::testwriter::Layer, minipull::delta::testwriter::Layer) {
+    use minipull::delta::testwriter::write;
+    (
+        write(&image(false), |_| {}, |_| {}),
+        write(&image(true), |_| {}, |_| {}),
+    )
+}
+
+/// Install v1 whole into ROOTFS from `host`, then return the paths (work, out, rootfs).
+fn install_v1(host: &str, repo: &str, work: &TempDir) -> (String, String) {
+    let (out, rootfs) = (work.join("out"), work.join("rootfs"));
+    let (out, rootfs) = (out.to_str().unwrap().to_string(), rootfs.to_str().unwrap().to_string());
+    let o = minipull(
+        &["--plain-http", "-q", &format!("{host}/{repo}:v1"), &out, "--unpack", &rootfs],
+        None,
+    );
+    assert_exit(&o, 0);
+    (out, rootfs)
+}
+
+/// The whole-layer unpack of `host/repo:v2` (the oracle).
+fn whole_v2(host: &str, repo: &str) -> (TempDir, Vec<String>) {
+    let work = TempDir::new("delta-oracle");
+    let (out, rootfs) = (work.join("out"), work.join("rootfs"));
+    let o = minipull(
+        &[
+            "--plain-http",
+            "-q",
+            &format!("{host}/{repo}:v2"),
+            out.to_str().unwrap(),
+            "--unpack",
+            rootfs.to_str().unwrap(),
+            "--no-delta",
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
+    let t = tree(&rootfs);
+    (work, t)
+}
+
+fn update_json(host: &str, repo: &str, out: &str, rootfs: &str, extra: &[&str]) -> (Output, serde_json::Value) {
+    let r = format!("{host}/{repo}:v2");
+    let mut args = vec!["--plain-http", "--json", &r, out, "--unpack", rootfs, "--force"];
+    args.extend_from_slice(extra);
+    let o = minipull(&args, None);
+    let v = serde_json::from_str(&stdout(&o)).unwrap_or(serde_json::Value::Null);
+    (o, v)
+}
+
+use std::process::Output;
+
+/// The update from v1 to v2 through the binary against the real registry:
+/// the new root equals a whole-layer unpack of v2; the layer was obtained
+/// with two blob requests carrying a fraction of it; the layout marks it
+/// and keeps its proof; `unpack` says to re-pull, `gc` keeps the proof,
+/// the cheap re-pull and `--verify` accept the layout as it is.
+#[test]
+fn update_fetches_only_the_changed_chunks_and_equals_the_whole_unpack() {
+    let log = TempDir::new("delta-e2e-log");
+    let reg = Registry::start_setup(Setup {
+        access_log: Some(log.join("access.log")),
+        ..Setup::default()
+    });
+    let (v1, v2) = two_versions();
+    push_chunked(&reg, "delta/e2e", "v1", &[&v1]);
+    push_chunked(&reg, "delta/e2e", "v2", &[&v2]);
+    let (_oracle, want) = whole_v2(&reg.host, "delta/e2e");
+    let work = TempDir::new("delta-e2e");
+    let (out, rootfs) = install_v1(&reg.host, "delta/e2e", &work);
+    let before = std::fs::read_to_string(log.join("access.log")).unwrap_or_default().lines().count();
+    let (o, v) = update_json(&reg.host, "delta/e2e", &out, &rootfs, &[]);
+    assert_exit(&o, 0);
+    assert_eq!(tree(std::path::Path::new(&rootfs)), want, "{}", stderr(&o));
+    let layer = v["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["digest"] == sha256(&v2.blob))
+        .unwrap_or_else(|| panic!("{v}"))
+        .clone();
+    assert_eq!(layer["status"], "partial", "{v}\n{}", stderr(&o));
+    let d = &layer["delta"];
+    assert_eq!(d["requests"], 2, "{d}");
+    assert!(d["fallback"].is_null(), "{d}");
+    let fetched = d["fetched"].as_u64().unwrap();
+    assert!(fetched < v2.blob.len() as u64 / 4, "{fetched} of {}", v2.blob.len());
+    assert!(d["reused"].as_u64().unwrap() > 700 * 1024, "{d}");
+    // usr/holes is unchanged: reused whole, its zero runs are not counted apart.
+    assert!(d["zeros"].is_u64(), "{d}");
+    let logged = std::fs::read_to_string(log.join("access.log")).unwrap_or_default();
+    let gets: Vec<&str> = logged
+        .lines()
+        .skip(before)
+        .filter(|l| l.contains("GET /v2/delta/e2e/blobs/"))
+        .collect();
+    assert_eq!(gets.len(), 3, "config + metadata + one data request:\n{}", gets.join("\n"));
+    // The layout: no blob, a mark, the proof.
+    let outp = std::path::Path::new(&out);
+    assert!(!blob_path(outp, &sha256(&v2.blob)).exists());
+    let index = read_json(&outp.join("index.json"));
+    let marked = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["annotations"]["io.minipull.layers-partial"] == sha256(&v2.blob));
+    assert!(marked, "{index}");
+    let proof = outp.join(".minipull/delta").join(sha256(&v2.blob).replace(':', "-"));
+    assert!(proof.is_file());
+    // unpack needs the blob: it says so.
+    let o = minipull(&["unpack", &format!("{out}:v2"), work.join("again").to_str().unwrap()], None);
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("obtained partially"), "{}", stderr(&o));
+    // gc keeps the proof (the entry names the layer); the image stays whole in `ls`' eyes.
+    assert_exit(&minipull(&["gc", &out], None), 0);
+    assert!(proof.is_file());
+    // The same pull again, with --verify: nothing fetched, the proof re-checked.
+    let (o, v) = update_json(&reg.host, "delta/e2e", &out, &rootfs, &["--verify"]);
+    assert_exit(&o, 0);
+    assert_eq!(v["bytesDownloaded"], 0, "{v}\n{}", stderr(&o));
+    // A damaged proof: --verify counts the layer as missing; the installed root stays right.
+    std::fs::write(&proof, b"damaged").unwrap();
+    let (o, _) = update_json(&reg.host, "delta/e2e", &out, &rootfs, &["--verify"]);
+    assert_exit(&o, 0);
+    assert_eq!(tree(std::path::Path::new(&rootfs)), want);
+}
