@@ -109,7 +109,16 @@ pub fn update(
                 true => Some(&mut *sources),
                 false => None,
             };
-            let (warnings, reports) = install(layout, &image, plan, progress, steps.keep, fetch, opts.discard_layers, delta)?;
+            let (warnings, reports) = install(
+                layout,
+                &image,
+                plan,
+                progress,
+                steps.keep,
+                fetch,
+                opts.discard_layers,
+                delta,
+            )?;
             out.warnings = warnings;
             out.installed = true;
             add_layer_reports(&mut summary, layout, &image.digest, reports, progress);

@@ -460,7 +460,14 @@ fn install_v1(host: &str, repo: &str, work: &TempDir) -> (String, String) {
     let (out, rootfs) = (work.join("out"), work.join("rootfs"));
     let (out, rootfs) = (out.to_str().unwrap().to_string(), rootfs.to_str().unwrap().to_string());
     let o = minipull(
-        &["--plain-http", "-q", &format!("{host}/{repo}:v1"), &out, "--unpack", &rootfs],
+        &[
+            "--plain-http",
+            "-q",
+            &format!("{host}/{repo}:v1"),
+            &out,
+            "--unpack",
+            &rootfs,
+        ],
         None,
     );
     assert_exit(&o, 0);
@@ -517,7 +524,10 @@ fn update_fetches_only_the_changed_chunks_and_equals_the_whole_unpack() {
     let (_oracle, want) = whole_v2(&reg.host, "delta/e2e");
     let work = TempDir::new("delta-e2e");
     let (out, rootfs) = install_v1(&reg.host, "delta/e2e", &work);
-    let before = std::fs::read_to_string(log.join("access.log")).unwrap_or_default().lines().count();
+    let before = std::fs::read_to_string(log.join("access.log"))
+        .unwrap_or_default()
+        .lines()
+        .count();
     let (o, v) = update_json(&reg.host, "delta/e2e", &out, &rootfs, &[]);
     assert_exit(&o, 0);
     assert_eq!(tree(std::path::Path::new(&rootfs)), want, "{}", stderr(&o));
@@ -543,7 +553,12 @@ fn update_fetches_only_the_changed_chunks_and_equals_the_whole_unpack() {
         .skip(before)
         .filter(|l| l.contains("GET /v2/delta/e2e/blobs/"))
         .collect();
-    assert_eq!(gets.len(), 3, "config + metadata + one data request:\n{}", gets.join("\n"));
+    assert_eq!(
+        gets.len(),
+        3,
+        "config + metadata + one data request:\n{}",
+        gets.join("\n")
+    );
     // The layout: no blob, a mark, the proof.
     let outp = std::path::Path::new(&out);
     assert!(!blob_path(outp, &sha256(&v2.blob)).exists());
@@ -557,7 +572,10 @@ fn update_fetches_only_the_changed_chunks_and_equals_the_whole_unpack() {
     let proof = outp.join(".minipull/delta").join(sha256(&v2.blob).replace(':', "-"));
     assert!(proof.is_file());
     // unpack needs the blob: it says so.
-    let o = minipull(&["unpack", &format!("{out}:v2"), work.join("again").to_str().unwrap()], None);
+    let o = minipull(
+        &["unpack", &format!("{out}:v2"), work.join("again").to_str().unwrap()],
+        None,
+    );
     assert_exit(&o, 3);
     assert!(stderr(&o).contains("obtained partially"), "{}", stderr(&o));
     // gc keeps the proof (the entry names the layer); the image stays whole in `ls`' eyes.
@@ -572,4 +590,87 @@ fn update_fetches_only_the_changed_chunks_and_equals_the_whole_unpack() {
     let (o, _) = update_json(&reg.host, "delta/e2e", &out, &rootfs, &["--verify"]);
     assert_exit(&o, 0);
     assert_eq!(tree(std::path::Path::new(&rootfs)), want);
+}
+
+/// v1 and v2 on a fault server whose ranged answers are damaged as `m` says.
+fn fault_server_with(
+    m: common::fault::Multi,
+    v1: &minipull::delta::testwriter::Layer,
+    v2: &minipull::delta::testwriter::Layer,
+) -> common::fault::FaultServer {
+    use common::fault::{FaultServer, Faults};
+    let srv = FaultServer::start(Faults {
+        ranges: Some(m),
+        ..Faults::default()
+    });
+    for (tag, l) in [("v1", v1), ("v2", v2)] {
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [l.diff_id()]},
+        }))
+        .unwrap();
+        srv.add_blob(&sha256(&config), config.clone());
+        srv.add_blob(&sha256(&l.blob), l.blob.clone());
+        let mt = "application/vnd.oci.image.manifest.v1+json";
+        let m = serde_json::json!({
+            "schemaVersion": 2, "mediaType": mt,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+            "layers": [serde_json::to_value(l.descriptor()).unwrap()],
+        });
+        srv.add_manifest("delta/f", tag, mt, &serde_json::to_vec(&m).unwrap());
+    }
+    srv
+}
+
+/// Every way a server can answer ranges wrongly ends in the right root:
+/// partially (single ranges after a refused multi-range request) or with
+/// the whole layer (a 200, parts reordered, dropped, misplaced or cut; the
+/// metadata range answered 200), never a torn or unverified one.
+#[test]
+fn damaged_range_answers_end_in_the_right_root() {
+    use common::fault::Multi;
+    let (v1, v2) = two_versions();
+    let reg = Registry::start(Auth::None);
+    push_chunked(&reg, "delta/f", "v1", &[&v1]);
+    push_chunked(&reg, "delta/f", "v2", &[&v2]);
+    let (_oracle, want) = whole_v2(&reg.host, "delta/f");
+    let cases = [
+        (Multi::Serve, "partial"),
+        (Multi::Status(400), "partial"),
+        (Multi::Status(416), "partial"),
+        (Multi::Status(501), "partial"),
+        (Multi::Whole, "downloaded"),
+        (Multi::Reordered, "downloaded"),
+        (Multi::Dropped, "downloaded"),
+        (Multi::WrongRange, "downloaded"),
+        (Multi::Truncated, "downloaded"),
+        (Multi::AllWhole, "downloaded"),
+    ];
+    for (m, status) in cases {
+        let srv = fault_server_with(m, &v1, &v2);
+        let work = TempDir::new("delta-fault");
+        let (out, rootfs) = install_v1(&srv.host, "delta/f", &work);
+        let (o, v) = update_json(&srv.host, "delta/f", &out, &rootfs, &[]);
+        assert_exit(&o, 0);
+        assert_eq!(tree(std::path::Path::new(&rootfs)), want, "{m:?}: {}", stderr(&o));
+        let layer = v["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["digest"] == sha256(&v2.blob))
+            .unwrap_or_else(|| panic!("{m:?}: {v}"))
+            .clone();
+        assert_eq!(layer["status"], status, "{m:?}: {layer}\n{}", stderr(&o));
+        let d = &layer["delta"];
+        match status {
+            "partial" => assert!(d["fallback"].is_null(), "{m:?}: {d}"),
+            _ => assert!(d["fallback"].is_string(), "{m:?}: {d}"),
+        }
+        let blob_there = blob_path(std::path::Path::new(&out), &sha256(&v2.blob)).exists();
+        assert_eq!(blob_there, status == "downloaded", "{m:?}");
+        if let Multi::Status(_) = m {
+            // Metadata, the refused multi-range request, then one per range.
+            assert!(d["requests"].as_u64().unwrap() >= 4, "{m:?}: {d}");
+        }
+    }
 }

@@ -19,7 +19,9 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
     ));
     progress.note(format!("pulling {reference} from {}", sources.registry_host()));
     #[cfg(feature = "unpack")]
-    let delta = plan.as_ref().and_then(|p| delta_for(args, p, &layout, &reference, &platform));
+    let delta = plan
+        .as_ref()
+        .and_then(|p| delta_for(args, p, &layout, &reference, &platform));
     #[cfg(not(feature = "unpack"))]
     let delta: Option<()> = None;
     let pull_opts = PullOptions {

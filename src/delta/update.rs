@@ -117,7 +117,12 @@ impl<'a> Feed<'a> {
 
     /// The metadata of layer `i` and its plan, or the whole blob (now in
     /// `blobs/`, `Ok(None)`); an error: take the layer whole.
-    fn prepare(&mut self, i: usize, layer: &Descriptor, delta: &Delta) -> Result<Option<(fetch::Ready<Root>, Rc<Meter>)>> {
+    fn prepare(
+        &mut self,
+        i: usize,
+        layer: &Descriptor,
+        delta: &Delta,
+    ) -> Result<Option<(fetch::Ready<Root>, Rc<Meter>)>> {
         let root = Root::open(&delta.reuse)
             .map_err(|e| super::refuse(format!("cannot open the reuse root {}: {e}", delta.reuse.display())))?;
         let prev = self.prev_for(i);
@@ -165,7 +170,9 @@ impl<'a> Feed<'a> {
         if self.layout.delta_metadata(&digest, 0).is_some() {
             return;
         }
-        let Ok(mut f) = self.layout.open_blob(&digest) else { return };
+        let Ok(mut f) = self.layout.open_blob(&digest) else {
+            return;
+        };
         use std::io::Seek;
         let mut tail = Vec::new();
         let read = f
@@ -342,7 +349,12 @@ fn image_layers(layout: &Layout, digest: &str, platform: &Platform) -> Option<Ve
         let bytes = layout.read_small_blob(&d, crate::manifest::MAX_MANIFEST_BYTES).ok()?;
         match crate::manifest::parse(&bytes, None).ok()?.1 {
             Manifest::Image(m) => return Some(m.layers),
-            Manifest::Index(i) => d = crate::manifest::select_platform(&i.manifests, platform).ok()?.checked_digest().ok()?,
+            Manifest::Index(i) => {
+                d = crate::manifest::select_platform(&i.manifests, platform)
+                    .ok()?
+                    .checked_digest()
+                    .ok()?
+            }
         }
     }
     None
@@ -351,13 +363,16 @@ fn image_layers(layout: &Layout, digest: &str, platform: &Platform) -> Option<Ve
 /// Store a whole blob a registry sent for a range request, verified.
 fn store_blob(layout: &Layout, digest: &Digest, size: u64, blob: Box<dyn Read + '_>) -> Result<u64> {
     let part = layout.partial_path(digest);
-    let mut f = std::fs::File::create(&part).map_err(|e| Error::storage(format!("cannot create {}", part.display()), &e))?;
+    let mut f =
+        std::fs::File::create(&part).map_err(|e| Error::storage(format!("cannot create {}", part.display()), &e))?;
     let mut h = crate::digest::Hasher::new(digest.algorithm());
     let mut n = 0u64;
     let mut blob = blob.take(size.saturating_add(1));
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let k = blob.read(&mut buf).map_err(|e| Error::network(format!("blob {}: {e}", digest.short())))?;
+        let k = blob
+            .read(&mut buf)
+            .map_err(|e| Error::network(format!("blob {}: {e}", digest.short())))?;
         if k == 0 {
             break;
         }
@@ -367,7 +382,10 @@ fn store_blob(layout: &Layout, digest: &Digest, size: u64, blob: Box<dyn Read + 
     }
     if n != size || h.finish() != *digest {
         let _ = std::fs::remove_file(&part);
-        return Err(Error::integrity(format!("blob {} does not match its digest", digest.short())));
+        return Err(Error::integrity(format!(
+            "blob {} does not match its digest",
+            digest.short()
+        )));
     }
     f.sync_all().map_err(|e| Error::storage("cannot sync the layer", &e))?;
     layout.commit_partial(digest)?;

@@ -54,7 +54,10 @@ pub const LAYERS_PARTIAL: &str = "io.minipull.layers-partial";
 /// The layers `entry` says were obtained partially.
 pub fn partial_layers(entry: &Descriptor) -> Vec<Digest> {
     let list = entry.annotation(LAYERS_PARTIAL).unwrap_or_default();
-    list.split(',').filter_map(|d| Digest::parse(d).ok()).take(4096).collect()
+    list.split(',')
+        .filter_map(|d| Digest::parse(d).ok())
+        .take(4096)
+        .collect()
 }
 
 impl Layout {

@@ -78,7 +78,10 @@ impl Layout {
         let (reachable, named) = self.reachable()?;
         let mut bytes = 0;
         for d in layers.iter().filter(|d| !reachable.contains(d) && !named.contains(d)) {
-            bytes += self.unlink_in(super::delta::DELTA_DIR, &format!("{}-{}", d.algorithm().name(), d.hex()))?;
+            bytes += self.unlink_in(
+                super::delta::DELTA_DIR,
+                &format!("{}-{}", d.algorithm().name(), d.hex()),
+            )?;
         }
         Ok(bytes)
     }

@@ -357,7 +357,9 @@ impl Client {
             let failure = match f(self) {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    if status != 429 && !(500..=599).contains(&status) {
+                    // 501 Not Implemented (a multi-range request a server
+                    // does not do) is not transient: no retry.
+                    if status != 429 && (!(500..=599).contains(&status) || status == 501) {
                         return Ok(resp);
                     }
                     let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());

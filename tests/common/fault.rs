@@ -107,6 +107,102 @@ pub struct Faults {
     /// Also accept the bearer tokens the server on this port issued (a
     /// token realm on another origin, Docker Hub's `auth.docker.io`).
     pub tokens_of: Option<u16>,
+    /// Serve `bytes=A-B[,C-D...]` ranges (206, `multipart/byteranges` for
+    /// several), with this damage to multi-range answers.
+    pub ranges: Option<Multi>,
+}
+
+/// How the fault server answers a request for several ranges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Multi {
+    /// As distribution does: one part per range, in order.
+    Serve,
+    /// With this status (400, 416, 501) and no body; single ranges are served.
+    Status(u16),
+    /// 200 and the whole blob.
+    Whole,
+    /// The parts in reverse order.
+    Reordered,
+    /// The last part left out.
+    Dropped,
+    /// The second part's Content-Range (and bytes) one byte later than asked.
+    WrongRange,
+    /// The last part cut in half, then the body ends.
+    Truncated,
+    /// Any bounded range, even a single one, answered 200 with the whole blob.
+    AllWhole,
+}
+
+/// `bytes=A-B,C-D` as `[(A, B + 1), ...]` within `total`.
+fn parse_ranges(r: &str, total: u64) -> Option<Vec<(u64, u64)>> {
+    r.strip_prefix("bytes=")?
+        .split(',')
+        .map(|p| {
+            let (a, b) = p.trim().split_once('-')?;
+            let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+            (a <= b && b < total).then_some((a, b + 1))
+        })
+        .collect()
+}
+
+/// The body and headers of an answer to `want` of `body` with damage `m`.
+fn ranged_answer(m: Multi, body: &[u8], want: &[(u64, u64)]) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
+    let total = body.len() as u64;
+    if m == Multi::AllWhole || (want.len() > 1 && m == Multi::Whole) {
+        return (200, vec![], body.to_vec());
+    }
+    if let (Multi::Status(code), true) = (m, want.len() > 1) {
+        return (code, vec![], vec![]);
+    }
+    if want.len() == 1 {
+        let (a, b) = want[0];
+        return (
+            206,
+            vec![("Content-Range", format!("bytes {a}-{}/{total}", b - 1))],
+            body[a as usize..b as usize].to_vec(),
+        );
+    }
+    let mut parts: Vec<(u64, u64)> = want.to_vec();
+    match m {
+        Multi::Reordered => parts.reverse(),
+        Multi::Dropped => {
+            parts.pop();
+        }
+        Multi::WrongRange => {
+            if parts[1].0 + 1 < parts[1].1 {
+                parts[1].0 += 1;
+            }
+        }
+        _ => {}
+    }
+    let mut out = Vec::new();
+    let n = parts.len();
+    for (i, (a, b)) in parts.into_iter().enumerate() {
+        out.extend_from_slice(
+            format!(
+                "\r\n--BOUNDARY\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {a}-{}/{total}\r\n\r\n",
+                b - 1
+            )
+            .as_bytes(),
+        );
+        let mut data = &body[a as usize..b as usize];
+        if m == Multi::Truncated && i + 1 == n {
+            data = &data[..data.len() / 2];
+            out.extend_from_slice(data);
+            return (
+                206,
+                vec![("Content-Type", "multipart/byteranges; boundary=BOUNDARY".into())],
+                out,
+            );
+        }
+        out.extend_from_slice(data);
+    }
+    out.extend_from_slice(b"\r\n--BOUNDARY--\r\n");
+    (
+        206,
+        vec![("Content-Type", "multipart/byteranges; boundary=BOUNDARY".into())],
+        out,
+    )
 }
 
 /// One request as the server saw it.
@@ -672,6 +768,11 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
     };
     body.extend(std::iter::repeat_n(b'X', faults.extra_bytes));
     let total = body.len() as u64;
+    if let (Some(m), Some(want)) = (faults.ranges, range.as_deref().and_then(|r| parse_ranges(r, total))) {
+        let (status, headers, bytes) = ranged_answer(m, &body, &want);
+        log(status, bytes.len() as u64);
+        return respond(status, &headers, &bytes);
+    }
     if faults.strict_range {
         let ok = range.as_deref().is_none_or(|r| {
             r.strip_prefix("bytes=").is_some_and(|v| {
