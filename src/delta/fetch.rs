@@ -82,14 +82,14 @@ pub fn partial_metered<'a, L: Local + 'a>(
 ) -> Result<Got<'a>> {
     match prepare(client, desc, prev, local, gap, meter)? {
         First::Blob(b) => Ok(Got::Blob(b)),
-        First::Ready(r) => r.start(client),
+        First::Ready(r) => (*r).start(client),
     }
 }
 
 /// What the metadata request gave: a verified, planned layer, or the
 /// whole blob (the registry ignored the Range).
 pub enum First<L> {
-    Ready(Ready<L>),
+    Ready(Box<Ready<L>>),
     Blob(Box<dyn Read>),
 }
 
@@ -133,7 +133,7 @@ pub fn prepare<L: Local>(
     let mut meta = Metadata::open(&tail, &pos)?;
     plan::check_order(&meta.toc, &mut meta.lines())?;
     let plan = plan::make(&mut meta.toc, prev.as_ref(), &mut local, gap);
-    Ok(First::Ready(Ready {
+    Ok(First::Ready(Box::new(Ready {
         digest,
         meta,
         plan,
@@ -141,7 +141,7 @@ pub fn prepare<L: Local>(
         local,
         tail,
         meter,
-    }))
+    })))
 }
 
 impl<L: Local> Ready<L> {

@@ -131,7 +131,7 @@ impl<'a> Feed<'a> {
         *meter.line.borrow_mut() = Some(self.progress.blob(format!("{} layer (partial)", digest.short()), size));
         let client = self.client()?;
         match fetch::prepare(client, layer, prev, root, delta.gap, meter.clone())? {
-            fetch::First::Ready(r) => Ok(Some((r, meter))),
+            fetch::First::Ready(r) => Ok(Some((*r, meter))),
             fetch::First::Blob(blob) => {
                 let got = store_blob(self.layout, &digest, size, blob)?;
                 self.whole_from_range(layer, got, &meter);

@@ -250,17 +250,14 @@ pub fn unpack_with(
             .checked_size()?
             .saturating_mul(MAX_EXPANSION)
             .saturating_add(EXPANSION_SLACK);
-        let rebuilt = match layers_from.before(i, layer)? {
-            Some(tar) => Some(
-                apply_uncompressed(&mut applier, tar, &diff_id, limit).and_then(|(e, b, got)| match got == diff_id {
-                    true => Ok((e, b, true)),
-                    false => Err(Error::integrity(format!(
-                        "the rebuilt layer hashes to {got}, but the config says {diff_id}"
-                    ))),
-                }),
-            ),
-            None => None,
-        };
+        let rebuilt = layers_from.before(i, layer)?.map(|tar| {
+            apply_uncompressed(&mut applier, tar, &diff_id, limit).and_then(|(e, b, got)| match got == diff_id {
+                true => Ok((e, b, true)),
+                false => Err(Error::integrity(format!(
+                    "the rebuilt layer hashes to {got}, but the config says {diff_id}"
+                ))),
+            })
+        });
         let (entries, bytes, rebuilt) = match rebuilt {
             Some(r) => {
                 if let Err(e) = &r {

@@ -168,11 +168,7 @@ fn ranged_answer(m: Multi, body: &[u8], want: &[(u64, u64)]) -> (u16, Vec<(&'sta
         Multi::Dropped => {
             parts.pop();
         }
-        Multi::WrongRange => {
-            if parts[1].0 + 1 < parts[1].1 {
-                parts[1].0 += 1;
-            }
-        }
+        Multi::WrongRange if parts[1].0 + 1 < parts[1].1 => parts[1].0 += 1,
         _ => {}
     }
     let mut out = Vec::new();
