@@ -209,6 +209,10 @@ pub fn install(
     for w in &installed.warnings {
         progress.warn(format!("{} is installed, but: {w}", image.digest));
     }
+    // The chunks a cut run kept have served.
+    if delta.is_some() {
+        layout.clear_chunk_spool();
+    }
     Ok((installed.warnings, feed.reports))
 }
 

@@ -674,3 +674,53 @@ fn damaged_range_answers_end_in_the_right_root() {
         }
     }
 }
+
+/// A cut during a partial update keeps the chunks that arrived: the next
+/// run takes them from `.minipull/partial` (checked against their digests
+/// again) and fetches less; once installed, the spool is emptied.
+#[test]
+fn a_cut_partial_update_does_not_fetch_again_what_arrived() {
+    let reg = Registry::start(Auth::None);
+    let (v1, v2) = two_versions();
+    push_chunked(&reg, "delta/cut", "v1", &[&v1]);
+    push_chunked(&reg, "delta/cut", "v2", &[&v2]);
+    let (_oracle, want) = whole_v2(&reg.host, "delta/cut");
+    // A clean update's cost, for comparison.
+    let clean = TempDir::new("delta-clean");
+    let (out, rootfs) = install_v1(&reg.host, "delta/cut", &clean);
+    let (o, v) = update_json(&reg.host, "delta/cut", &out, &rootfs, &[]);
+    assert_exit(&o, 0);
+    let layer = |v: &serde_json::Value| {
+        v["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["digest"] == sha256(&v2.blob))
+            .cloned()
+            .unwrap_or_else(|| panic!("{v}"))
+    };
+    let clean_fetched = layer(&v)["delta"]["fetched"].as_u64().unwrap();
+    // Killed right after the first fetched chunk is kept.
+    let work = TempDir::new("delta-cut");
+    let (out, rootfs) = install_v1(&reg.host, "delta/cut", &work);
+    let r = format!("{}/delta/cut:v2", reg.host);
+    let o = minipull_env(
+        &["--plain-http", "-q", &r, &out, "--unpack", &rootfs, "--force"],
+        None,
+        &[("MINIPULL_TEST_KILL", "chunk-kept")],
+    );
+    assert!(o.status.code().is_none(), "killed: {}", stderr(&o));
+    let chunks = std::path::Path::new(&out).join(".minipull/partial/chunks");
+    assert!(std::fs::read_dir(&chunks).unwrap().count() >= 1, "a chunk is kept");
+    let (o, v) = update_json(&reg.host, "delta/cut", &out, &rootfs, &[]);
+    assert_exit(&o, 0);
+    assert_eq!(tree(std::path::Path::new(&rootfs)), want);
+    let d = layer(&v)["delta"].clone();
+    assert_eq!(layer(&v)["status"], "partial", "{d}");
+    assert!(d["spooled"].as_u64().unwrap() > 0, "{d}");
+    assert!(
+        d["fetched"].as_u64().unwrap() < clean_fetched,
+        "{d} against {clean_fetched}"
+    );
+    assert!(!chunks.exists(), "the spool is emptied once installed");
+}

@@ -80,7 +80,7 @@ pub fn partial_metered<'a, L: Local + 'a>(
     gap: u64,
     meter: Rc<Meter>,
 ) -> Result<Got<'a>> {
-    match prepare(client, desc, prev, local, gap, meter)? {
+    match prepare(client, desc, prev, local, gap, meter, None)? {
         First::Blob(b) => Ok(Got::Blob(b)),
         First::Ready(r) => (*r).start(client),
     }
@@ -103,6 +103,7 @@ pub struct Ready<L> {
     /// The verified metadata as fetched (to keep once the layer is accepted).
     pub tail: Vec<u8>,
     meter: Rc<Meter>,
+    spool: Option<super::spool::Spool>,
 }
 
 /// The metadata request, its checks and the plan: everything before the
@@ -114,6 +115,7 @@ pub fn prepare<L: Local>(
     mut local: L,
     gap: u64,
     meter: Rc<Meter>,
+    spool: Option<super::spool::Spool>,
 ) -> Result<First<L>> {
     let pos = position::of(desc).ok_or_else(|| refuse("the layer is not a modern zstd:chunked layer"))?;
     let (digest, size) = (desc.checked_digest()?, desc.checked_size()?);
@@ -132,7 +134,7 @@ pub fn prepare<L: Local>(
     };
     let mut meta = Metadata::open(&tail, &pos)?;
     plan::check_order(&meta.toc, &mut meta.lines())?;
-    let plan = plan::make(&mut meta.toc, prev.as_ref(), &mut local, gap);
+    let plan = plan::make_with(&mut meta.toc, prev.as_ref(), &mut local, gap, spool.as_ref());
     Ok(First::Ready(Box::new(Ready {
         digest,
         meta,
@@ -141,6 +143,7 @@ pub fn prepare<L: Local>(
         local,
         tail,
         meter,
+        spool,
     })))
 }
 
@@ -158,6 +161,7 @@ impl<L: Local> Ready<L> {
             local,
             tail,
             meter,
+            spool,
         } = self;
         let remote: Box<dyn Read> = if plan.ranges.is_empty() {
             Box::new(std::io::empty())
@@ -176,7 +180,7 @@ impl<L: Local> Ready<L> {
         let (toc, lines) = meta.into_parts();
         let ranges = plan.ranges.clone();
         Ok(Got::Tar(
-            Box::new(Rebuild::new(lines, toc, ranges, prev, local, remote)),
+            Box::new(Rebuild::new(lines, toc, ranges, prev, local, remote).with_spool(spool)),
             plan,
             tail,
         ))

@@ -11,6 +11,7 @@
 //! - [`rebuild`]: the tar stream out of tar-split, local bytes and frames;
 //! - [`ranges`]: a 206 answer (single or `multipart/byteranges`) as bytes;
 //! - [`root`]: the reuse root, read through an in-root walk;
+//! - [`spool`]: fetched chunks kept across a cut;
 //! - [`fetch`]: the one hook a pull calls per layer;
 //! - [`update`]: the layers' source in an update (partial, whole, discarded).
 //!
@@ -23,6 +24,7 @@ pub mod position;
 pub mod ranges;
 pub mod rebuild;
 pub mod root;
+pub mod spool;
 pub mod tarsplit;
 #[cfg(test)]
 mod tests_e2e;

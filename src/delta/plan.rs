@@ -76,6 +76,8 @@ pub struct Plan {
     pub reused: u64,
     /// Uncompressed bytes of zero runs.
     pub zeros: u64,
+    /// Uncompressed bytes kept in the spool by a run that was cut.
+    pub spooled: u64,
 }
 
 /// The tar-split and the TOC must describe the same files in the same
@@ -107,6 +109,17 @@ pub fn check_order(toc: &Toc, lines: &mut tarsplit::Reader<impl BufRead>) -> Res
 /// Decide, file by file and chunk by chunk, where the bytes come from
 /// (marking `toc`), and coalesce what must be fetched with `gap`.
 pub fn make(toc: &mut Toc, prev: Option<&Prev>, local: &mut dyn Local, gap: u64) -> Plan {
+    make_with(toc, prev, local, gap, None)
+}
+
+/// [`make`], also taking chunks a cut run kept in `spool`.
+pub fn make_with(
+    toc: &mut Toc,
+    prev: Option<&Prev>,
+    local: &mut dyn Local,
+    gap: u64,
+    spool: Option<&super::spool::Spool>,
+) -> Plan {
     let mut plan = Plan::default();
     for file in &mut toc.files {
         if local.digest(&file.name, file.size) == Some(file.digest) {
@@ -122,6 +135,11 @@ pub fn make(toc: &mut Toc, prev: Option<&Prev>, local: &mut dyn Local, gap: u64)
             if let Some((f, off)) = prev.and_then(|p| p.find(&c.digest, c.size)) {
                 c.from = From::Prev(f, off);
                 plan.reused += c.size;
+                continue;
+            }
+            if spool.is_some_and(|s| s.has(&c.digest, c.size)) {
+                c.from = From::Spool;
+                plan.spooled += c.size;
                 continue;
             }
             c.from = From::Fetch;

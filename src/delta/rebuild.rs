@@ -50,6 +50,8 @@ pub struct Rebuild<S, R, L> {
     next_file: usize,
     cur: Option<Cur>,
     dec: ruzstd::decoding::FrameDecoder,
+    /// Where fetched chunks are kept, and where a cut run kept some.
+    spool: Option<super::spool::Spool>,
 }
 
 fn bad(why: impl Into<String>) -> io::Error {
@@ -89,7 +91,14 @@ impl<S: BufRead, R: Read, L: Local> Rebuild<S, R, L> {
             next_file: 0,
             cur: None,
             dec,
+            spool: None,
         }
+    }
+
+    /// Keep each fetched chunk in `spool`, and read the chunks planned from it there.
+    pub fn with_spool(mut self, spool: Option<super::spool::Spool>) -> Self {
+        self.spool = spool;
+        self
     }
 
     /// Consume exactly `n` bytes of the remote stream.
@@ -154,8 +163,16 @@ impl<S: BufRead, R: Read, L: Local> Rebuild<S, R, L> {
                 fd.seek(io::SeekFrom::Start(off))?;
                 Src::File(fd)
             }
+            From::Spool => {
+                let s = self.spool.as_ref().ok_or_else(|| bad("no spool"))?;
+                Src::File(s.open(&c.digest)?)
+            }
             From::Fetch => {
+                let digest = c.digest;
                 self.seek_remote(start, end)?;
+                if let Some(s) = &mut self.spool {
+                    s.begin(&digest);
+                }
                 Src::Remote(false)
             }
         };
@@ -173,7 +190,15 @@ impl<S: BufRead, R: Read, L: Local> Rebuild<S, R, L> {
         if cur.chunk != usize::MAX {
             let c = &file.chunks[cur.chunk];
             let hash = std::mem::replace(&mut cur.chunk_hash, Context::new(&SHA256));
-            if c.from != From::Zeros && finish(hash) != c.digest {
+            let ok = c.from == From::Zeros || finish(hash) == c.digest;
+            if let (From::Fetch, Some(s)) = (c.from, &mut self.spool) {
+                s.end(ok);
+                if ok {
+                    // A test's cut: after a chunk is kept.
+                    let _ = crate::install::fault("chunk-kept");
+                }
+            }
+            if !ok {
                 return Err(bad(format!(
                     "a chunk of {:?} does not match its chunkDigest",
                     file.name
@@ -232,6 +257,9 @@ impl<S: BufRead, R: Read, L: Local> Rebuild<S, R, L> {
             )));
         }
         cur.left -= n as u64;
+        if let (Src::Remote(_), Some(s)) = (&cur.src, &mut self.spool) {
+            s.write(&buf[..n]);
+        }
         cur.file_hash.update(&buf[..n]);
         cur.chunk_hash.update(&buf[..n]);
         cur.crc.update(&buf[..n]);

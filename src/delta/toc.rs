@@ -23,6 +23,8 @@ pub enum From {
     Zeros,
     /// The previous image's file number `.0` (in its TOC), at its offset `.1`.
     Prev(u32, u64),
+    /// Kept in the spool by a run that was cut.
+    Spool,
 }
 
 /// One chunk of a file's payload.

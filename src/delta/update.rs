@@ -37,6 +37,8 @@ pub struct Stats {
     pub reused: u64,
     /// Uncompressed bytes of zero runs.
     pub zeros: u64,
+    /// Uncompressed bytes of chunks a cut run had fetched and kept.
+    pub spooled: u64,
     /// Ranged requests made.
     pub requests: u32,
     /// Why the whole layer was taken instead, when it was.
@@ -129,8 +131,9 @@ impl<'a> Feed<'a> {
         let (digest, size) = (layer.checked_digest()?, layer.checked_size()?);
         let meter = Rc::new(Meter::default());
         *meter.line.borrow_mut() = Some(self.progress.blob(format!("{} layer (partial)", digest.short()), size));
+        let spool = super::spool::Spool::of(self.layout);
         let client = self.client()?;
-        match fetch::prepare(client, layer, prev, root, delta.gap, meter.clone())? {
+        match fetch::prepare(client, layer, prev, root, delta.gap, meter.clone(), spool)? {
             fetch::First::Ready(r) => Ok(Some((*r, meter))),
             fetch::First::Blob(blob) => {
                 let got = store_blob(self.layout, &digest, size, blob)?;
@@ -191,6 +194,7 @@ impl Feed<'_> {
         let stats = Stats {
             reused: ready.plan.reused,
             zeros: ready.plan.zeros,
+            spooled: ready.plan.spooled,
             ..Stats::default()
         };
         self.pending = Some((std::mem::take(&mut ready.tail), stats, meter.clone()));

@@ -13,6 +13,8 @@ use std::path::PathBuf;
 
 /// The store's directory, relative to the layout.
 pub(super) const DELTA_DIR: &str = ".minipull/delta";
+/// The chunk spool's directory, in the work directory's `partial/`.
+const CHUNKS: &str = "chunks";
 
 impl Layout {
     fn delta_path(&self, layer: &Digest) -> PathBuf {
@@ -28,6 +30,26 @@ impl Layout {
         let path = self.delta_path(layer);
         let tmp = path.with_extension("tmp");
         write_atomic(&tmp, &path, metadata)
+    }
+
+    /// The directory fetched chunks are kept in across a cut (created, private).
+    pub fn chunk_spool(&self) -> Result<PathBuf> {
+        let partial = self.root.join(WORK_DIR).join("partial");
+        ensure_private_dir(&self.root.join(WORK_DIR), false)?;
+        ensure_private_dir(&partial, false)?;
+        ensure_private_dir(&partial.join(CHUNKS), false)?;
+        Ok(partial.join(CHUNKS))
+    }
+
+    /// Empty the chunk spool (an update is installed; `gc`). Returns the bytes freed.
+    pub fn clear_chunk_spool(&self) -> u64 {
+        let dir = format!("{WORK_DIR}/partial/{CHUNKS}");
+        let mut freed = 0;
+        for name in self.names_in(&dir).unwrap_or_default() {
+            freed += self.unlink_in(&dir, &name).unwrap_or(0);
+        }
+        let _ = std::fs::remove_dir(self.root.join(&dir));
+        freed
     }
 
     /// The metadata kept for `layer`, when there is some of at most `max` bytes.

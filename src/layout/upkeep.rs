@@ -123,6 +123,7 @@ impl Layout {
         if keep_partials {
             return Ok(freed);
         }
+        freed.bytes += self.clear_chunk_spool();
         let dir = format!("{WORK_DIR}/partial");
         for name in self.names_in(&dir)? {
             let base = name.strip_suffix(".resume").unwrap_or(&name);
@@ -158,7 +159,7 @@ impl Layout {
 
     /// Remove `name` from the directory `dir` (relative to the layout)
     /// through a handle of it; returns the bytes it held (0 if it was gone).
-    fn unlink_in(&self, dir: &str, name: &str) -> Result<u64> {
+    pub(super) fn unlink_in(&self, dir: &str, name: &str) -> Result<u64> {
         let fd = self.open_dir(dir)?;
         let Some(fd) = fd else { return Ok(0) };
         let cname = CString::new(name).map_err(|_| Error::other("a file name with a NUL byte"))?;
@@ -181,7 +182,7 @@ impl Layout {
     }
 
     /// The names in `dir` (relative to the layout), read through a handle.
-    fn names_in(&self, dir: &str) -> Result<Vec<String>> {
+    pub(super) fn names_in(&self, dir: &str) -> Result<Vec<String>> {
         let Some(fd) = self.open_dir(dir)? else {
             return Ok(Vec::new());
         };
