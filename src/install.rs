@@ -160,8 +160,9 @@ pub fn install(
     not_an_artifact(image)?;
     // Nothing to throw away in place: no unverified byte goes in. (Layers
     // fetched one at a time are verified as they arrive.)
-    if plan.in_place() && fetch.is_none() {
-        crate::unpack::verify_layers(layout, image)?;
+    // (A layer left to the partial path is checked as it is rebuilt.)
+    if plan.in_place() && !discard {
+        crate::unpack::verify_layers(layout, image, delta.is_some())?;
     }
     let mut record = crate::rootfs::ImageRef {
         digest: &image.digest,

@@ -248,10 +248,14 @@ impl Puller<'_> {
             return Ok(None);
         }
         let reached = self.layout.reach(entry, self.opts.verify)?;
-        if !reached.missing.is_empty() || (self.opts.need_layers && !reached.discarded.is_empty()) {
+        // Layers obtained partially (zstd:chunked) need no blob for an
+        // update that may take them partially again.
+        let discarded = entry.annotation(crate::layout::LAYERS_DISCARDED) == Some("true");
+        let layers_needed = self.opts.need_layers && (discarded || !self.opts.partial_layers);
+        if !reached.missing.is_empty() || (layers_needed && !reached.discarded.is_empty()) {
             return Ok(None);
         }
-        if !reached.discarded.is_empty() {
+        if discarded && !reached.discarded.is_empty() {
             self.progress.note(format!(
                 "{} layers of this image were discarded after unpacking (--discard-layers): only its manifests and config are here{}",
                 reached.discarded.len(),

@@ -585,6 +585,7 @@ fn update_fetches_only_the_changed_chunks_and_equals_the_whole_unpack() {
     let (o, v) = update_json(&reg.host, "delta/e2e", &out, &rootfs, &["--verify"]);
     assert_exit(&o, 0);
     assert_eq!(v["bytesDownloaded"], 0, "{v}\n{}", stderr(&o));
+    assert_eq!(v["manifestBytesDownloaded"], 0, "the cheap re-pull: {v}");
     // A damaged proof: --verify counts the layer as missing; the installed root stays right.
     std::fs::write(&proof, b"damaged").unwrap();
     let (o, _) = update_json(&reg.host, "delta/e2e", &out, &rootfs, &["--verify"]);
@@ -723,4 +724,92 @@ fn a_cut_partial_update_does_not_fetch_again_what_arrived() {
         "{d} against {clean_fetched}"
     );
     assert!(!chunks.exists(), "the spool is emptied once installed");
+}
+
+/// An OCI layout at `dir` holding `tar` (uncompressed) as the image `tag`.
+fn oci_layout_of(dir: &std::path::Path, tag: &str, tar: &[u8]) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |b: &[u8]| {
+        let d = sha256(b);
+        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), b).unwrap();
+        d
+    };
+    let layer = put(tar);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer]},
+    }))
+    .unwrap();
+    let cd = put(&config);
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let m = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": mt,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": tar.len()}],
+    }))
+    .unwrap();
+    let md = put(&m);
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [
+        {"mediaType": mt, "digest": md, "size": m.len(), "annotations": {"org.opencontainers.image.ref.name": tag}}
+    ]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// Debian 12's skopeo writes the old zstd:chunked dialect (the
+/// `io.containers.*` keys, no tar-split): the update takes the whole-layer
+/// path, and the root is right.
+#[test]
+fn old_dialect_from_debian_12_skopeo_takes_the_whole_layer() {
+    require("skopeo");
+    let reg = Registry::start(Auth::None);
+    let src = TempDir::new("delta-skopeo");
+    for (tag, v2) in [("v1", false), ("v2", true)] {
+        // The writer's tar ends right after its two zero blocks (skopeo 1.9.3
+        // would drop GNU tar's record padding and change the diff_id).
+        let l = minipull::delta::testwriter::write(&image(v2), |_| {}, |_| {});
+        let dir = src.join(tag);
+        oci_layout_of(&dir, tag, &l.tar);
+        let o = std::process::Command::new("skopeo")
+            .args([
+                "copy",
+                "--dest-compress-format",
+                "zstd:chunked",
+                "--dest-compress",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("oci:{}:{tag}", dir.display()))
+            .arg(format!("docker://{}/delta/sk:{tag}", reg.host))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let m: serde_json::Value = serde_json::from_slice(&reg.manifest("delta/sk", "v2")).unwrap();
+    let ann = &m["layers"][0]["annotations"];
+    assert!(
+        ann["io.containers.zstd-chunked.manifest-position"].is_string(),
+        "old dialect: {m}"
+    );
+    assert!(
+        ann["io.github.containers.zstd-chunked.tarsplit-position"].is_null(),
+        "{m}"
+    );
+    let (_oracle, want) = whole_v2(&reg.host, "delta/sk");
+    let work = TempDir::new("delta-sk");
+    let (out, rootfs) = install_v1(&reg.host, "delta/sk", &work);
+    let (o, v) = update_json(&reg.host, "delta/sk", &out, &rootfs, &[]);
+    assert_exit(&o, 0);
+    assert_eq!(tree(std::path::Path::new(&rootfs)), want);
+    let digest = m["layers"][0]["digest"].as_str().unwrap();
+    let layer = v["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["digest"] == digest)
+        .unwrap()
+        .clone();
+    assert_eq!(layer["status"], "downloaded", "{layer}");
+    assert!(layer["delta"].is_null(), "no partial attempt: {layer}");
+    assert!(blob_path(std::path::Path::new(&out), digest).exists());
 }
