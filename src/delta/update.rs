@@ -170,9 +170,6 @@ impl<'a> Feed<'a> {
     fn keep_metadata_of_blob(&self, layer: &Descriptor) {
         let Some(pos) = position::of(layer) else { return };
         let Ok(digest) = layer.checked_digest() else { return };
-        if self.layout.delta_metadata(&digest, 0).is_some() {
-            return;
-        }
         let Ok(mut f) = self.layout.open_blob(&digest) else {
             return;
         };
