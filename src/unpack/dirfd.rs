@@ -150,9 +150,11 @@ impl Dir {
             };
             match r {
                 Ok(found) => return Ok(found),
-                // Missing parts are created by the walk below; EAGAIN is a
-                // rename racing the lookup.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) if mkdir.is_some()) => {}
+                // Missing parts are created by the walk below; a missing or
+                // non-directory part that a later `..` cancels is passed
+                // lexically by it (containerd and umoci do; the kernel does
+                // not). EAGAIN is a rename racing the lookup.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
                 // No openat2 (before Linux 5.6), or a seccomp filter refusing it.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
@@ -194,6 +196,12 @@ impl Dir {
             let next = match parent.dir(&c) {
                 Ok(d) => d,
                 Err(e) => match parent.find(&c)? {
+                    // A missing or non-directory component that a later `..`
+                    // takes back is passed over lexically, as containerd's
+                    // `fs.RootPath` and umoci's securejoin do (the kernel
+                    // refuses): nothing below it exists, so no link can
+                    // hide in what is skipped.
+                    Found::Nothing | Found::Other if cancelled(&mut todo) => continue,
                     Found::Link => {
                         links += 1;
                         if links > MAX_LINKS {
@@ -512,6 +520,24 @@ pub fn set_xattr_fd(fd: std::os::fd::RawFd, attr: &str, value: &[u8]) -> io::Res
     check(unsafe { libc::fsetxattr(fd, attr.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
 }
 
+/// Whether a later `..` in `todo` (last component first) takes back the
+/// component just read; if so, drops what lies between (itself included).
+fn cancelled(todo: &mut Vec<OsString>) -> bool {
+    let mut depth = 1usize;
+    for (i, c) in todo.iter().enumerate().rev() {
+        if c == ".." {
+            depth -= 1;
+            if depth == 0 {
+                todo.truncate(i);
+                return true;
+            }
+        } else if !c.is_empty() && c != "." {
+            depth += 1;
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,7 +572,7 @@ mod tests {
             )
         };
         type Want = Result<(&'static str, bool), i32>;
-        let cases: [(&str, Want); 10] = [
+        let cases: [(&str, Want); 14] = [
             ("usr/lib", Ok(("usr/lib", true))),
             ("lib/x", Ok(("usr/lib/x", false))),
             ("var/run", Ok(("run", false))),
@@ -557,6 +583,11 @@ mod tests {
             ("loop", Err(libc::ELOOP)),
             ("file/x", Err(libc::ENOTDIR)),
             ("lib/missing", Err(libc::ENOENT)),
+            // Taken back by `..` before they matter: passed lexically.
+            ("missing/../usr/lib", Ok(("usr/lib", true))),
+            ("file/../lib/x", Ok(("usr/lib/x", false))),
+            ("missing/x/../../../../run", Ok(("run", true))),
+            ("missing/x/..", Err(libc::ENOENT)),
         ];
         for (path, want) in cases {
             let comps: Vec<String> = path.split('/').map(String::from).collect();
