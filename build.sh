@@ -200,7 +200,9 @@ case "${1:-build}" in
         python3 -c 'import cryptography' 2>/dev/null || pip install -q cryptography 2>/dev/null \
             || need_packages python3-cryptography
         say "running the tests"
-        cargo test --locked
+        # The peers' unpack cases (tests/peers.rs) run once, against the
+        # release binary below.
+        MINIPULL_PEERS_WITH_RELEASE=1 cargo test --locked
         # The shipped binary is built with flags the test build does not use (shallow
         # Debug formatting, abort on panic, packed relocations): the whole suite
         # runs against it too.
