@@ -328,6 +328,39 @@ fn each_command_has_its_own_help_and_docs_hold_it() {
     );
 }
 
+/// Each command's page in docs/ holds its `--help` verbatim, between the
+/// markers (MINIPULL_BLESS=1 rewrites the block), so they cannot drift.
+#[test]
+fn each_command_page_holds_its_help_verbatim() {
+    let bless = std::env::var_os("MINIPULL_BLESS").is_some();
+    let mut stale = Vec::new();
+    for c in COMMANDS {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docs/{c}.md"));
+        let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("docs/{c}.md: {e}"));
+        let begin = format!("<!-- `minipull {c} --help`, checked by tests/cli.rs; MINIPULL_BLESS=1 cargo test --test cli rewrites it -->\n");
+        const END: &str = "<!-- end of help -->";
+        let (head, rest) = doc
+            .split_once(&begin)
+            .unwrap_or_else(|| panic!("docs/{c}.md has no help block"));
+        let (_, tail) = rest
+            .split_once(END)
+            .unwrap_or_else(|| panic!("docs/{c}.md: the help block does not end"));
+        let help = stdout(&minipull(&[c, "--help"], None));
+        let want = format!("{head}{begin}```text\n{help}```\n{END}{tail}");
+        if want != doc {
+            if bless {
+                std::fs::write(&path, &want).unwrap();
+            } else {
+                stale.push(c);
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "docs/ pages of {stale:?} differ from --help; run MINIPULL_BLESS=1 cargo test --test cli"
+    );
+}
+
 /// An image with one 8 MiB layer (the progress line shows for blobs over
 /// 4 MiB), to pull at 2 MiB/s: about four seconds, three redraws.
 fn push_big(reg: &Registry) -> String {

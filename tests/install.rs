@@ -537,11 +537,11 @@ fn item_10_the_mount_point_is_0700_while_the_unpack_runs() {
     assert_eq!(std::fs::metadata(&mnt.0).unwrap().permissions().mode() & 0o777, 0o755);
 }
 
-/// The update loop of README's "Keeping a device up to date", run as it is
-/// written (paths, plain HTTP and no signature key substituted).
+/// The update loop of docs/updates.md ("Keeping a device up to date"), run
+/// as it is written (paths, plain HTTP and no signature key substituted).
 fn readme_update_loop(w: &World, reference: &str) -> Output {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = &readme[readme.find("## Keeping a device up to date").unwrap()..];
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/updates.md")).unwrap();
+    let section = &readme[readme.find("# Keeping a device up to date").unwrap()..];
     let start = section.find("```sh\n").unwrap() + 6;
     let script = &section[start..start + section[start..].find("```").unwrap()];
     let roots = w.work.join("roots");

@@ -131,7 +131,7 @@ pub(crate) const OPTIONS: &[Opt] = &[
     opt("--verify", "", PULL, "re-hash blobs already in OUTDIR before trusting them"),
     opt("--prune", "", PULL, "after the pull (and unpack), remove the blobs only the replaced version of this image used"),
     opt("--verify-key", "PATH", PULL | UNPACK | CONFIG, "accept only images with a cosign signature by this PEM public key (repeatable: any one suffices; ECDSA P-256, P-384, Ed25519; $MINIPULL_VERIFY_KEY, colon-separated)"),
-    opt("--verify-identity", "REPO", PULL | UNPACK | CONFIG, "also require a classic signature to name this repository"),
+    opt("--verify-identity", "REPO", PULL | UNPACK | CONFIG, "also require the signature (classic or bundle) to name this repository"),
     opt("--no-downgrade", "", PULL, "refuse (exit 8) an image whose config is older than the one OUTDIR already holds under the same name"),
     opt("--limit-rate", "BYTES", PULL, "cap the average download rate (k, M, G suffixes)"),
     opt("--speed-limit", "BYTES", PULL, "abandon and resume a download slower than BYTES a second for --speed-time (default 1024; k, M, G suffixes)"),
