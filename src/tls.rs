@@ -246,12 +246,37 @@ pub fn clock_now() -> u64 {
 /// The floor read from `--time-floor` (0: none).
 static FLOOR: AtomicU64 = AtomicU64::new(0);
 /// The newest time this run verified: a server certificate's `notBefore`
-/// (the CA vouches it has passed), a signed image's config `created`.
+/// (the CA vouches it has passed).
 static VERIFIED: AtomicU64 = AtomicU64::new(0);
+/// The newest signed image config `created` of this run: its signer's word.
+static SIGNED: AtomicU64 = AtomicU64::new(0);
+
+/// How far past every other time known a signed `created` may be and
+/// still raise the floor.
+pub const SIGNED_AHEAD: u64 = 7 * 24 * 3600;
 
 /// Note a time this run has verified; the floor may rise to it.
 pub fn verified_time(t: u64) {
     VERIFIED.fetch_max(t, Ordering::Relaxed);
+}
+
+/// Note a signed config's `created`; the floor may rise to it (see
+/// [`floor_to`]).
+pub fn signed_time(t: u64) {
+    SIGNED.fetch_max(t, Ordering::Relaxed);
+}
+
+/// The time the floor may rise to: the newest certificate `notBefore`, and
+/// a signed `created` only when it is at most [`SIGNED_AHEAD`] past the
+/// newest other time known (that notBefore, the clock, the build time, the
+/// floor): one future-dated `created` (a signer's mistake, or a stolen key)
+/// must not make every certificate look expired for ever.
+pub fn floor_to(verified: u64, signed: u64, now: u64, build: u64, floor: u64) -> u64 {
+    let known = verified.max(now).max(build).max(floor);
+    match signed <= known.saturating_add(SIGNED_AHEAD) {
+        true => verified.max(signed),
+        false => verified,
+    }
 }
 
 /// The time certificates are judged at now, and why.
@@ -305,10 +330,16 @@ pub fn set_floor(t: u64) {
 /// written through a temporary and a rename. Returns the new floor when it
 /// moved.
 pub fn raise_floor(path: &Path) -> Result<Option<u64>> {
-    let new = VERIFIED.load(Ordering::Relaxed);
     let old = FLOOR
         .load(Ordering::Relaxed)
         .max(read_floor(path).ok().flatten().unwrap_or(0));
+    let new = floor_to(
+        VERIFIED.load(Ordering::Relaxed),
+        SIGNED.load(Ordering::Relaxed),
+        clock_now(),
+        build_time().unwrap_or(0),
+        old,
+    );
     if new <= old {
         return Ok(None);
     }
@@ -688,6 +719,20 @@ mod tests {
         let (_, origin) = config(&TlsOptions::default()).unwrap();
         let n: usize = origin.split(' ').next().unwrap().parse().unwrap();
         assert!(n > 100, "{origin}");
+    }
+
+    #[test]
+    fn a_signed_created_raises_the_floor_only_near_the_other_times() {
+        let day = 24 * 3600;
+        // now 100 days, build 50, floor 60: a created at 103 days counts...
+        assert_eq!(floor_to(0, 103 * day, 100 * day, 50 * day, 60 * day), 103 * day);
+        // ...one at 108 days (the year 2099, say) does not; a notBefore does.
+        assert_eq!(floor_to(0, 108 * day, 100 * day, 50 * day, 60 * day), 0);
+        assert_eq!(floor_to(70 * day, 108 * day, 100 * day, 50 * day, 60 * day), 70 * day);
+        // A clock in 1970: the build, the floor and a notBefore still count.
+        assert_eq!(floor_to(0, 66 * day, 0, 50 * day, 60 * day), 66 * day);
+        assert_eq!(floor_to(200 * day, 205 * day, 0, 0, 0), 205 * day);
+        assert_eq!(floor_to(0, u64::MAX, 0, 0, 0), 0);
     }
 
     #[test]
