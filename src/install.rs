@@ -155,6 +155,7 @@ pub fn install(
         reference: &image.name,
         root_entry: None,
     };
+    fault("begin")?;
     let into = plan.begin(&record)?;
     // At most one compressed layer on disk at a time with --discard-layers.
     let mut hook = |stage: Stage, layer: &crate::manifest::Descriptor| -> Result<()> {
@@ -299,7 +300,9 @@ fn prune(
     };
     // What the manifest (or index) `d` in the layout reaches.
     let reach = |d: &str| -> Result<Vec<Digest>> {
-        let Ok(digest) = Digest::parse(d) else { return Ok(Vec::new()) };
+        let Ok(digest) = Digest::parse(d) else {
+            return Ok(Vec::new());
+        };
         let Some(size) = layout.blob_size(&digest) else {
             return Ok(Vec::new());
         };

@@ -206,7 +206,10 @@ fn nonce() -> Result<String> {
     // SAFETY: b is a writable buffer of b.len() bytes.
     let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
     if n != b.len() as isize {
-        return Err(Error::storage("cannot read random bytes", &std::io::Error::last_os_error()));
+        return Err(Error::storage(
+            "cannot read random bytes",
+            &std::io::Error::last_os_error(),
+        ));
     }
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
@@ -277,7 +280,9 @@ impl Plan {
                 .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(rootfs)
                 .map_err(|e| Error::storage(format!("cannot open {}", rootfs.display()), &e))?;
-            let same = f.metadata().is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
+            let same = f
+                .metadata()
+                .is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
             let private = |mode: u32| {
                 f.set_permissions(fs::Permissions::from_mode(mode))
                     .map_err(|e| Error::storage(format!("cannot set the mode of {}", rootfs.display()), &e))
@@ -422,12 +427,19 @@ impl Plan {
     }
 
     /// Remove the mark if it is the one holding `nonce` (an image's own file
-    /// of that name stays).
+    /// of that name stays), ROOTFS's times kept as they were.
     fn drop_mark(&self, nonce: &str) -> Result<()> {
-        match self.mark() {
-            Some(m) if m == nonce => remove_tree(&self.rootfs.join(MARK)),
-            _ => Ok(()),
+        if self.mark().as_deref() != Some(nonce) {
+            return Ok(());
         }
+        let failed = |e| Error::storage(format!("cannot keep the times of {}", self.rootfs.display()), &e);
+        let dir = fs::File::open(&self.rootfs).map_err(failed)?;
+        let m = dir.metadata().map_err(failed)?;
+        let times = fs::FileTimes::new()
+            .set_accessed(m.accessed().map_err(failed)?)
+            .set_modified(m.modified().map_err(failed)?);
+        remove_tree(&self.rootfs.join(MARK))?;
+        dir.set_times(times).map_err(failed)
     }
 
     /// The directory to unpack into: a fresh private staging directory, or
