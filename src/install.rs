@@ -9,7 +9,10 @@
 //! nothing that index.json or the installed root still names. Which
 //! versions those are is written down (`.minipull/prune.json` in OUTDIR)
 //! before the pull changes index.json, and dropped once the prune is done;
-//! the image the record says is installed counts among them. So a run cut
+//! the image the record says is installed counts among them. The list
+//! names the ROOTFS it was written for: only a run for that ROOTFS (or, for
+//! a list without one, a plain pull) applies it, any other drops it, and
+//! what ROOTFS's record names is never pruned. So a run cut
 //! anywhere (pull, unpack, swap, prune) leaves the next run the same list,
 //! and an interrupted update ends on the same disk as an uninterrupted
 //! one. Blobs go leaves first and manifests last, so a cut prune can still

@@ -36,12 +36,19 @@
 //!
 //! A mount point cannot be renamed: there the unpack goes in place, only
 //! into an empty mount, after every layer blob was verified against its
-//! digest (see [`Plan::in_place`]). The mount point is 0700 until the tree
-//! is complete; the pending record is written before the first entry, and
-//! renaming it over the record is the commit point. A cut before it leaves
-//! no record (an empty mount has none) and a pending record that tells the
-//! next run the mount's content is a partial unpack of ours, which it
-//! removes.
+//! digest (see [`Plan::in_place`]). The mount point is 0700 from the plan
+//! (before anything is downloaded) until the tree is complete, and must
+//! still be empty when the unpack begins; the pending record, with a random
+//! nonce, is written before the first entry, and the nonce into the tree
+//! (`ROOTFS/.minipull-in-place`); renaming the pending record over the
+//! record is the commit point, and the nonce file goes after it. A cut
+//! before it leaves no record (an empty mount has none) and a pending
+//! record whose nonce, found in the mount, tells the next run the mount's
+//! content is a partial unpack of ours, which it removes. (A mount point
+//! keeps its device and inode whatever is put in it: they prove nothing.)
+//!
+//! ROOTFS's directory must be ours or root's and writable by nobody else
+//! (sticky or not): the names beside ROOTFS are predictable.
 //!
 //! `.<ROOTFS>.minipull-lock` beside ROOTFS is held (flock) from the plan to
 //! the end of the command: a second install waits for the first, then finds

@@ -268,9 +268,11 @@ pub fn signed_time(t: u64) {
 
 /// The time the floor may rise to: the newest certificate `notBefore`, and
 /// a signed `created` only when it is at most [`SIGNED_AHEAD`] past the
-/// newest other time known (that notBefore, the clock, the build time, the
-/// floor): one future-dated `created` (a signer's mistake, or a stolen key)
-/// must not make every certificate look expired for ever.
+/// newest other time known (that notBefore, the build time, the floor, and
+/// the clock: it takes a clock ahead *and* a signed `created` ahead to move
+/// the floor ahead): one future-dated `created` (a signer's mistake, or a
+/// stolen key) must not make every certificate look expired for ever. A
+/// floor that lags is safe; one ahead is not.
 pub fn floor_to(verified: u64, signed: u64, now: u64, build: u64, floor: u64) -> u64 {
     let known = verified.max(now).max(build).max(floor);
     match signed <= known.saturating_add(SIGNED_AHEAD) {
@@ -724,14 +726,17 @@ mod tests {
     #[test]
     fn a_signed_created_raises_the_floor_only_near_the_other_times() {
         let day = 24 * 3600;
-        // now 100 days, build 50, floor 60: a created at 103 days counts...
-        assert_eq!(floor_to(0, 103 * day, 100 * day, 50 * day, 60 * day), 103 * day);
-        // ...one at 108 days (the year 2099, say) does not; a notBefore does.
-        assert_eq!(floor_to(0, 108 * day, 100 * day, 50 * day, 60 * day), 0);
-        assert_eq!(floor_to(70 * day, 108 * day, 100 * day, 50 * day, 60 * day), 70 * day);
-        // A clock in 1970: the build, the floor and a notBefore still count.
+        // Clock in 1970, build 50 days, floor 60: a created at 66 days counts...
         assert_eq!(floor_to(0, 66 * day, 0, 50 * day, 60 * day), 66 * day);
-        assert_eq!(floor_to(200 * day, 205 * day, 0, 0, 0), 205 * day);
+        // ...one at 68 days (the year 2099, say) does not; a notBefore does,
+        // and takes a created up to a week past it; so does the clock.
+        assert_eq!(floor_to(0, 68 * day, 0, 50 * day, 60 * day), 0);
+        assert_eq!(floor_to(70 * day, 68 * day, 0, 50 * day, 60 * day), 70 * day);
+        assert_eq!(floor_to(70 * day, 76 * day, 0, 50 * day, 60 * day), 76 * day);
+        assert_eq!(floor_to(0, 76 * day, 70 * day, 0, 0), 76 * day);
+        assert_eq!(floor_to(0, 78 * day, 70 * day, 0, 0), 0);
+        // A created in the past counts (the floor never moves back anyway).
+        assert_eq!(floor_to(0, 10 * day, 0, 50 * day, 60 * day), 10 * day);
         assert_eq!(floor_to(0, u64::MAX, 0, 0, 0), 0);
     }
 
