@@ -213,7 +213,7 @@ fn intent_path(layout: &Layout) -> PathBuf {
 /// (or, without one, a plain pull) applies it; any other run drops it
 /// (what it named stays on disk, for `gc`): a list an install left names
 /// the image its ROOTFS still holds when that install failed.
-#[derive(serde::Serialize, serde::Deserialize, Default, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, Default)]
 struct Intent {
     rootfs: Option<PathBuf>,
     replaced: Vec<String>,

@@ -364,9 +364,10 @@ impl Plan {
     }
 
     /// The image the record names, if there is a record.
+    /// (An empty mount point holds no image, whatever a record says.)
     pub fn recorded(&self) -> Option<Recorded> {
         let r = read_record(&self.record_path())?;
-        let current = r.inode.is_none_or(|i| inode(&self.rootfs) == Some(i));
+        let current = !self.in_place && r.inode.is_none_or(|i| inode(&self.rootfs) == Some(i));
         Some(Recorded {
             digest: r.digest,
             reference: r.reference,
@@ -417,9 +418,10 @@ impl Plan {
         if exists(&self.rootfs) {
             remove_tree(&parked)?;
         }
-        // A cut right after an in-place commit leaves its mark behind.
+        // A cut right after an in-place commit leaves its mark behind (the
+        // next run that can remove it does).
         if let Some(n) = read_record(&self.record_path()).and_then(|r| r.nonce) {
-            self.drop_mark(&n)?;
+            let _ = self.drop_mark(&n);
         }
         remove_tree(&staging)
     }

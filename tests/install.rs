@@ -794,3 +794,31 @@ fn a_prune_list_left_by_a_failed_install_never_removes_the_installed_image() {
     assert_eq!((w.version("root"), w.recorded()), ("v2".into(), d2.clone()));
     assert_eq!(blobs_in(&w.out), image_blobs(&w.reg, repo, &d2), "v1's blobs are gone");
 }
+
+#[test]
+fn an_emptied_mount_point_is_installed_again_whatever_its_old_record_says() {
+    // The record binds the tree by the mount's root inode, which an emptied
+    // mount keeps: an empty mount holds no image all the same.
+    let w = World::new("install-mount-emptied");
+    w.push("demo/os", "v1", "v1", vec![]);
+    let mnt = Tmpfs::mount(w.work.join("newroot"), "16m");
+    let reference = w.r("demo/os", "v1");
+    let install = || {
+        w.run(
+            &["--unpack", mnt.0.to_str().unwrap(), &reference, w.out.to_str().unwrap()],
+            &[],
+        )
+    };
+    assert_exit(&install(), 0);
+    assert_eq!(std::fs::read(mnt.0.join("etc/version")).unwrap(), b"v1");
+    std::fs::remove_dir_all(mnt.0.join("etc")).unwrap();
+    assert!(std::fs::read_dir(&mnt.0).unwrap().next().is_none());
+    let o = install();
+    assert_exit(&o, 0);
+    assert_eq!(
+        std::fs::read(mnt.0.join("etc/version")).ok().as_deref(),
+        Some(&b"v1"[..]),
+        "{}",
+        stderr(&o)
+    );
+}
