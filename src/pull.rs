@@ -518,7 +518,8 @@ impl Puller<'_> {
     }
 
     /// A signed image's config `created` is a time its signer vouches for:
-    /// `--time-floor` may rise to it.
+    /// `--time-floor` may rise to it, when it is not far ahead of every
+    /// other time known (see [`crate::tls::floor_to`]).
     fn note_signed_created(&self, config: &Descriptor) -> Result<()> {
         let bytes = self
             .layout
@@ -527,7 +528,7 @@ impl Puller<'_> {
             .ok()
             .and_then(|v| v.get("created")?.as_str().and_then(crate::verify::rfc3339));
         if let Some((t, _)) = created {
-            crate::tls::verified_time(u64::try_from(t).unwrap_or(0));
+            crate::tls::signed_time(u64::try_from(t).unwrap_or(0));
         }
         Ok(())
     }

@@ -336,10 +336,18 @@ impl Dir {
         check(unsafe { libc::linkat(from.0.as_raw_fd(), f.as_ptr(), self.0.as_raw_fd(), c.as_ptr(), 0) })
     }
 
+    /// A device node or FIFO with its final permission bits (the umask set
+    /// aside for the call: the binary has one thread), so no chmod by name
+    /// follows, which would change whatever was swapped in at that name.
     pub fn mknod(&self, name: &OsStr, mode: u32, dev: libc::dev_t) -> io::Result<()> {
         let c = cstr(name)?;
+        // SAFETY: umask has no preconditions; it is put back right after.
+        let umask = unsafe { libc::umask(0) };
         // SAFETY: c is valid and self.0 an open directory.
-        check(unsafe { libc::mknodat(self.0.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, dev) })
+        let r = unsafe { libc::mknodat(self.0.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, dev) };
+        // SAFETY: as above.
+        unsafe { libc::umask(umask) };
+        check(r)
     }
 
     /// The owner of `name` itself (a link is not followed).

@@ -16,7 +16,7 @@
 //! ratio of its compressed size.
 
 mod apply;
-mod dirfd;
+pub(crate) mod dirfd;
 
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Kind as ErrorKind, Quoted, Result};
