@@ -468,7 +468,10 @@ pub(crate) fn synopsis() -> String {
             }
             Command::Inspect => {
                 line("minipull inspect [OPTIONS] REF".into(), c.brief);
-                line("minipull inspect --layout [OPTIONS] OUTDIR[:NAME]".into(), "the same, of an image on disk");
+                line(
+                    "minipull inspect --layout OUTDIR[:NAME]".into(),
+                    "the same, of an image on disk",
+                );
             }
             _ => line(format!("minipull {} [OPTIONS] {}", c.word, c.operands), c.brief),
         }
@@ -488,7 +491,7 @@ fn overview() -> String {
   OUTDIR  OCI layout directory to create or add to (OUTDIR:NAME: one image)
 
 GLOBAL OPTIONS (before the command word for every command; after it, for
-pull and check, the commands that talk to a registry):
+pull, check, inspect and tags, the commands that talk to a registry):
 ",
     );
     option_lines(&mut s, |o| o.global);

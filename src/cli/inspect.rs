@@ -28,7 +28,9 @@ impl Origin {
         let digest = d.checked_digest()?;
         let size = d.checked_size()?;
         if size > MAX_MANIFEST_BYTES {
-            return Err(Error::integrity(format!("manifest {digest} claims {size} bytes, more than 4 MiB")));
+            return Err(Error::integrity(format!(
+                "manifest {digest} claims {size} bytes, more than 4 MiB"
+            )));
         }
         match self {
             Origin::Remote(s) => {
@@ -41,7 +43,9 @@ impl Origin {
                 Ok(m.bytes)
             }
             Origin::Local(l) => l.read_small_blob(&digest, size).map_err(|e| match e.kind {
-                crate::error::Kind::NotFound => e.hint("only the platforms pulled are in the layout (see --all-platforms)"),
+                crate::error::Kind::NotFound => {
+                    e.hint("only the platforms pulled are in the layout (see --all-platforms)")
+                }
                 _ => e,
             }),
         }
@@ -67,7 +71,8 @@ struct Shown {
 
 impl Shown {
     fn new(bytes: Vec<u8>, digest: String, content_type: Option<&str>) -> Result<Shown> {
-        let (media_type, manifest) = mf::parse(&bytes, content_type).map_err(|e| e.context(format!("manifest {digest}")))?;
+        let (media_type, manifest) =
+            mf::parse(&bytes, content_type).map_err(|e| e.context(format!("manifest {digest}")))?;
         Ok(Shown {
             bytes,
             digest,
@@ -132,7 +137,9 @@ pub(super) fn inspect_command(args: &Args) -> Result<i32> {
         let size = m.config.checked_size()?;
         if want_config {
             if size > MAX_CONFIG_BYTES {
-                return Err(Error::integrity(format!("the config claims {size} bytes, more than the 4 MiB minipull reads")));
+                return Err(Error::integrity(format!(
+                    "the config claims {size} bytes, more than the 4 MiB minipull reads"
+                )));
             }
             print_document(&from.config(&m.config)?);
             return Ok(0);
@@ -211,17 +218,25 @@ fn local(args: &Args, progress: Progress) -> Result<(Origin, String, Shown)> {
         (Some(w), _) => images
             .iter()
             .find(|e| e.annotation(REF_NAME) == Some(w.as_str()))
-            .ok_or_else(|| Error::not_found(format!("no image named {} in {}", Quoted(w), dir.display())).hint(names()))?,
+            .ok_or_else(|| {
+                Error::not_found(format!("no image named {} in {}", Quoted(w), dir.display())).hint(names())
+            })?,
         (None, [one]) => one,
         (None, []) => return Err(Error::not_found(format!("{} holds no image", dir.display()))),
         (None, many) => {
-            return Err(Error::usage(format!("{} holds {} images; say which", dir.display(), many.len()))
-                .hint(format!("write OUTDIR:NAME; {}", names())))
+            return Err(
+                Error::usage(format!("{} holds {} images; say which", dir.display(), many.len()))
+                    .hint(format!("write OUTDIR:NAME; {}", names())),
+            )
         }
     };
     let d = entry.checked_digest()?;
     let bytes = layout.read_small_blob(&d, MAX_MANIFEST_BYTES)?;
-    let name = entry.annotation(CONTAINERD_NAME).or(entry.annotation(REF_NAME)).unwrap_or_default().to_string();
+    let name = entry
+        .annotation(CONTAINERD_NAME)
+        .or(entry.annotation(REF_NAME))
+        .unwrap_or_default()
+        .to_string();
     let shown = Shown::new(bytes, entry.digest.clone(), Some(&entry.media_type))?;
     Ok((Origin::Local(layout), name, shown))
 }
@@ -246,7 +261,10 @@ fn text(v: &Value) -> String {
     row(&mut rows, "size", v.get("size"));
     for p in v["platforms"].as_array().into_iter().flatten() {
         let platform = p["platform"].as_str().unwrap_or("-");
-        rows.push(("platforms", format!("{platform:<16} {} {}", s(&p["digest"]), s(&p["size"]))));
+        rows.push((
+            "platforms",
+            format!("{platform:<16} {} {}", s(&p["digest"]), s(&p["size"])),
+        ));
     }
     if let Some(c) = v.get("config") {
         row(&mut rows, "config", c.get("digest"));

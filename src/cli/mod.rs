@@ -121,7 +121,11 @@ fn parse_args() -> Result<std::result::Result<Args, i32>> {
         Command::Inspect if g.flag("--layout") => (String::new(), PathBuf::from(&operands[0]), None),
         Command::Inspect | Command::Tags => {
             let r = text(&operands[0], "the image reference")?;
-            (r.strip_prefix("docker://").unwrap_or(&r).to_string(), PathBuf::new(), None)
+            (
+                r.strip_prefix("docker://").unwrap_or(&r).to_string(),
+                PathBuf::new(),
+                None,
+            )
         }
         Command::Unpack => (
             String::new(),

@@ -10,9 +10,14 @@ use crate::error::Quoted;
 pub(super) fn tags_command(args: &Args) -> Result<i32> {
     let given = args.reference.as_str();
     let last = given.rsplit('/').next().unwrap_or("");
-    if given.contains('@') || (given.contains('/') && last.contains(':')) || (!given.contains('/') && given.contains(':')) {
-        return Err(Error::usage(format!("`minipull tags` takes a repository, not {}", Quoted(given)))
-            .hint("drop the tag or digest: minipull tags REPO"));
+    if given.contains('@')
+        || (given.contains('/') && last.contains(':'))
+        || (!given.contains('/') && given.contains(':'))
+    {
+        return Err(
+            Error::usage(format!("`minipull tags` takes a repository, not {}", Quoted(given)))
+                .hint("drop the tag or digest: minipull tags REPO"),
+        );
     }
     let page_size = match args.opts.flag("--page-size") {
         true => match args.opts.number("--page-size", 0)? {
