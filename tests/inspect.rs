@@ -372,4 +372,34 @@ fn tags_refuse_a_next_page_elsewhere_and_pages_without_end() {
     assert_exit(&o, 6);
     assert!(stderr(&o).contains("100 pages"), "{}", stderr(&o));
     assert_eq!(server.requests("/tags/list").len(), 100);
+    // One page over 4 MiB; more than 100,000 tags.
+    for (list, says) in [
+        (
+            (0..40_000).map(|i| format!("{i:0>120}")).collect::<Vec<_>>(),
+            "larger than",
+        ),
+        ((0..100_001).map(|i| format!("{i}")).collect(), "more than 100000 tags"),
+    ] {
+        server.set_faults(Faults {
+            tag_list: list,
+            ..Faults::default()
+        });
+        let o = minipull(&["--plain-http", "--retries", "0", "tags", &repo], None);
+        assert_exit(&o, 6);
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn the_pages_in_docs_hold_each_help_verbatim() {
+    for c in ["inspect", "tags"] {
+        let o = minipull(&[c, "--help"], None);
+        assert_exit(&o, 0);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docs/{c}.md"));
+        let page = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            page.contains(&format!("```\n{}```\n", stdout(&o))),
+            "docs/{c}.md lacks `minipull {c} --help` as it is"
+        );
+    }
 }

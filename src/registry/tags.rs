@@ -1,8 +1,8 @@
 //! The tag list (`GET /v2/<name>/tags/list`), page by page, bounded: the
 //! next page is the one the `Link` header names, on the registry's own
 //! origin and for the same repository only (so credentials stay where they
-//! belong), at most [`MAX_PAGES`] pages, [`MAX_TAGS`] tags and
-//! [`MAX_PAGE_BYTES`] an answer.
+//! belong), at most [`MAX_PAGES`] pages, [`MAX_TAGS`] tags,
+//! [`MAX_PAGE_BYTES`] an answer and [`MAX_TOTAL_BYTES`] in all.
 
 use super::*;
 
@@ -12,6 +12,8 @@ pub const MAX_PAGES: usize = 100;
 pub const MAX_TAGS: usize = 100_000;
 /// The largest answer a page may be.
 pub const MAX_PAGE_BYTES: u64 = 4 * 1024 * 1024;
+/// The most all pages together may be (100,000 long tags, quoted, fit).
+pub const MAX_TOTAL_BYTES: u64 = 16 * 1024 * 1024;
 /// The longest tag the distribution spec allows.
 const MAX_TAG_LEN: usize = 128;
 
@@ -26,8 +28,10 @@ impl Client {
         }
         let what = format!("tags of {}", self.repository);
         let mut tags: Vec<String> = Vec::new();
+        let mut left = MAX_TOTAL_BYTES;
         for _ in 0..MAX_PAGES {
-            let page = self.fetch_small(&url, &what, "application/json", MAX_PAGE_BYTES)?;
+            let page = self.fetch_small(&url, &what, "application/json", left.min(MAX_PAGE_BYTES))?;
+            left -= page.bytes.len() as u64;
             #[derive(serde::Deserialize)]
             struct Page {
                 #[serde(default)]
