@@ -32,14 +32,10 @@ impl Client {
         for _ in 0..MAX_PAGES {
             let page = self.fetch_small(&url, &what, "application/json", left.min(MAX_PAGE_BYTES))?;
             left -= page.bytes.len() as u64;
-            #[derive(serde::Deserialize)]
-            struct Page {
-                #[serde(default)]
-                tags: Option<Vec<String>>,
-            }
-            let p: Page = serde_json::from_slice(&page.bytes)
+            let p: serde_json::Value = serde_json::from_slice(&page.bytes)
                 .map_err(|e| Error::integrity(format!("{what}: the answer is not a tag list: {e}")))?;
-            for t in p.tags.unwrap_or_default() {
+            for t in p["tags"].as_array().into_iter().flatten() {
+                let t = t.as_str().unwrap_or_default();
                 if t.is_empty() || t.len() > MAX_TAG_LEN {
                     return Err(Error::integrity(format!(
                         "{what}: the registry lists a tag of {} bytes (1 to {MAX_TAG_LEN} allowed)",
@@ -51,7 +47,7 @@ impl Client {
                         "{what}: the registry lists more than {MAX_TAGS} tags; minipull stops there"
                     )));
                 }
-                tags.push(t);
+                tags.push(t.to_string());
             }
             let Some(next) = page.link.as_deref().and_then(next_link) else {
                 return Ok(tags);
