@@ -109,9 +109,10 @@ fn the_command_is_found_after_global_options() {
         ("push", "skopeo"),
         ("copy", "crane"),
         ("login", "--password-stdin"),
-        ("digest", "minipull check REF OUTDIR"),
-        ("manifest", "minipull check REF OUTDIR"),
-        ("inspect", "minipull check REF OUTDIR"),
+        ("digest", "minipull inspect REF"),
+        ("manifest", "minipull inspect REF"),
+        // A command now: it takes one operand, and creates nothing.
+        ("inspect", "`minipull inspect` expected REF"),
     ] {
         let o = run_in(work.path(), &["--plain-http", word, "alpine", "o2"], &[]);
         assert_exit(&o, 2);
@@ -247,7 +248,7 @@ fn listed_options(help: &str) -> Vec<String> {
         .collect()
 }
 
-const COMMANDS: [&str; 7] = ["pull", "check", "unpack", "config", "ls", "rm", "gc"];
+const COMMANDS: [&str; 9] = ["pull", "check", "unpack", "config", "ls", "rm", "gc", "inspect", "tags"];
 
 /// docs/options.md from the helps: the table, then each help verbatim.
 fn options_doc(intro: &str) -> String {

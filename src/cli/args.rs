@@ -17,19 +17,23 @@ pub(crate) enum Command {
     Ls,
     Rm,
     Gc,
+    Inspect,
+    Tags,
 }
 
 // Bits naming the commands that take an option.
-const PULL: u8 = 1;
-const CHECK: u8 = 2;
-const UNPACK: u8 = 4;
-const CONFIG: u8 = 8;
-const LS: u8 = 16;
-const RM: u8 = 32;
-const GC: u8 = 64;
-const EVERY: u8 = PULL | CHECK | UNPACK | CONFIG | LS | RM | GC;
+const PULL: u16 = 1;
+const CHECK: u16 = 2;
+const UNPACK: u16 = 4;
+const CONFIG: u16 = 8;
+const LS: u16 = 16;
+const RM: u16 = 32;
+const GC: u16 = 64;
+const INSPECT: u16 = 128;
+const TAGS: u16 = 256;
+const EVERY: u16 = PULL | CHECK | UNPACK | CONFIG | LS | RM | GC | INSPECT | TAGS;
 /// The commands that talk to a registry.
-const NET: u8 = PULL | CHECK;
+const NET: u16 = PULL | CHECK | INSPECT | TAGS;
 
 /// A command: its word, operands, a few words for the synopsis and what it
 /// does for its help.
@@ -41,7 +45,7 @@ struct Cmd {
     about: &'static str,
 }
 
-const COMMANDS: [Cmd; 7] = [
+const COMMANDS: [Cmd; 9] = [
     Cmd { command: Command::Pull, brief: "pull REF into OUTDIR", word: "pull", operands: "REF OUTDIR", about: "pull REF into the OCI image layout OUTDIR and, with --unpack, unpack it into ROOTFS (`pull` may be left out)" },
     Cmd { command: Command::Check, brief: "exit 10 if REF has an update", word: "check", operands: "REF OUTDIR", about: "is there an update? One manifest HEAD; prints the digest REF has in the registry; exit 0: no, 10: yes (or REF is not in OUTDIR yet)" },
     Cmd { command: Command::Unpack, brief: "unpack an image (offline)", word: "unpack", operands: "OUTDIR[:NAME] ROOTFS", about: "unpack an image OUTDIR holds into ROOTFS (no network)" },
@@ -49,13 +53,15 @@ const COMMANDS: [Cmd; 7] = [
     Cmd { command: Command::Ls, brief: "list the images in OUTDIR", word: "ls", operands: "OUTDIR", about: "list the images in OUTDIR" },
     Cmd { command: Command::Rm, brief: "drop an image from OUTDIR", word: "rm", operands: "OUTDIR:NAME", about: "drop an image from OUTDIR's index.json (its blobs stay until gc)" },
     Cmd { command: Command::Gc, brief: "remove what nothing needs", word: "gc", operands: "OUTDIR", about: "remove the blobs nothing needs and stale partial downloads" },
+    Cmd { command: Command::Inspect, brief: "show an image without pulling it", word: "inspect", operands: "REF", about: "show what REF is without pulling it: the digest its tag resolves to, media type, size, the platforms of an index (or, with --platform, one of them), the config's os, architecture and creation time (manifest requests, and the config when its fields are shown; never a layer); with --layout, an image OUTDIR[:NAME] holds" },
+    Cmd { command: Command::Tags, brief: "list a repository's tags", word: "tags", operands: "REPO", about: "list the tags of the repository REPO (alpine, ghcr.io/org/repo), one a line, following the registry's pages" },
 ];
 
 impl Command {
     fn cmd(self) -> &'static Cmd {
         &COMMANDS[self as usize]
     }
-    fn bit(self) -> u8 {
+    fn bit(self) -> u16 {
         1 << self as u8
     }
     /// The word that names it on the command line.
@@ -66,16 +72,15 @@ impl Command {
 
 /// Words other tools use as commands: refused with a pointer, never read as
 /// an image name (`docker.io/library/push` written out is still one).
-const NOT_HERE: [(&str, &str); 6] = [
+const NOT_HERE: [(&str, &str); 5] = [
     ("digest", DIGEST),
     ("manifest", DIGEST),
-    ("inspect", DIGEST),
     ("copy", ONLY_PULLS),
     ("push", ONLY_PULLS),
     ("login", LOGIN),
 ];
-const DIGEST: &str = "the digest REF resolves to is what `minipull check REF OUTDIR` prints (OUTDIR need not exist); \
-                      `minipull config OUTDIR[:NAME]` prints a pulled image's config, `minipull ls OUTDIR` its digest and platforms";
+const DIGEST: &str = "`minipull inspect REF` shows the digest REF resolves to, its platforms and config; \
+                      `minipull inspect --raw REF` prints the manifest";
 const ONLY_PULLS: &str =
     "minipull only pulls; to copy or push images use skopeo (skopeo copy) or crane (crane copy, crane push)";
 const LOGIN: &str = "minipull only pulls and has no login; it reads the credentials `skopeo login`, \
@@ -92,7 +97,7 @@ pub(crate) struct Opt {
     /// What the value is (`PATH`), or "" for a flag.
     value: &'static str,
     /// The commands that take it.
-    cmds: u8,
+    cmds: u16,
     /// Concerns the network, credentials, TLS or output: may also stand
     /// before the command word of any command (ignored by those that do
     /// not use it, so one set of options serves every command).
@@ -100,7 +105,7 @@ pub(crate) struct Opt {
     help: &'static str,
 }
 
-const fn opt(name: &'static str, value: &'static str, cmds: u8, help: &'static str) -> Opt {
+const fn opt(name: &'static str, value: &'static str, cmds: u16, help: &'static str) -> Opt {
     Opt {
         name,
         short: "",
@@ -110,7 +115,7 @@ const fn opt(name: &'static str, value: &'static str, cmds: u8, help: &'static s
         help,
     }
 }
-const fn global(name: &'static str, value: &'static str, cmds: u8, help: &'static str) -> Opt {
+const fn global(name: &'static str, value: &'static str, cmds: u16, help: &'static str) -> Opt {
     Opt {
         global: true,
         ..opt(name, value, cmds, help)
@@ -120,7 +125,7 @@ const fn global(name: &'static str, value: &'static str, cmds: u8, help: &'stati
 /// Every option, in the order `--help` lists them.
 #[rustfmt::skip]
 pub(crate) const OPTIONS: &[Opt] = &[
-    opt("--platform", "OS/ARCH[/VARIANT]", PULL | UNPACK | CONFIG, "the platform to choose from a multi-platform image (default: the one minipull runs on)"),
+    opt("--platform", "OS/ARCH[/VARIANT]", PULL | UNPACK | CONFIG | INSPECT, "the platform to choose from a multi-platform image (default: the one minipull runs on)"),
     opt("--all-platforms", "", PULL, "keep the whole index and pull every platform"),
     opt("--unpack", "ROOTFS", PULL, "after the pull, apply the image's layers into ROOTFS (whiteouts, links, modes; owners and devices as root)"),
     opt("--force", "", PULL | UNPACK, "replace a ROOTFS that is not empty (atomically: the new tree is staged beside it, then swapped in)"),
@@ -138,6 +143,10 @@ pub(crate) const OPTIONS: &[Opt] = &[
     opt("--speed-time", "SECS", PULL, "how long a download may stay below --speed-limit (default 30)"),
     opt("--lock-wait", "SECS", PULL | UNPACK, "wait at most this long for another minipull holding OUTDIR's or ROOTFS's lock (default: as long as it runs)"),
     opt("--keep-partials", "", GC, "keep every partial download, however old"),
+    opt("--layout", "", INSPECT, "the operand is OUTDIR[:NAME], an image in a layout on disk (no network)"),
+    opt("--raw", "", INSPECT, "print the manifest as stored (with --platform, the chosen platform's), checked against its digest"),
+    opt("--config", "", INSPECT, "print the image's config (at most 4 MiB), checked against its digest"),
+    opt("--page-size", "N", TAGS, "ask the registry for N tags a request (default: as many as it gives)"),
     global("--plain-http", "", NET, "talk plain HTTP to the registry"),
     global("--ca-file", "PATH", NET, "also trust the CA certificates in this PEM file (repeatable; built-in and system roots stay trusted)"),
     global("--insecure", "", NET, "do not verify TLS certificates (warns; digests are still checked)"),
@@ -150,7 +159,7 @@ pub(crate) const OPTIONS: &[Opt] = &[
     global("--retries", "N", NET, "attempts after a failure that got an answer (default 5; given, it also bounds retries of an unreachable source)"),
     global("--retry-for", "SECS", NET, "keep trying a registry or mirror that does not answer (refused, no route, no DNS) this long (default 60; 0: fail)"),
     global("--timeout", "SECS", NET, "connect timeout and longest wait for data (default 30)"),
-    global("--json", "", PULL | CHECK | LS | GC, "print the result as JSON on stdout"),
+    global("--json", "", PULL | CHECK | LS | GC | INSPECT | TAGS, "print the result as JSON on stdout"),
     Opt { short: "-q", ..global("--quiet", "", EVERY, "no progress on stderr (warnings and errors remain)") },
 ];
 
@@ -457,6 +466,13 @@ pub(crate) fn synopsis() -> String {
                     "pull, then unpack it",
                 );
             }
+            Command::Inspect => {
+                line("minipull inspect [OPTIONS] REF".into(), c.brief);
+                line(
+                    "minipull inspect --layout OUTDIR[:NAME]".into(),
+                    "the same, of an image on disk",
+                );
+            }
             _ => line(format!("minipull {} [OPTIONS] {}", c.word, c.operands), c.brief),
         }
     }
@@ -475,7 +491,7 @@ fn overview() -> String {
   OUTDIR  OCI layout directory to create or add to (OUTDIR:NAME: one image)
 
 GLOBAL OPTIONS (before the command word for every command; after it, for
-pull and check, the commands that talk to a registry):
+pull, check, inspect and tags, the commands that talk to a registry):
 ",
     );
     option_lines(&mut s, |o| o.global);
@@ -509,8 +525,10 @@ pub(crate) fn command_help(command: Command) -> String {
     let mut s = String::new();
     wrap(&mut s, &format!("minipull {}: {}", c.word, c.about), 2, 78, true);
     s.push_str(&format!("\nUSAGE:\n  minipull {} [OPTIONS] {}\n", c.word, c.operands));
-    if command == Command::Pull {
-        s.push_str("  minipull [OPTIONS] REF OUTDIR\n");
+    match command {
+        Command::Pull => s.push_str("  minipull [OPTIONS] REF OUTDIR\n"),
+        Command::Inspect => s.push_str("  minipull inspect --layout [OPTIONS] OUTDIR[:NAME]\n"),
+        _ => {}
     }
     s.push_str("\nOPTIONS:\n");
     option_lines(&mut s, |o| o.cmds & command.bit() != 0);

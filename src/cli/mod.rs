@@ -5,12 +5,16 @@
 //! - [`unpack`]: `minipull unpack` and `minipull config`, on a layout on disk;
 //! - [`upkeep`]: `minipull ls`, `rm` and `gc`;
 //! - [`check`]: `minipull check REF OUTDIR`, is there an update;
+//! - [`inspect`]: `minipull inspect REF`, an image without pulling it;
+//! - [`tags`]: `minipull tags REPO`, a repository's tags;
 //! - [`connect`]: credentials, TLS, mirrors: what talking to a registry needs.
 
 mod args;
 mod check;
 mod connect;
+mod inspect;
 mod pull;
+mod tags;
 mod unpack;
 mod upkeep;
 
@@ -113,6 +117,15 @@ fn parse_args() -> Result<std::result::Result<Args, i32>> {
             // skopeo's transport prefix names what a reference is anyway.
             let r = r.strip_prefix("docker://").unwrap_or(&r).to_string();
             (r, PathBuf::from(&operands[1]), g.path("--unpack"))
+        }
+        Command::Inspect if g.flag("--layout") => (String::new(), PathBuf::from(&operands[0]), None),
+        Command::Inspect | Command::Tags => {
+            let r = text(&operands[0], "the image reference")?;
+            (
+                r.strip_prefix("docker://").unwrap_or(&r).to_string(),
+                PathBuf::new(),
+                None,
+            )
         }
         Command::Unpack => (
             String::new(),
@@ -228,6 +241,8 @@ pub fn run() -> Result<i32> {
         Command::Ls => upkeep::ls_command(&args),
         Command::Rm => upkeep::rm_command(&args),
         Command::Gc => upkeep::gc_command(&args),
+        Command::Inspect => inspect::inspect_command(&args),
+        Command::Tags => tags::tags_command(&args),
         Command::Unpack | Command::Config => unpack::local_command(&args, &platform, policy.as_ref()),
     }?;
     // Only once the run succeeded: what it verified is then worth keeping.

@@ -18,6 +18,7 @@ mod blob;
 pub use blob::Ranged;
 mod resume;
 mod session;
+mod tags;
 mod transport;
 
 use session::OwnChallenge;
@@ -83,6 +84,8 @@ pub struct FetchedManifest {
     pub content_type: Option<String>,
     /// The `Docker-Content-Digest` header, when present.
     pub digest_header: Option<String>,
+    /// The `Link` headers, joined with `,` (the tag list's next page).
+    pub link: Option<String>,
 }
 
 /// A client for one repository on one registry.
@@ -284,12 +287,20 @@ impl Client {
             };
             let content_type = header("content-type");
             let digest_header = header("docker-content-digest");
+            let links: Vec<&str> = resp
+                .headers()
+                .get_all("link")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let link = (!links.is_empty()).then(|| links.join(","));
             match resp.body_mut().with_config().limit(max).read_to_vec() {
                 Ok(bytes) => {
                     return Ok(FetchedManifest {
                         bytes,
                         content_type,
                         digest_header,
+                        link,
                     })
                 }
                 Err(ureq::Error::BodyExceedsLimit(_)) => return Err(too_big(what, max)),
