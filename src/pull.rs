@@ -785,11 +785,19 @@ fn kind_of(media_type: &str) -> &str {
 /// Say (one line) when the entry `name` about to be replaced is of another
 /// repository, or of another shape (an index of every platform for one
 /// platform's image, or the reverse): the pull asked for neither.
-fn note_replaced(layout: &Layout, new: &Descriptor, name: &str, reference: &Reference, progress: Progress) -> Result<()> {
+fn note_replaced(
+    layout: &Layout,
+    new: &Descriptor,
+    name: &str,
+    reference: &Reference,
+    progress: Progress,
+) -> Result<()> {
     let Some(old) = layout.entry_named(name)? else {
         return Ok(());
     };
-    let old_ref = old.annotation(CONTAINERD_NAME).unwrap_or("an image of no recorded name");
+    let old_ref = old
+        .annotation(CONTAINERD_NAME)
+        .unwrap_or("an image of no recorded name");
     let repo = |r: &str| Reference::parse(r).ok().map(|r| (r.registry, r.repository));
     let is_index = |d: &Descriptor| d.media_type == manifest::OCI_INDEX || d.media_type == manifest::DOCKER_LIST;
     let shape = |d: &Descriptor| match is_index(d) && d.platform.is_none() {

@@ -31,7 +31,10 @@ fn entries(out: &Path) -> Vec<(String, String, String, String)> {
 
 /// Lines of `text` that say an entry was replaced.
 fn replaced_lines(text: &str) -> Vec<String> {
-    text.lines().filter(|l| l.contains("; it now names ")).map(str::to_string).collect()
+    text.lines()
+        .filter(|l| l.contains("; it now names "))
+        .map(str::to_string)
+        .collect()
 }
 
 /// A two-platform index at `repo:tag` (amd64, arm64).
@@ -51,8 +54,16 @@ fn push_two_platforms(reg: &Registry, repo: &str, tag: &str) {
 #[test]
 fn pull_names_the_entry_says_what_it_replaces_and_rm_ls_use_full_references() {
     let reg = Registry::start(Auth::None);
-    let (app_digest, _) = reg.push_image("demo/app", "1.0", &Image::new("amd64", vec![gz_layer(&[("f", b"app")])]));
-    reg.push_image("demo/other", "1.0", &Image::new("amd64", vec![gz_layer(&[("f", b"other")])]));
+    let (app_digest, _) = reg.push_image(
+        "demo/app",
+        "1.0",
+        &Image::new("amd64", vec![gz_layer(&[("f", b"app")])]),
+    );
+    reg.push_image(
+        "demo/other",
+        "1.0",
+        &Image::new("amd64", vec![gz_layer(&[("f", b"other")])]),
+    );
     push_two_platforms(&reg, "demo/multi", "1.0");
     let work = TempDir::new("names");
     let o1 = work.join("o1");
@@ -77,7 +88,10 @@ fn pull_names_the_entry_says_what_it_replaces_and_rm_ls_use_full_references() {
         .collect();
     found.sort();
     assert_eq!(found, vec!["o1".to_string()]);
-    assert_eq!(entries(&o1), vec![("stable".into(), app.clone(), app_digest.clone(), OCI_MANIFEST.into())]);
+    assert_eq!(
+        entries(&o1),
+        vec![("stable".into(), app.clone(), app_digest.clone(), OCI_MANIFEST.into())]
+    );
     // The same pull again finds it there, under its name, and says nothing of a replacement.
     let o = pull(&app, &format!("{o1s}:stable"), &[]);
     assert_exit(&o, 0);
@@ -117,11 +131,19 @@ fn pull_names_the_entry_says_what_it_replaces_and_rm_ls_use_full_references() {
     assert_exit(&o, 0);
     let text = stdout(&o);
     assert_eq!(text.lines().count(), 3, "{text}");
-    assert!(text.lines().any(|l| l.starts_with(&format!("stable\t{app}\t{app_digest}\t"))), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("stable\t{app}\t{app_digest}\t"))),
+        "{text}"
+    );
     assert!(!text.contains("NAME"), "{text}");
     let o = minipull(&["ls", "--json", o1s], None);
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(list.as_array().unwrap().iter().any(|e| e["reference"] == other.as_str()));
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["reference"] == other.as_str()));
     // On a terminal, a header line first.
     let tty = Command::new("script")
         .args(["-qec", &format!("{} ls {o1s}", minipull_bin().display()), "/dev/null"])
@@ -134,7 +156,11 @@ fn pull_names_the_entry_says_what_it_replaces_and_rm_ls_use_full_references() {
     // rm: a miss lists the names there are.
     let o = minipull(&["rm", &format!("{o1s}:nope")], None);
     assert_exit(&o, 3);
-    assert!(stderr(&o).contains("stable (") && stderr(&o).contains(&format!("1.0 ({other})")), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("stable (") && stderr(&o).contains(&format!("1.0 ({other})")),
+        "{}",
+        stderr(&o)
+    );
     // By digest.
     let o = minipull(&["rm", &format!("{o1s}:{app_digest}")], None);
     assert_exit(&o, 0);
@@ -147,10 +173,96 @@ fn pull_names_the_entry_says_what_it_replaces_and_rm_ls_use_full_references() {
     assert!(entries(&o1).is_empty());
 
     // A name that is not one is refused, and nothing is created.
-    for bad in [format!("{o1s}:-x"), format!("{}:sha256-ab.sig", work.join("o2").display()), format!("{o1s}:")] {
+    for bad in [
+        format!("{o1s}:-x"),
+        format!("{}:sha256-ab.sig", work.join("o2").display()),
+        format!("{o1s}:"),
+    ] {
         let o = pull(&app, &bad, &[]);
         assert_exit(&o, 2);
         assert!(stderr(&o).contains("is not OUTDIR:NAME"), "{}", stderr(&o));
     }
     assert!(!work.join("o2").exists());
+}
+
+#[test]
+fn version_tells_commit_target_features_build_time_and_rustc() {
+    let o = minipull(&["--version"], None);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:")))
+            .unwrap_or_else(|| panic!("no {k}: in {text}"))
+            .trim()
+            .to_string()
+    };
+    assert!(
+        text.starts_with(&format!("minipull {}\n", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    // The commit the binary was built from (when this tree is a git checkout).
+    if let Ok(g) = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output() {
+        if g.status.success() && std::env::var_os("MINIPULL_BIN").is_none() {
+            assert_eq!(field("commit"), String::from_utf8_lossy(&g.stdout).trim(), "{text}");
+        }
+    }
+    assert!(field("target").contains("-linux-"), "{text}");
+    assert_eq!(field("features") == "unpack", cfg!(feature = "unpack"), "{text}");
+    assert!(field("rustc").starts_with("rustc 1."), "{text}");
+    // The build time is the TLS clock floor: SOURCE_DATE_EPOCH as the build saw it.
+    match option_env!("SOURCE_DATE_EPOCH") {
+        Some(t) if std::env::var_os("MINIPULL_BIN").is_none() => {
+            assert!(
+                field("built").contains(&format!("SOURCE_DATE_EPOCH {}", t.trim())),
+                "{text}"
+            )
+        }
+        _ => assert!(!field("built").is_empty()),
+    }
+    let v = minipull(&["version"], None);
+    assert_eq!(stdout(&v), text);
+}
+
+#[test]
+fn minipull_plain_http_names_the_hosts_that_get_plain_http_and_credentials() {
+    let (user, password) = ("lab", "s3cret-lab");
+    let locked = Registry::start(Auth::Htpasswd { user, password });
+    let open = Registry::start(Auth::None);
+    let image = Image::new("amd64", vec![gz_layer(&[("f", b"lab")])]);
+    locked.push_image("lab/app", "1", &image);
+    open.push_image("lab/app", "1", &image);
+    let work = TempDir::new("plain-env");
+    let creds = [("MINIPULL_USERNAME", user), ("MINIPULL_PASSWORD", password)];
+    let run = |reg: &Registry, out: &str, plain: &str| {
+        let mut env = vec![("MINIPULL_PLAIN_HTTP", plain)];
+        env.extend(creds);
+        minipull_env(
+            &[
+                "--retries",
+                "0",
+                "--retry-for",
+                "0",
+                "-q",
+                &format!("{}/lab/app:1", reg.host),
+                &work.join(out).to_string_lossy(),
+            ],
+            None,
+            &env,
+        )
+    };
+    // Named: plain HTTP, and the credentials go over it (the registry wants them).
+    let both = format!("example.invalid:5000, {}", locked.host);
+    let o = run(&locked, "a", &both);
+    assert_exit(&o, 0);
+    assert_eq!(entries(&work.join("a")).len(), 1);
+    // Not named: HTTPS, which this plain registry cannot answer.
+    let o = run(&open, "b", &both);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("plain HTTP"), "{}", stderr(&o));
+    assert!(!work.join("b").join("index.json").exists());
+    // The variable names hosts, nothing else.
+    let o = run(&open, "c", "http://127.0.0.1:5000");
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("MINIPULL_PLAIN_HTTP"), "{}", stderr(&o));
 }

@@ -138,7 +138,7 @@ pub(crate) const OPTIONS: &[Opt] = &[
     opt("--speed-time", "SECS", PULL, "how long a download may stay below --speed-limit (default 30)"),
     opt("--lock-wait", "SECS", PULL | UNPACK, "wait at most this long for another minipull holding OUTDIR's or ROOTFS's lock (default: as long as it runs)"),
     opt("--keep-partials", "", GC, "keep every partial download, however old"),
-    global("--plain-http", "", NET, "talk plain HTTP to the registry"),
+    global("--plain-http", "", NET, "talk plain HTTP to the registry (and mirrors); $MINIPULL_PLAIN_HTTP=HOST:PORT,... does so for the hosts it names only"),
     global("--ca-file", "PATH", NET, "also trust the CA certificates in this PEM file (repeatable; built-in and system roots stay trusted)"),
     global("--insecure", "", NET, "do not verify TLS certificates (warns; digests are still checked)"),
     global("--time-floor", "FILE", NET, "judge TLS certificates no earlier than the Unix time in FILE (root's, not writable by others); raised after a verified pull"),
@@ -395,8 +395,27 @@ fn see_help(command: Option<Command>) -> String {
     }
 }
 
+/// `minipull --version`: what was built, from what, and when.
 fn version() -> String {
-    format!("minipull {}\n", env!("CARGO_PKG_VERSION"))
+    let built = match crate::tls::build_time() {
+        Some(t) => format!(
+            "{} (SOURCE_DATE_EPOCH {t}; TLS certificates are judged no earlier)",
+            crate::tls::utc(t)
+        ),
+        None => "unknown (no SOURCE_DATE_EPOCH; TLS certificates are judged by the clock alone)".to_string(),
+    };
+    format!(
+        "minipull {}\ncommit:     {}\ntarget:     {}\nfeatures:   {}\nbuilt:      {built}\nrustc:      {}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("MINIPULL_COMMIT"),
+        env!("MINIPULL_TARGET"),
+        if cfg!(feature = "unpack") {
+            "unpack"
+        } else {
+            "(none: pull only)"
+        },
+        env!("MINIPULL_RUSTC"),
+    )
 }
 
 /// `text` in lines of at most `width` columns, each after `indent` spaces.
@@ -489,6 +508,7 @@ works too; `--` ends the options.
 ENVIRONMENT:
   MINIPULL_USERNAME, MINIPULL_PASSWORD  credentials for the registry
   MINIPULL_VERIFY_KEY                   --verify-key for pull, unpack, config
+  MINIPULL_PLAIN_HTTP=HOST:PORT,...     --plain-http for these registries only
   HTTPS_PROXY, HTTP_PROXY, NO_PROXY     proxies (lowercase too)
   SSL_CERT_FILE, SSL_CERT_DIR           the system's CA certificates
 
