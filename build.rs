@@ -15,14 +15,13 @@ fn main() {
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     println!("cargo:rerun-if-changed=build.rs");
     // A new commit or checkout changes HEAD or the branch it points at.
-    for path in ["HEAD", "packed-refs"] {
+    // (Only files that exist: cargo runs this again for a missing one.)
+    let branch = run("git", &["symbolic-ref", "-q", "HEAD"]);
+    for path in ["HEAD", "packed-refs"].into_iter().chain(branch.as_deref()) {
         if let Some(p) = run("git", &["rev-parse", "--git-path", path]) {
-            println!("cargo:rerun-if-changed={p}");
-        }
-    }
-    if let Some(r) = run("git", &["symbolic-ref", "-q", "HEAD"]) {
-        if let Some(p) = run("git", &["rev-parse", "--git-path", &r]) {
-            println!("cargo:rerun-if-changed={p}");
+            if std::path::Path::new(&p).exists() {
+                println!("cargo:rerun-if-changed={p}");
+            }
         }
     }
     let commit = std::env::var("MINIPULL_COMMIT")

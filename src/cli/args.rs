@@ -133,7 +133,7 @@ pub(crate) const OPTIONS: &[Opt] = &[
     opt("--verify-key", "PATH", PULL | UNPACK | CONFIG, "accept only images with a cosign signature by this PEM public key (repeatable: any one suffices; ECDSA P-256, P-384, Ed25519; $MINIPULL_VERIFY_KEY, colon-separated)"),
     opt("--verify-identity", "REPO", PULL | UNPACK | CONFIG, "also require a classic signature to name this repository"),
     opt("--no-downgrade", "", PULL, "refuse (exit 8) an image whose config is older than the one OUTDIR already holds under the same name"),
-    opt("--limit-rate", "BYTES", PULL, "cap the average download rate (k, M, G suffixes)"),
+    opt("--limit-rate", "BYTES", PULL, "cap the download rate, as the link sees it from the first second (k, M, G suffixes; the receive buffer of every connection is sized to it)"),
     opt("--speed-limit", "BYTES", PULL, "abandon and resume a download slower than BYTES a second for --speed-time (default 1024; k, M, G suffixes)"),
     opt("--speed-time", "SECS", PULL, "how long a download may stay below --speed-limit (default 30)"),
     opt("--lock-wait", "SECS", PULL | UNPACK, "wait at most this long for another minipull holding OUTDIR's or ROOTFS's lock (default: as long as it runs)"),

@@ -146,13 +146,18 @@ impl Client {
         progress: Progress,
     ) -> Client {
         let agent = |proxy: Option<ureq::Proxy>| {
-            use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
-            // ureq's default chain with our TLS at the end (and no SOCKS).
-            let connector =
-                ().chain(ConnectProxyConnector::default())
-                    .chain(TcpConnector::default())
-                    .chain(crate::tls::TlsConnector(opts.tls.clone()));
+            use ureq::unversioned::transport::{ConnectProxyConnector, Connector};
+            // ureq's default chain with our TLS at the end (and no SOCKS), and
+            // TCP sockets sized to --limit-rate (see transport::Tcp).
+            let connector = ()
+                .chain(ConnectProxyConnector::default())
+                .chain(transport::Tcp {
+                    rcvbuf: opts.limit_rate.map(transport::rcvbuf_for),
+                    timeout: opts.timeout,
+                })
+                .chain(crate::tls::TlsConnector(opts.tls.clone()));
             let config = ureq::Agent::config_builder()
+                .input_buffer_size(opts.limit_rate.map_or(128 * 1024, transport::input_buffer_for))
                 .http_status_as_error(false)
                 .max_redirects(0)
                 .proxy(proxy)
