@@ -123,7 +123,7 @@ pub(super) fn rm_command(args: &Args) -> Result<i32> {
             r == Some(name.as_str()) || (full.is_some() && r == full.as_deref())
         }),
     ];
-    let Some(pick) = picks.iter().find(|p| images().any(|e| p(e))) else {
+    let Some(pick) = picks.iter().find(|p| images().any(p)) else {
         let held: Vec<String> = images()
             .take(20)
             .map(|e| {
