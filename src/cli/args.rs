@@ -42,12 +42,12 @@ struct Cmd {
 }
 
 const COMMANDS: [Cmd; 7] = [
-    Cmd { command: Command::Pull, brief: "pull REF into OUTDIR", word: "pull", operands: "REF OUTDIR", about: "pull REF into the OCI image layout OUTDIR and, with --unpack, unpack it into ROOTFS (`pull` may be left out)" },
+    Cmd { command: Command::Pull, brief: "pull REF into OUTDIR", word: "pull", operands: "REF OUTDIR", about: "pull REF into the OCI image layout OUTDIR and, with --unpack, unpack it into ROOTFS (`pull` may be left out); OUTDIR:NAME gives the image that name in OUTDIR (default: its tag)" },
     Cmd { command: Command::Check, brief: "exit 10 if REF has an update", word: "check", operands: "REF OUTDIR", about: "is there an update? One manifest HEAD; prints the digest REF has in the registry; exit 0: no, 10: yes (or REF is not in OUTDIR yet)" },
     Cmd { command: Command::Unpack, brief: "unpack an image (offline)", word: "unpack", operands: "OUTDIR[:NAME] ROOTFS", about: "unpack an image OUTDIR holds into ROOTFS (no network)" },
     Cmd { command: Command::Config, brief: "print an image's config", word: "config", operands: "OUTDIR[:NAME]", about: "print the config of an image OUTDIR holds (Entrypoint, Cmd, Env...)" },
-    Cmd { command: Command::Ls, brief: "list the images in OUTDIR", word: "ls", operands: "OUTDIR", about: "list the images in OUTDIR" },
-    Cmd { command: Command::Rm, brief: "drop an image from OUTDIR", word: "rm", operands: "OUTDIR:NAME", about: "drop an image from OUTDIR's index.json (its blobs stay until gc)" },
+    Cmd { command: Command::Ls, brief: "list the images in OUTDIR", word: "ls", operands: "OUTDIR", about: "list the images in OUTDIR: name, full reference, digest, media type, platforms, size, state (a header line on a terminal)" },
+    Cmd { command: Command::Rm, brief: "drop an image from OUTDIR", word: "rm", operands: "OUTDIR:NAME", about: "drop an image from OUTDIR's index.json (its blobs stay until gc); NAME may also be a digest or a full reference" },
     Cmd { command: Command::Gc, brief: "remove what nothing needs", word: "gc", operands: "OUTDIR", about: "remove the blobs nothing needs and stale partial downloads" },
 ];
 
