@@ -86,7 +86,7 @@ pub fn update(
     let mut out = Outcome::default();
     // Written down before index.json changes (see the module doc).
     let replaced = match steps.prune {
-        true => remember_replaced(layout, reference, steps)?,
+        true => remember_replaced(layout, reference, &opts.name_for(reference), steps)?,
         false => Vec::new(),
     };
     let mut summary = crate::pull::pull(reference, sources, layout, progress, opts)?;
@@ -248,7 +248,7 @@ fn same_repository(name: Option<&str>, reference: &Reference) -> bool {
 /// Add to the prune list what this pull may replace: the entry of the same
 /// name and repository in index.json, and the image installed in ROOTFS
 /// when it is of that repository.
-fn remember_replaced(layout: &Layout, reference: &Reference, steps: &Steps) -> Result<Vec<String>> {
+fn remember_replaced(layout: &Layout, reference: &Reference, name: &str, steps: &Steps) -> Result<Vec<String>> {
     let rootfs = rootfs_of(steps);
     let mut intent = read_intent(layout);
     if intent.rootfs != rootfs {
@@ -258,9 +258,8 @@ fn remember_replaced(layout: &Layout, reference: &Reference, steps: &Steps) -> R
         };
     }
     let list = &mut intent.replaced;
-    let name = crate::pull::ref_name(reference);
     let entry = layout
-        .entry_named(&name)?
+        .entry_named(name)?
         .filter(|e| same_repository(e.annotation(CONTAINERD_NAME), reference));
     #[cfg(feature = "unpack")]
     let installed = steps

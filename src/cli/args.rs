@@ -46,12 +46,12 @@ struct Cmd {
 }
 
 const COMMANDS: [Cmd; 9] = [
-    Cmd { command: Command::Pull, brief: "pull REF into OUTDIR", word: "pull", operands: "REF OUTDIR", about: "pull REF into the OCI image layout OUTDIR and, with --unpack, unpack it into ROOTFS (`pull` may be left out)" },
+    Cmd { command: Command::Pull, brief: "pull REF into OUTDIR", word: "pull", operands: "REF OUTDIR", about: "pull REF into the OCI image layout OUTDIR and, with --unpack, unpack it into ROOTFS (`pull` may be left out); OUTDIR:NAME gives the image that name in OUTDIR (default: its tag)" },
     Cmd { command: Command::Check, brief: "exit 10 if REF has an update", word: "check", operands: "REF OUTDIR", about: "is there an update? One manifest HEAD; prints the digest REF has in the registry; exit 0: no, 10: yes (or REF is not in OUTDIR yet)" },
     Cmd { command: Command::Unpack, brief: "unpack an image (offline)", word: "unpack", operands: "OUTDIR[:NAME] ROOTFS", about: "unpack an image OUTDIR holds into ROOTFS (no network)" },
     Cmd { command: Command::Config, brief: "print an image's config", word: "config", operands: "OUTDIR[:NAME]", about: "print the config of an image OUTDIR holds (Entrypoint, Cmd, Env...)" },
-    Cmd { command: Command::Ls, brief: "list the images in OUTDIR", word: "ls", operands: "OUTDIR", about: "list the images in OUTDIR" },
-    Cmd { command: Command::Rm, brief: "drop an image from OUTDIR", word: "rm", operands: "OUTDIR:NAME", about: "drop an image from OUTDIR's index.json (its blobs stay until gc)" },
+    Cmd { command: Command::Ls, brief: "list the images in OUTDIR", word: "ls", operands: "OUTDIR", about: "list the images in OUTDIR: name, full reference, digest, media type, platforms, size, state (a header line on a terminal)" },
+    Cmd { command: Command::Rm, brief: "drop an image from OUTDIR", word: "rm", operands: "OUTDIR:NAME", about: "drop an image from OUTDIR's index.json (its blobs stay until gc); NAME may also be a digest or a full reference" },
     Cmd { command: Command::Gc, brief: "remove what nothing needs", word: "gc", operands: "OUTDIR", about: "remove the blobs nothing needs and stale partial downloads" },
     Cmd { command: Command::Inspect, brief: "show an image without pulling it", word: "inspect", operands: "REF", about: "show what REF is without pulling it: the digest its tag resolves to, media type, size, the platforms of an index (or, with --platform, one of them), the config's os, architecture and creation time (manifest requests, and the config when its fields are shown; never a layer); with --layout, an image OUTDIR[:NAME] holds" },
     Cmd { command: Command::Tags, brief: "list a repository's tags", word: "tags", operands: "REPO", about: "list the tags of the repository REPO (alpine, ghcr.io/org/repo), one a line, following the registry's pages" },
@@ -138,7 +138,7 @@ pub(crate) const OPTIONS: &[Opt] = &[
     opt("--verify-key", "PATH", PULL | UNPACK | CONFIG, "accept only images with a cosign signature by this PEM public key (repeatable: any one suffices; ECDSA P-256, P-384, Ed25519; $MINIPULL_VERIFY_KEY, colon-separated)"),
     opt("--verify-identity", "REPO", PULL | UNPACK | CONFIG, "also require the signature (classic or bundle) to name this repository"),
     opt("--no-downgrade", "", PULL, "refuse (exit 8) an image whose config is older than the one OUTDIR already holds under the same name"),
-    opt("--limit-rate", "BYTES", PULL, "cap the average download rate (k, M, G suffixes)"),
+    opt("--limit-rate", "BYTES", PULL, "cap the download rate, as the link sees it from the first second (k, M, G suffixes; the receive buffer of every connection is sized to it)"),
     opt("--speed-limit", "BYTES", PULL, "abandon and resume a download slower than BYTES a second for --speed-time (default 1024; k, M, G suffixes)"),
     opt("--speed-time", "SECS", PULL, "how long a download may stay below --speed-limit (default 30)"),
     opt("--lock-wait", "SECS", PULL | UNPACK, "wait at most this long for another minipull holding OUTDIR's or ROOTFS's lock (default: as long as it runs)"),
@@ -147,7 +147,7 @@ pub(crate) const OPTIONS: &[Opt] = &[
     opt("--raw", "", INSPECT, "print the manifest as stored (with --platform, the chosen platform's), checked against its digest"),
     opt("--config", "", INSPECT, "print the image's config (at most 4 MiB), checked against its digest"),
     opt("--page-size", "N", TAGS, "ask the registry for N tags a request (default: as many as it gives)"),
-    global("--plain-http", "", NET, "talk plain HTTP to the registry"),
+    global("--plain-http", "", NET, "talk plain HTTP to the registry (and mirrors); $MINIPULL_PLAIN_HTTP=HOST:PORT,... does so for the hosts it names only"),
     global("--ca-file", "PATH", NET, "also trust the CA certificates in this PEM file (repeatable; built-in and system roots stay trusted)"),
     global("--insecure", "", NET, "do not verify TLS certificates (warns; digests are still checked)"),
     global("--time-floor", "FILE", NET, "judge TLS certificates no earlier than the Unix time in FILE (root's, not writable by others); raised after a verified pull"),
@@ -404,8 +404,27 @@ fn see_help(command: Option<Command>) -> String {
     }
 }
 
+/// `minipull --version`: what was built, from what, and when.
 fn version() -> String {
-    format!("minipull {}\n", env!("CARGO_PKG_VERSION"))
+    let built = match crate::tls::build_time() {
+        Some(t) => format!(
+            "{} (SOURCE_DATE_EPOCH {t}; TLS certificates are judged no earlier)",
+            crate::tls::utc(t)
+        ),
+        None => "unknown (no SOURCE_DATE_EPOCH; TLS certificates are judged by the clock alone)".to_string(),
+    };
+    format!(
+        "minipull {}\ncommit:     {}\ntarget:     {}\nfeatures:   {}\nbuilt:      {built}\nrustc:      {}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("MINIPULL_COMMIT"),
+        env!("MINIPULL_TARGET"),
+        if cfg!(feature = "unpack") {
+            "unpack"
+        } else {
+            "(none: pull only)"
+        },
+        env!("MINIPULL_RUSTC"),
+    )
 }
 
 /// `text` in lines of at most `width` columns, each after `indent` spaces.
@@ -505,6 +524,7 @@ works too; `--` ends the options.
 ENVIRONMENT:
   MINIPULL_USERNAME, MINIPULL_PASSWORD  credentials for the registry
   MINIPULL_VERIFY_KEY                   --verify-key for pull, unpack, config
+  MINIPULL_PLAIN_HTTP=HOST:PORT,...     --plain-http for these registries only
   HTTPS_PROXY, HTTP_PROXY, NO_PROXY     proxies (lowercase too)
   SSL_CERT_FILE, SSL_CERT_DIR           the system's CA certificates
 

@@ -43,6 +43,8 @@ pub(crate) struct Args {
     pub(crate) opts: Given,
     pub(crate) reference: String,
     pub(crate) outdir: PathBuf,
+    /// `minipull REF OUTDIR:NAME`: the name index.json gives the image.
+    pub(crate) name: Option<String>,
     pub(crate) platform: Option<String>,
     pub(crate) all_platforms: bool,
     pub(crate) username: Option<String>,
@@ -140,6 +142,11 @@ fn parse_args() -> Result<std::result::Result<Args, i32>> {
             return Err(Error::usage(format!("{o} needs --unpack ROOTFS")));
         }
     }
+    // `REF OUTDIR:NAME`: the entry's name, never a directory named `o1:stable`.
+    let (outdir, name) = match command {
+        Command::Pull => split_pull_outdir(&outdir)?,
+        _ => (outdir, None),
+    };
     let limit_rate = g.bytes("--limit-rate")?;
     if limit_rate == Some(0) {
         return Err(Error::usage("--limit-rate must be above 0"));
@@ -148,6 +155,7 @@ fn parse_args() -> Result<std::result::Result<Args, i32>> {
         command,
         reference,
         outdir,
+        name,
         unpack,
         platform: g.text("--platform")?,
         all_platforms: g.flag("--all-platforms"),
@@ -261,4 +269,30 @@ pub(crate) fn split_layout_arg(p: &Path) -> (PathBuf, Option<String>) {
         }
     }
     (p.to_path_buf(), None)
+}
+
+/// Pull's `OUTDIR[:NAME]`: a directory that exists as given is OUTDIR;
+/// otherwise a `:` in the last path component ends OUTDIR and starts the
+/// name the image gets (OUTDIR may not exist yet).
+fn split_pull_outdir(p: &Path) -> Result<(PathBuf, Option<String>)> {
+    let Some(s) = p.to_str().filter(|_| !p.is_dir()) else {
+        return Ok((p.to_path_buf(), None));
+    };
+    let Some((dir, name)) = s.rsplit_once(':').filter(|(_, n)| !n.contains('/')) else {
+        return Ok((p.to_path_buf(), None));
+    };
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let valid = name.len() <= 128
+        && alnum(name.chars().next())
+        && alnum(name.chars().last())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-._@+".contains(c))
+        // cosign's tags name signatures (`sha256-<hex>.sig`).
+        && !name.starts_with("sha256-")
+        && !name.starts_with("sha512-");
+    if dir.is_empty() || !valid {
+        return Err(Error::usage(format!("{} is not OUTDIR:NAME", crate::error::Quoted(s))).hint(
+            "NAME is letters, digits and . _ - + @ (at most 128, starting and ending with a letter or digit), e.g. OUTDIR:stable",
+        ));
+    }
+    Ok((PathBuf::from(dir), Some(name.to_string())))
 }

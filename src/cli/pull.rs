@@ -26,6 +26,7 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
         no_downgrade: args.no_downgrade,
         need_layers: args.unpack.is_some(),
         discard_layers: args.discard_layers,
+        name: args.name.clone(),
     };
     let steps = crate::install::Steps {
         plan: plan.as_ref(),
