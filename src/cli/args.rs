@@ -17,19 +17,23 @@ pub(crate) enum Command {
     Ls,
     Rm,
     Gc,
+    Extract,
+    Export,
 }
 
 // Bits naming the commands that take an option.
-const PULL: u8 = 1;
-const CHECK: u8 = 2;
-const UNPACK: u8 = 4;
-const CONFIG: u8 = 8;
-const LS: u8 = 16;
-const RM: u8 = 32;
-const GC: u8 = 64;
-const EVERY: u8 = PULL | CHECK | UNPACK | CONFIG | LS | RM | GC;
+const PULL: u16 = 1;
+const CHECK: u16 = 2;
+const UNPACK: u16 = 4;
+const CONFIG: u16 = 8;
+const LS: u16 = 16;
+const RM: u16 = 32;
+const GC: u16 = 64;
+const EXTRACT: u16 = 128;
+const EXPORT: u16 = 256;
+const EVERY: u16 = PULL | CHECK | UNPACK | CONFIG | LS | RM | GC | EXTRACT | EXPORT;
 /// The commands that talk to a registry.
-const NET: u8 = PULL | CHECK;
+const NET: u16 = PULL | CHECK;
 
 /// A command: its word, operands, a few words for the synopsis and what it
 /// does for its help.
@@ -41,7 +45,7 @@ struct Cmd {
     about: &'static str,
 }
 
-const COMMANDS: [Cmd; 7] = [
+const COMMANDS: [Cmd; 9] = [
     Cmd { command: Command::Pull, brief: "pull REF into OUTDIR", word: "pull", operands: "REF OUTDIR", about: "pull REF into the OCI image layout OUTDIR and, with --unpack, unpack it into ROOTFS (`pull` may be left out)" },
     Cmd { command: Command::Check, brief: "exit 10 if REF has an update", word: "check", operands: "REF OUTDIR", about: "is there an update? One manifest HEAD; prints the digest REF has in the registry; exit 0: no, 10: yes (or REF is not in OUTDIR yet)" },
     Cmd { command: Command::Unpack, brief: "unpack an image (offline)", word: "unpack", operands: "OUTDIR[:NAME] ROOTFS", about: "unpack an image OUTDIR holds into ROOTFS (no network)" },
@@ -49,13 +53,15 @@ const COMMANDS: [Cmd; 7] = [
     Cmd { command: Command::Ls, brief: "list the images in OUTDIR", word: "ls", operands: "OUTDIR", about: "list the images in OUTDIR" },
     Cmd { command: Command::Rm, brief: "drop an image from OUTDIR", word: "rm", operands: "OUTDIR:NAME", about: "drop an image from OUTDIR's index.json (its blobs stay until gc)" },
     Cmd { command: Command::Gc, brief: "remove what nothing needs", word: "gc", operands: "OUTDIR", about: "remove the blobs nothing needs and stale partial downloads" },
+    Cmd { command: Command::Extract, brief: "write an artifact's files", word: "extract", operands: "OUTDIR[:NAME] DIR", about: "write each layer of an artifact OUTDIR holds (kernels, DTBs, firmware pushed with ORAS) into DIR as a file named by its title, verified, mode 0644; directory layers are unpacked; the set appears at once (no network)" },
+    Cmd { command: Command::Export, brief: "write an OCI archive", word: "export", operands: "OUTDIR[:NAME] FILE", about: "write one image (or, without :NAME, every image) OUTDIR holds as an OCI archive FILE (a tar of an OCI layout) for skopeo, podman load or ctr images import; FILE - is stdout (no network)" },
 ];
 
 impl Command {
     fn cmd(self) -> &'static Cmd {
         &COMMANDS[self as usize]
     }
-    fn bit(self) -> u8 {
+    fn bit(self) -> u16 {
         1 << self as u8
     }
     /// The word that names it on the command line.
@@ -92,7 +98,7 @@ pub(crate) struct Opt {
     /// What the value is (`PATH`), or "" for a flag.
     value: &'static str,
     /// The commands that take it.
-    cmds: u8,
+    cmds: u16,
     /// Concerns the network, credentials, TLS or output: may also stand
     /// before the command word of any command (ignored by those that do
     /// not use it, so one set of options serves every command).
@@ -100,7 +106,7 @@ pub(crate) struct Opt {
     help: &'static str,
 }
 
-const fn opt(name: &'static str, value: &'static str, cmds: u8, help: &'static str) -> Opt {
+const fn opt(name: &'static str, value: &'static str, cmds: u16, help: &'static str) -> Opt {
     Opt {
         name,
         short: "",
@@ -110,7 +116,7 @@ const fn opt(name: &'static str, value: &'static str, cmds: u8, help: &'static s
         help,
     }
 }
-const fn global(name: &'static str, value: &'static str, cmds: u8, help: &'static str) -> Opt {
+const fn global(name: &'static str, value: &'static str, cmds: u16, help: &'static str) -> Opt {
     Opt {
         global: true,
         ..opt(name, value, cmds, help)
@@ -120,10 +126,10 @@ const fn global(name: &'static str, value: &'static str, cmds: u8, help: &'stati
 /// Every option, in the order `--help` lists them.
 #[rustfmt::skip]
 pub(crate) const OPTIONS: &[Opt] = &[
-    opt("--platform", "OS/ARCH[/VARIANT]", PULL | UNPACK | CONFIG, "the platform to choose from a multi-platform image (default: the one minipull runs on)"),
+    opt("--platform", "OS/ARCH[/VARIANT]", PULL | UNPACK | CONFIG | EXTRACT, "the platform to choose from a multi-platform image (default: the one minipull runs on)"),
     opt("--all-platforms", "", PULL, "keep the whole index and pull every platform"),
     opt("--unpack", "ROOTFS", PULL, "after the pull, apply the image's layers into ROOTFS (whiteouts, links, modes; owners and devices as root)"),
-    opt("--force", "", PULL | UNPACK, "replace a ROOTFS that is not empty (atomically: the new tree is staged beside it, then swapped in)"),
+    opt("--force", "", PULL | UNPACK | EXTRACT, "replace a ROOTFS that is not empty (atomically: the new tree is staged beside it, then swapped in); extract: replace what DIR holds under the same names"),
     opt("--keep-old", "", PULL | UNPACK, "keep the replaced tree as ROOTFS.old (A/B switching)"),
     opt("--keep-setuid", "", PULL | UNPACK, "keep setuid/setgid bits when not unpacking as root (dropped by default: owners are not applied then)"),
     opt("--keep-xattrs", "PREFIX", PULL | UNPACK, "also apply extended attributes under PREFIX (repeatable; default: security.capability, security.ima, security.evm, user.*, POSIX ACLs)"),
@@ -136,7 +142,7 @@ pub(crate) const OPTIONS: &[Opt] = &[
     opt("--limit-rate", "BYTES", PULL, "cap the average download rate (k, M, G suffixes)"),
     opt("--speed-limit", "BYTES", PULL, "abandon and resume a download slower than BYTES a second for --speed-time (default 1024; k, M, G suffixes)"),
     opt("--speed-time", "SECS", PULL, "how long a download may stay below --speed-limit (default 30)"),
-    opt("--lock-wait", "SECS", PULL | UNPACK, "wait at most this long for another minipull holding OUTDIR's or ROOTFS's lock (default: as long as it runs)"),
+    opt("--lock-wait", "SECS", PULL | UNPACK | EXTRACT | EXPORT, "wait at most this long for another minipull holding OUTDIR's or ROOTFS's lock (default: as long as it runs)"),
     opt("--keep-partials", "", GC, "keep every partial download, however old"),
     global("--plain-http", "", NET, "talk plain HTTP to the registry"),
     global("--ca-file", "PATH", NET, "also trust the CA certificates in this PEM file (repeatable; built-in and system roots stay trusted)"),
