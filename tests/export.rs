@@ -268,11 +268,12 @@ fn export_writes_an_oci_archive_skopeo_ctr_and_podman_read() {
 
     // An image whose layers were discarded is refused, by name.
     #[cfg(feature = "unpack")]
-    refuses_discarded(&reg, &work, &out);
+    refuses_discarded(&reg, &work);
 }
 
 #[cfg(feature = "unpack")]
-fn refuses_discarded(reg: &Registry, work: &TempDir, out: &Path) {
+fn refuses_discarded(reg: &Registry, work: &TempDir) {
+    let out = &work.join("discarded");
     let rootfs = work.join("rootfs");
     let o = minipull(
         &[
