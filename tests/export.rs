@@ -31,7 +31,12 @@ fn push_artifact(reg: &Registry, repo: &str, tag: &str, layers: &[(&str, Vec<u8>
     });
     reg.push_manifest(repo, tag, OCI_MANIFEST, &serde_json::to_vec(&m).unwrap());
     let o = minipull(
-        &["-q", "--plain-http", &format!("{}/{repo}:{tag}", reg.host), out.to_str().unwrap()],
+        &[
+            "-q",
+            "--plain-http",
+            &format!("{}/{repo}:{tag}", reg.host),
+            out.to_str().unwrap(),
+        ],
         None,
     );
     assert_exit(&o, 0);
@@ -85,7 +90,11 @@ fn extract_writes_an_artifacts_files_verified_at_once_and_refuses_hostile_titles
     std::fs::write(dir.join("unrelated"), b"kept").unwrap();
     let o = minipull(&["extract", &layout_v1, dir.to_str().unwrap()], None);
     assert_exit(&o, 2);
-    assert!(stderr(&o).contains("board.dtb") && stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("board.dtb") && stderr(&o).contains("--force"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(std::fs::read(dir.join("board.dtb")).unwrap(), b"mine");
     let o = minipull(&["extract", "--force", &layout_v1, dir.to_str().unwrap()], None);
     assert_exit(&o, 0);
@@ -110,7 +119,10 @@ fn extract_writes_an_artifacts_files_verified_at_once_and_refuses_hostile_titles
             .collect();
         push_artifact(&reg, "dev/evil", tag, &layers, &out);
         let target = work.join(&format!("evil-{tag}"));
-        let o = minipull(&["extract", &format!("{}:{tag}", out.display()), target.to_str().unwrap()], None);
+        let o = minipull(
+            &["extract", &format!("{}:{tag}", out.display()), target.to_str().unwrap()],
+            None,
+        );
         assert_exit(&o, 6);
         assert!(!stderr(&o).contains('\u{1b}'), "{tag}: {}", stderr(&o));
         assert!(!target.exists(), "{tag}");
@@ -121,7 +133,10 @@ fn extract_writes_an_artifacts_files_verified_at_once_and_refuses_hostile_titles
     let ann = serde_json::json!({ TITLE: "fw", "io.deis.oras.content.unpack": "true" });
     push_artifact(&reg, "dev/evil", "stray", &[(OCI_LAYER_GZIP, stray, ann)], &out);
     let target = work.join("evil-stray");
-    let o = minipull(&["extract", &format!("{}:stray", out.display()), target.to_str().unwrap()], None);
+    let o = minipull(
+        &["extract", &format!("{}:stray", out.display()), target.to_str().unwrap()],
+        None,
+    );
     assert_exit(&o, 6);
     assert!(stderr(&o).contains("outside fw/"), "{}", stderr(&o));
     assert!(!target.exists());
@@ -131,7 +146,11 @@ fn extract_writes_an_artifacts_files_verified_at_once_and_refuses_hostile_titles
     let target = work.join("boot2");
     let o = minipull(&["extract", &layout_v1, target.to_str().unwrap()], None);
     assert_exit(&o, 3);
-    assert!(stderr(&o).contains("board.dtb") && !stderr(&o).contains("Image"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("board.dtb") && !stderr(&o).contains("Image"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!target.exists());
 }
 
@@ -170,12 +189,21 @@ impl Containerd {
             .unwrap();
         let c = Containerd { child, sock };
         for _ in 0..100 {
-            if Command::new("ctr").args(["-a", &c.sock, "version"]).output().unwrap().status.success() {
+            if Command::new("ctr")
+                .args(["-a", &c.sock, "version"])
+                .output()
+                .unwrap()
+                .status
+                .success()
+            {
                 return c;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        panic!("containerd did not start: {}", std::fs::read_to_string(dir.join("containerd.log")).unwrap());
+        panic!(
+            "containerd did not start: {}",
+            std::fs::read_to_string(dir.join("containerd.log")).unwrap()
+        );
     }
 }
 
@@ -196,17 +224,31 @@ fn export_writes_an_oci_archive_skopeo_ctr_and_podman_read() {
     let other = Image::new("amd64", vec![gz_layer(&[("etc/other.txt", b"other\n")])]);
     let (d2, _) = reg.push_image("demo/other", "v2", &other);
     for r in ["demo/app:v1", "demo/other:v2"] {
-        let o = minipull(&["-q", "--plain-http", &format!("{}/{r}", reg.host), out.to_str().unwrap()], None);
+        let o = minipull(
+            &[
+                "-q",
+                "--plain-http",
+                &format!("{}/{r}", reg.host),
+                out.to_str().unwrap(),
+            ],
+            None,
+        );
         assert_exit(&o, 0);
     }
     let app = format!("{}/demo/app:v1", reg.host);
 
     // One image, to a file.
     let file = work.join("app.tar");
-    let o = minipull(&["export", &format!("{}:v1", out.display()), file.to_str().unwrap()], None);
+    let o = minipull(
+        &["export", &format!("{}:v1", out.display()), file.to_str().unwrap()],
+        None,
+    );
     assert_exit(&o, 0);
     let listed = run_ok("tar", &["-tf", file.to_str().unwrap()]);
-    assert!(listed.lines().any(|l| l == "index.json") && listed.lines().any(|l| l == "oci-layout"), "{listed}");
+    assert!(
+        listed.lines().any(|l| l == "index.json") && listed.lines().any(|l| l == "oci-layout"),
+        "{listed}"
+    );
     assert!(!listed.contains(".tmp"));
     let x = work.join("x");
     std::fs::create_dir(&x).unwrap();
@@ -224,7 +266,11 @@ fn export_writes_an_oci_archive_skopeo_ctr_and_podman_read() {
     let copied = work.join("copied");
     run_ok(
         "skopeo",
-        &["copy", &format!("oci-archive:{}", file.display()), &format!("dir:{}", copied.display())],
+        &[
+            "copy",
+            &format!("oci-archive:{}", file.display()),
+            &format!("dir:{}", copied.display()),
+        ],
     );
     assert!(copied.join("manifest.json").is_file());
 
@@ -238,10 +284,16 @@ fn export_writes_an_oci_archive_skopeo_ctr_and_podman_read() {
 
     // ctr images import names both images.
     let c = Containerd::start(&work.join("containerd"));
-    run_ok("ctr", &["-a", &c.sock, "images", "import", "--no-unpack", all.to_str().unwrap()]);
+    run_ok(
+        "ctr",
+        &["-a", &c.sock, "images", "import", "--no-unpack", all.to_str().unwrap()],
+    );
     let names = run_ok("ctr", &["-a", &c.sock, "images", "ls", "-q"]);
     assert!(names.lines().any(|l| l == app), "{names}");
-    assert!(names.lines().any(|l| l == format!("{}/demo/other:v2", reg.host)), "{names}");
+    assert!(
+        names.lines().any(|l| l == format!("{}/demo/other:v2", reg.host)),
+        "{names}"
+    );
     drop(c);
 
     // podman load (rootful, storage in the test's directory).
@@ -289,9 +341,22 @@ fn refuses_discarded(reg: &Registry, work: &TempDir) {
     );
     assert_exit(&o, 0);
     let refused = work.join("other.tar");
-    let o = minipull(&["export", &format!("{}:v2", out.display()), refused.to_str().unwrap()], None);
+    let o = minipull(
+        &["export", &format!("{}:v2", out.display()), refused.to_str().unwrap()],
+        None,
+    );
     assert_exit(&o, 3);
-    assert!(stderr(&o).contains("demo/other:v2") && stderr(&o).contains("discarded"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("demo/other:v2") && stderr(&o).contains("discarded"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!refused.exists());
-    assert_eq!(std::fs::read_dir(work.path()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp")).count(), 0);
+    assert_eq!(
+        std::fs::read_dir(work.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp"))
+            .count(),
+        0
+    );
 }

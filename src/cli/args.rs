@@ -129,7 +129,8 @@ pub(crate) const OPTIONS: &[Opt] = &[
     opt("--platform", "OS/ARCH[/VARIANT]", PULL | UNPACK | CONFIG | EXTRACT, "the platform to choose from a multi-platform image (default: the one minipull runs on)"),
     opt("--all-platforms", "", PULL, "keep the whole index and pull every platform"),
     opt("--unpack", "ROOTFS", PULL, "after the pull, apply the image's layers into ROOTFS (whiteouts, links, modes; owners and devices as root)"),
-    opt("--force", "", PULL | UNPACK | EXTRACT, "replace a ROOTFS that is not empty (atomically: the new tree is staged beside it, then swapped in); extract: replace what DIR holds under the same names"),
+    opt("--force", "", PULL | UNPACK, "replace a ROOTFS that is not empty (atomically: the new tree is staged beside it, then swapped in)"),
+    opt("--force", "", EXTRACT, "replace what DIR already holds under the same names"),
     opt("--keep-old", "", PULL | UNPACK, "keep the replaced tree as ROOTFS.old (A/B switching)"),
     opt("--keep-setuid", "", PULL | UNPACK, "keep setuid/setgid bits when not unpacking as root (dropped by default: owners are not applied then)"),
     opt("--keep-xattrs", "PREFIX", PULL | UNPACK, "also apply extended attributes under PREFIX (repeatable; default: security.capability, security.ima, security.evm, user.*, POSIX ACLs)"),
@@ -172,8 +173,12 @@ impl Given {
     }
     /// Every value of `name`, in order (one empty value per use of a flag).
     pub(crate) fn all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a OsStr> + 'a {
-        let i = Given::index(name);
-        self.0.iter().filter(move |(j, _)| *j == i).map(|(_, v)| v.as_os_str())
+        // By name: an option may have a line per command (`--force`).
+        let name = OPTIONS[Given::index(name)].name;
+        self.0
+            .iter()
+            .filter(move |(j, _)| OPTIONS[*j].name == name)
+            .map(|(_, v)| v.as_os_str())
     }
     /// The value given last: a single-value option given twice, the last wins.
     pub(crate) fn last(&self, name: &str) -> Option<&OsStr> {
@@ -346,11 +351,20 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Parsed> {
     let command = command.unwrap_or(Command::Pull);
     let c = command.cmd();
     for (i, _, before, _) in &given {
+        // The line of an option given per command is this command's.
         let o = &OPTIONS[*i];
+        let o = OPTIONS
+            .iter()
+            .find(|p| p.name == o.name && p.cmds & command.bit() != 0)
+            .unwrap_or(o);
         if o.cmds & command.bit() == 0 && !(o.global && *before) {
             let takes: Vec<&str> = COMMANDS
                 .iter()
-                .filter(|c| o.cmds & c.command.bit() != 0)
+                .filter(|c| {
+                    OPTIONS
+                        .iter()
+                        .any(|p| p.name == o.name && p.cmds & c.command.bit() != 0)
+                })
                 .map(|c| c.word)
                 .collect();
             let why = match o.global {
@@ -579,6 +593,11 @@ mod tests {
         assert!(err(&["--platform", "alpine", "o"]).contains("--platform took \"alpine\""));
         assert!(err(&["push", "a"]).contains("skopeo"));
         assert!(err(&["--bogus", "a", "o"]).contains("unknown option"));
+        // An option with a line per command: each command reads its own.
+        let (c, _, g) = run(&["extract", "--force", "o", "d"]).unwrap();
+        assert!(c == Command::Extract && g.flag("--force"));
+        assert!(run(&["unpack", "--force", "o", "r"]).unwrap().2.flag("--force"));
+        assert!(err(&["export", "--force", "o", "f"]).contains("pull, unpack, extract"));
     }
 
     #[test]

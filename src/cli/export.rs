@@ -44,7 +44,10 @@ pub(super) fn export_command(args: &Args) -> Result<i32> {
     let mut blobs: Vec<(Digest, u64)> = Vec::new();
     let mut listed = Vec::new();
     for e in &chosen {
-        let shown = e.annotation(CONTAINERD_NAME).or(e.annotation(REF_NAME)).unwrap_or(&e.digest);
+        let shown = e
+            .annotation(CONTAINERD_NAME)
+            .or(e.annotation(REF_NAME))
+            .unwrap_or(&e.digest);
         let r = layout.reach(e, false)?;
         if !r.discarded.is_empty() {
             return Err(Error::not_found(format!(
@@ -135,7 +138,8 @@ fn write_file(target: &Path, write: &dyn Fn(&mut dyn Write) -> Result<()>) -> Re
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let dir = std::fs::File::open(parent).map_err(|e| Error::storage(format!("cannot open {}", parent.display()), &e))?;
+    let dir =
+        std::fs::File::open(parent).map_err(|e| Error::storage(format!("cannot open {}", parent.display()), &e))?;
     let mut tmp = b".".to_vec();
     tmp.extend_from_slice(leaf.as_bytes());
     tmp.extend_from_slice(format!(".minipull-{}.tmp", std::process::id()).as_bytes());
@@ -252,8 +256,10 @@ impl Tar<'_> {
             n += got as u64;
         }
         if n != size || h.finish() != *d {
-            return Err(Error::integrity(format!("{} does not match its digest", path.display()))
-                .hint("pull the image again with --verify"));
+            return Err(
+                Error::integrity(format!("{} does not match its digest", path.display()))
+                    .hint("pull the image again with --verify"),
+            );
         }
         self.write(&[0; 512][..((512 - size % 512) % 512) as usize])
     }

@@ -72,19 +72,22 @@ pub(super) fn extract_command(args: &Args, platform: &Platform) -> Result<i32> {
             true => "were discarded after unpacking (--discard-layers)",
             false => "are not in the layout",
         };
-        return Err(Error::not_found(format!(
-            "the layers {} of {} {why}",
-            absent.join(", "),
-            image.name
-        ))
-        .hint("pull the artifact again without --discard-layers"));
+        return Err(
+            Error::not_found(format!("the layers {} of {} {why}", absent.join(", "), image.name))
+                .hint("pull the artifact again without --discard-layers"),
+        );
     }
 
     // DIR: created if missing (by renaming the staging directory to it).
     let target = args.unpack.as_deref().ok_or_else(|| Error::usage("DIR is missing"))?;
     let leaf = match target.file_name() {
         Some(l) if target.to_str().is_none_or(|s| !s.ends_with("/.") && !s.ends_with('/')) => l.to_os_string(),
-        _ => return Err(Error::usage(format!("DIR {} names no directory to create or fill", target.display()))),
+        _ => {
+            return Err(Error::usage(format!(
+                "DIR {} names no directory to create or fill",
+                target.display()
+            )))
+        }
     };
     let parent_path = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -113,7 +116,11 @@ pub(super) fn extract_command(args: &Args, platform: &Platform) -> Result<i32> {
             return Err(Error::usage(format!(
                 "{} already holds {}",
                 target.display(),
-                there.iter().map(|t| Quoted(t).to_string()).collect::<Vec<_>>().join(", ")
+                there
+                    .iter()
+                    .map(|t| Quoted(t).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
             .hint("--force replaces them"));
         }
@@ -125,7 +132,9 @@ pub(super) fn extract_command(args: &Args, platform: &Platform) -> Result<i32> {
     stage_name.push(".minipull-extract");
     let stage_name = stage_name.as_os_str();
     let staged = parent_path.join(stage_name);
-    parent.remove(stage_name).map_err(|e| cannot("clear a staging directory", e))?;
+    parent
+        .remove(stage_name)
+        .map_err(|e| cannot("clear a staging directory", e))?;
     parent.mkdir(stage_name, 0o700).map_err(|e| cannot("stage", e))?;
     crate::progress::exit_on_interrupt("DIR is as it was; run the same command again");
     let run = || -> Result<()> {
@@ -193,7 +202,12 @@ pub(super) fn extract_command(args: &Args, platform: &Platform) -> Result<i32> {
 /// Copy a layer blob to the new file `name` in `dir` (mode 0644), checking
 /// it against its digest and size on the way; the file is synced.
 #[cfg(feature = "unpack")]
-fn copy_verified(layout: &Layout, desc: &crate::manifest::Descriptor, dir: &crate::unpack::Dir, name: &std::ffi::OsStr) -> Result<()> {
+fn copy_verified(
+    layout: &Layout,
+    desc: &crate::manifest::Descriptor,
+    dir: &crate::unpack::Dir,
+    name: &std::ffi::OsStr,
+) -> Result<()> {
     use std::io::Read;
     let (d, size) = (desc.checked_digest()?, desc.checked_size()?);
     let path = layout.blob_path(&d);
@@ -218,8 +232,10 @@ fn copy_verified(layout: &Layout, desc: &crate::manifest::Descriptor, dir: &crat
             .map_err(|e| Error::storage("cannot write the file", &e))?;
     }
     if n != size || h.finish() != d {
-        return Err(Error::integrity(format!("{} does not match its digest", path.display()))
-            .hint("pull the artifact again with --verify"));
+        return Err(
+            Error::integrity(format!("{} does not match its digest", path.display()))
+                .hint("pull the artifact again with --verify"),
+        );
     }
     // The mode whatever the umask.
     to.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
