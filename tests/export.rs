@@ -5,13 +5,15 @@
 
 mod common;
 use common::*;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+#[cfg(feature = "unpack")]
 const TITLE: &str = "org.opencontainers.image.title";
+#[cfg(feature = "unpack")]
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
+#[cfg(feature = "unpack")]
 /// Push an artifact whose layers are (media type, bytes, annotations);
 /// pull it into `out` under its tag.
 fn push_artifact(reg: &Registry, repo: &str, tag: &str, layers: &[(&str, Vec<u8>, serde_json::Value)], out: &Path) {
@@ -42,6 +44,7 @@ fn push_artifact(reg: &Registry, repo: &str, tag: &str, layers: &[(&str, Vec<u8>
     assert_exit(&o, 0);
 }
 
+#[cfg(feature = "unpack")]
 fn titled(t: &str) -> serde_json::Value {
     serde_json::json!({ TITLE: t })
 }
@@ -49,6 +52,7 @@ fn titled(t: &str) -> serde_json::Value {
 #[cfg(feature = "unpack")]
 #[test]
 fn extract_writes_an_artifacts_files_verified_at_once_and_refuses_hostile_titles() {
+    use std::os::unix::fs::PermissionsExt;
     let reg = Registry::start(Auth::None);
     let work = TempDir::new("extract");
     let out = work.join("layout");
