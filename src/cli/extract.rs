@@ -167,21 +167,15 @@ pub(super) fn extract_command(args: &Args, platform: &Platform) -> Result<i32> {
         match &existing {
             None => {
                 let f = parent.dir_readable(stage_name).map_err(|e| cannot("stage", e))?;
-                f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                    .map_err(|e| cannot("stage", e))?;
-                parent
-                    .rename(stage_name, &parent, &leaf, libc::RENAME_NOREPLACE)
-                    .map_err(|e| cannot("create", e))?;
+                set_mode(&f, 0o755).map_err(|e| cannot("stage", e))?;
+                put(&parent, stage_name, &parent, &leaf, false).map_err(|e| cannot("create", e))?;
                 fs_sync(&parent).map_err(|e| cannot("sync", e))
             }
             Some(dir) => {
                 for t in titles.iter().map(OsStr::new) {
                     // Replaced: swapped, so the old one leaves with the staging directory.
-                    let flags = match dir.find(t).map_err(|e| cannot("look", e))? {
-                        Found::Nothing => libc::RENAME_NOREPLACE,
-                        _ => libc::RENAME_EXCHANGE,
-                    };
-                    stage.rename(t, dir, t, flags).map_err(|e| cannot("move files", e))?;
+                    let replace = dir.find(t).map_err(|e| cannot("look", e))? != Found::Nothing;
+                    put(&stage, t, dir, t, replace).map_err(|e| cannot("move files", e))?;
                 }
                 fs_sync(dir).map_err(|e| cannot("sync", e))
             }
@@ -238,9 +232,50 @@ fn copy_verified(
         );
     }
     // The mode whatever the umask.
-    to.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+    set_mode(&to, 0o644)
         .and_then(|()| to.sync_all())
         .map_err(|e| Error::storage("cannot write the file", &e))
+}
+
+/// Give `f` `mode`, unless the filesystem has no modes of its own (vfat
+/// refuses a change its mount options do not give).
+#[cfg(feature = "unpack")]
+fn set_mode(f: &std::fs::File, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match f.set_permissions(std::fs::Permissions::from_mode(mode)) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+        r => r,
+    }
+}
+
+/// Move `name` from `from` to `to_name` in `to`: never over something
+/// there (`replace` false), or swapped with it (`replace`: what was there
+/// is left in `from`). A filesystem without renameat2's flags (vfat before
+/// Linux 6.0) gets plain renames, what was there moved aside into `from`
+/// first.
+#[cfg(feature = "unpack")]
+fn put(
+    from: &crate::unpack::Dir,
+    name: &std::ffi::OsStr,
+    to: &crate::unpack::Dir,
+    to_name: &std::ffi::OsStr,
+    replace: bool,
+) -> std::io::Result<()> {
+    let flags = if replace { libc::RENAME_EXCHANGE } else { libc::RENAME_NOREPLACE };
+    match from.rename(name, to, to_name, flags) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            if replace {
+                // A name no title has (a control character), one per name.
+                let mut aside = std::ffi::OsString::from("\u{2}");
+                aside.push(name);
+                to.rename(to_name, from, &aside, 0)?;
+            } else if to.find(to_name)? != crate::unpack::Found::Nothing {
+                return Err(std::io::Error::from_raw_os_error(libc::EEXIST));
+            }
+            from.rename(name, to, to_name, 0)
+        }
+        r => r,
+    }
 }
 
 #[cfg(not(feature = "unpack"))]
