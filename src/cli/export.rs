@@ -76,12 +76,15 @@ pub(super) fn export_command(args: &Args) -> Result<i32> {
         }
         listed.push(entry);
     }
+    // The encoders write_entries already links (a slice to a value, a value pretty).
+    let encode = |e: serde_json::Error| Error::other(format!("cannot encode index.json: {e}"));
+    let manifests = serde_json::to_value(listed.as_slice()).map_err(encode)?;
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": crate::manifest::OCI_INDEX,
-        "manifests": listed,
+        "manifests": manifests,
     });
-    let index = serde_json::to_vec(&index).map_err(|e| Error::other(format!("cannot encode index.json: {e}")))?;
+    let index = serde_json::to_vec_pretty(&index).map_err(encode)?;
     let total: u64 = blobs.iter().map(|(_, s)| s).sum();
     let write = |out: &mut dyn Write| -> Result<()> {
         let mut tar = Tar(out);
@@ -108,9 +111,8 @@ pub(super) fn export_command(args: &Args) -> Result<i32> {
             return Err(Error::usage("refusing to write an archive to a terminal")
                 .hint("redirect stdout (> FILE.tar) or give FILE"));
         }
-        let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-        write(&mut out)?;
-        out.flush().map_err(|e| Error::storage("cannot write to stdout", &e))?;
+        // Unbuffered: the archive is written in blocks of 512 bytes and more.
+        write(&mut stdout.lock())?;
     } else {
         write_file(target, &write)?;
     }
@@ -158,12 +160,8 @@ fn write_file(target: &Path, write: &dyn Fn(&mut dyn Write) -> Result<()>) -> Re
     let file = unsafe { std::fs::File::from_raw_fd(fd) };
     crate::progress::exit_on_interrupt("FILE was not written; run the same command again");
     let done = (|| {
-        let mut out = std::io::BufWriter::with_capacity(64 * 1024, &file);
-        write(&mut out)?;
-        out.into_inner()
-            .map_err(|e| failed(e.into_error()))?
-            .sync_all()
-            .map_err(failed)?;
+        write(&mut &file)?;
+        file.sync_all().map_err(failed)?;
         // SAFETY: both names are valid C strings, `dir` an open directory.
         match unsafe { libc::renameat(dir.as_raw_fd(), tmp.as_ptr(), dir.as_raw_fd(), leaf.as_ptr()) } {
             0 => dir.sync_all().map_err(failed),
@@ -175,6 +173,14 @@ fn write_file(target: &Path, write: &dyn Fn(&mut dyn Write) -> Result<()>) -> Re
         unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
     }
     done
+}
+
+/// `n` in octal digits filling `field`.
+fn octal(field: &mut [u8], mut n: u64) {
+    for b in field.iter_mut().rev() {
+        *b = b'0' + (n & 7) as u8;
+        n >>= 3;
+    }
 }
 
 /// A tar (ustar, with a pax header for a name over 100 bytes) written as it goes.
@@ -208,7 +214,7 @@ impl Tar<'_> {
         h[108..115].copy_from_slice(b"0000000");
         h[116..123].copy_from_slice(b"0000000");
         if size < 1 << 33 {
-            h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+            octal(&mut h[124..135], size);
         } else {
             // Base-256 (GNU, read by every tar that reads large files).
             h[124] = 0x80;
@@ -220,7 +226,8 @@ impl Tar<'_> {
         h[263..265].copy_from_slice(b"00");
         h[148..156].copy_from_slice(b"        ");
         let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
-        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        octal(&mut h[148..154], u64::from(sum));
+        h[154] = 0;
         self.write(&h)
     }
 

@@ -261,7 +261,11 @@ fn put(
     to_name: &std::ffi::OsStr,
     replace: bool,
 ) -> std::io::Result<()> {
-    let flags = if replace { libc::RENAME_EXCHANGE } else { libc::RENAME_NOREPLACE };
+    let flags = if replace {
+        libc::RENAME_EXCHANGE
+    } else {
+        libc::RENAME_NOREPLACE
+    };
     match from.rename(name, to, to_name, flags) {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             if replace {
