@@ -69,12 +69,9 @@ pub(super) fn export_command(args: &Args) -> Result<i32> {
                 blobs.push((d, size));
             }
         }
-        let mut entry = (*e).clone();
-        // minipull's own bookkeeping stays home.
-        if let Some(a) = entry.annotations.as_mut() {
-            a.retain(|k, _| !k.starts_with("io.minipull."));
-        }
-        listed.push(entry);
+        // As they are: minipull's own annotations (io.minipull.*) are
+        // ignored by the other tools.
+        listed.push((*e).clone());
     }
     // The encoders write_entries already links (a slice to a value, a value pretty).
     let encode = |e: serde_json::Error| Error::other(format!("cannot encode index.json: {e}"));
@@ -106,13 +103,17 @@ pub(super) fn export_command(args: &Args) -> Result<i32> {
     };
     let target = args.unpack.as_deref().ok_or_else(|| Error::usage("FILE is missing"))?;
     if target == Path::new("-") {
-        let stdout = std::io::stdout();
-        if std::io::IsTerminal::is_terminal(&stdout) {
+        // Straight to descriptor 1, unbuffered (the archive goes in blocks
+        // of 512 bytes and more; nothing else is written to stdout), with
+        // the writer a FILE gets.
+        // SAFETY: descriptor 1 stays open for the life of the process, and
+        // ManuallyDrop never closes it.
+        let stdout = std::mem::ManuallyDrop::new(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(1) });
+        if std::io::IsTerminal::is_terminal(&*stdout) {
             return Err(Error::usage("refusing to write an archive to a terminal")
                 .hint("redirect stdout (> FILE.tar) or give FILE"));
         }
-        // Unbuffered: the archive is written in blocks of 512 bytes and more.
-        write(&mut stdout.lock())?;
+        write(&mut &*stdout)?;
     } else {
         write_file(target, &write)?;
     }
