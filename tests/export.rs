@@ -100,8 +100,16 @@ fn extract_writes_an_artifacts_files_verified_at_once_and_refuses_hostile_titles
         stderr(&o)
     );
     assert_eq!(std::fs::read(dir.join("board.dtb")).unwrap(), b"mine");
+    // A link planted under a title's name is replaced, never written through.
+    std::fs::write(work.join("victim"), b"victim").unwrap();
+    std::fs::remove_file(dir.join("Image")).unwrap();
+    std::os::unix::fs::symlink(work.join("victim"), dir.join("Image")).unwrap();
     let o = minipull(&["extract", "--force", &layout_v1, dir.to_str().unwrap()], None);
     assert_exit(&o, 0);
+    assert_eq!(std::fs::read(work.join("victim")).unwrap(), b"victim");
+    assert!(std::fs::symlink_metadata(dir.join("Image")).unwrap().is_file());
+    assert_eq!(std::fs::read(dir.join("Image")).unwrap(), kernel);
+    std::fs::remove_file(work.join("victim")).unwrap();
     assert_eq!(std::fs::read(dir.join("board.dtb")).unwrap(), dtb);
     assert_eq!(std::fs::read(dir.join("unrelated")).unwrap(), b"kept");
     assert_eq!(std::fs::read(dir.join("fw/a.bin")).unwrap(), b"firmware a");
@@ -241,13 +249,17 @@ fn export_writes_an_oci_archive_skopeo_ctr_and_podman_read() {
     }
     let app = format!("{}/demo/app:v1", reg.host);
 
-    // One image, to a file.
+    // One image, to a file (a link planted as FILE is replaced, not followed).
     let file = work.join("app.tar");
+    std::fs::write(work.join("victim"), b"victim").unwrap();
+    std::os::unix::fs::symlink(work.join("victim"), &file).unwrap();
     let o = minipull(
         &["export", &format!("{}:v1", out.display()), file.to_str().unwrap()],
         None,
     );
     assert_exit(&o, 0);
+    assert_eq!(std::fs::read(work.join("victim")).unwrap(), b"victim");
+    assert!(std::fs::symlink_metadata(&file).unwrap().is_file());
     let listed = run_ok("tar", &["-tf", file.to_str().unwrap()]);
     assert!(
         listed.lines().any(|l| l == "index.json") && listed.lines().any(|l| l == "oci-layout"),
