@@ -218,7 +218,7 @@ case "${1:-build}" in
         # oci-image-tool: consumers that check our layouts; apache2-utils: htpasswd;
         # zstd, gzip, tar: to build fixture layers; openssl: test CAs and token signing;
         # util-linux: setpriv, to unpack as an ordinary user.
-        need_packages docker-registry skopeo umoci oci-image-tool apache2-utils zstd gzip tar musl-tools file curl python3 openssl util-linux
+        need_packages docker-registry skopeo umoci oci-image-tool apache2-utils zstd gzip tar musl-tools file curl python3 openssl util-linux containerd podman
         # A TLS test makes a certificate valid only from days hence, which openssl
         # req cannot: Python's cryptography can.
         python3 -c 'import cryptography' 2>/dev/null || pip install -q cryptography 2>/dev/null \

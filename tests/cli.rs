@@ -248,7 +248,9 @@ fn listed_options(help: &str) -> Vec<String> {
         .collect()
 }
 
-const COMMANDS: [&str; 9] = ["pull", "check", "unpack", "config", "ls", "rm", "gc", "inspect", "tags"];
+const COMMANDS: [&str; 11] = [
+    "pull", "check", "unpack", "config", "ls", "rm", "gc", "inspect", "tags", "extract", "export",
+];
 
 /// docs/options.md from the helps: the table, then each help verbatim.
 fn options_doc(intro: &str) -> String {

@@ -19,6 +19,8 @@ pub(crate) enum Command {
     Gc,
     Inspect,
     Tags,
+    Extract,
+    Export,
 }
 
 // Bits naming the commands that take an option.
@@ -31,7 +33,9 @@ const RM: u16 = 32;
 const GC: u16 = 64;
 const INSPECT: u16 = 128;
 const TAGS: u16 = 256;
-const EVERY: u16 = PULL | CHECK | UNPACK | CONFIG | LS | RM | GC | INSPECT | TAGS;
+const EXTRACT: u16 = 512;
+const EXPORT: u16 = 1024;
+const EVERY: u16 = PULL | CHECK | UNPACK | CONFIG | LS | RM | GC | INSPECT | TAGS | EXTRACT | EXPORT;
 /// The commands that talk to a registry.
 const NET: u16 = PULL | CHECK | INSPECT | TAGS;
 
@@ -45,7 +49,7 @@ struct Cmd {
     about: &'static str,
 }
 
-const COMMANDS: [Cmd; 9] = [
+const COMMANDS: [Cmd; 11] = [
     Cmd { command: Command::Pull, brief: "pull REF into OUTDIR", word: "pull", operands: "REF OUTDIR", about: "pull REF into the OCI image layout OUTDIR and, with --unpack, unpack it into ROOTFS (`pull` may be left out); OUTDIR:NAME gives the image that name in OUTDIR (default: its tag)" },
     Cmd { command: Command::Check, brief: "exit 10 if REF has an update", word: "check", operands: "REF OUTDIR", about: "is there an update? One manifest HEAD; prints the digest REF has in the registry; exit 0: no, 10: yes (or REF is not in OUTDIR yet)" },
     Cmd { command: Command::Unpack, brief: "unpack an image (offline)", word: "unpack", operands: "OUTDIR[:NAME] ROOTFS", about: "unpack an image OUTDIR holds into ROOTFS (no network)" },
@@ -55,6 +59,8 @@ const COMMANDS: [Cmd; 9] = [
     Cmd { command: Command::Gc, brief: "remove what nothing needs", word: "gc", operands: "OUTDIR", about: "remove the blobs nothing needs and stale partial downloads" },
     Cmd { command: Command::Inspect, brief: "show an image without pulling it", word: "inspect", operands: "REF", about: "show what REF is without pulling it: the digest its tag resolves to, media type, size, the platforms of an index (or, with --platform, one of them), the config's os, architecture and creation time (manifest requests, and the config when its fields are shown; never a layer); with --layout, an image OUTDIR[:NAME] holds" },
     Cmd { command: Command::Tags, brief: "list a repository's tags", word: "tags", operands: "REPO", about: "list the tags of the repository REPO (alpine, ghcr.io/org/repo), one a line, following the registry's pages" },
+    Cmd { command: Command::Extract, brief: "write an artifact's files", word: "extract", operands: "OUTDIR[:NAME] DIR", about: "write each layer of an artifact OUTDIR holds (kernels, DTBs, firmware pushed with ORAS) into DIR as a file named by its title, verified, mode 0644; directory layers are unpacked; the set appears at once (no network)" },
+    Cmd { command: Command::Export, brief: "write an OCI archive", word: "export", operands: "OUTDIR[:NAME] FILE", about: "write one image (or, without :NAME, every image) OUTDIR holds as an OCI archive FILE (a tar of an OCI layout) for skopeo, podman load or ctr images import; FILE - is stdout (no network)" },
 ];
 
 impl Command {
@@ -125,10 +131,11 @@ const fn global(name: &'static str, value: &'static str, cmds: u16, help: &'stat
 /// Every option, in the order `--help` lists them.
 #[rustfmt::skip]
 pub(crate) const OPTIONS: &[Opt] = &[
-    opt("--platform", "OS/ARCH[/VARIANT]", PULL | UNPACK | CONFIG | INSPECT, "the platform to choose from a multi-platform image (default: the one minipull runs on)"),
+    opt("--platform", "OS/ARCH[/VARIANT]", PULL | UNPACK | CONFIG | INSPECT | EXTRACT, "the platform to choose from a multi-platform image (default: the one minipull runs on)"),
     opt("--all-platforms", "", PULL, "keep the whole index and pull every platform"),
     opt("--unpack", "ROOTFS", PULL, "after the pull, apply the image's layers into ROOTFS (whiteouts, links, modes; owners and devices as root)"),
     opt("--force", "", PULL | UNPACK, "replace a ROOTFS that is not empty (atomically: the new tree is staged beside it, then swapped in)"),
+    opt("--force", "", EXTRACT, "replace what DIR already holds under the same names"),
     opt("--keep-old", "", PULL | UNPACK, "keep the replaced tree as ROOTFS.old (A/B switching)"),
     opt("--keep-setuid", "", PULL | UNPACK, "keep setuid/setgid bits when not unpacking as root (dropped by default: owners are not applied then)"),
     opt("--keep-xattrs", "PREFIX", PULL | UNPACK, "also apply extended attributes under PREFIX (repeatable; default: security.capability, security.ima, security.evm, user.*, POSIX ACLs)"),
@@ -141,7 +148,7 @@ pub(crate) const OPTIONS: &[Opt] = &[
     opt("--limit-rate", "BYTES", PULL, "cap the download rate, as the link sees it from the first second (k, M, G suffixes; the receive buffer of every connection is sized to it)"),
     opt("--speed-limit", "BYTES", PULL, "abandon and resume a download slower than BYTES a second for --speed-time (default 1024; k, M, G suffixes)"),
     opt("--speed-time", "SECS", PULL, "how long a download may stay below --speed-limit (default 30)"),
-    opt("--lock-wait", "SECS", PULL | UNPACK, "wait at most this long for another minipull holding OUTDIR's or ROOTFS's lock (default: as long as it runs)"),
+    opt("--lock-wait", "SECS", PULL | UNPACK | EXTRACT | EXPORT, "wait at most this long for another minipull holding OUTDIR's or ROOTFS's lock (default: as long as it runs)"),
     opt("--keep-partials", "", GC, "keep every partial download, however old"),
     opt("--layout", "", INSPECT, "the operand is OUTDIR[:NAME], an image in a layout on disk (no network)"),
     opt("--raw", "", INSPECT, "print the manifest as stored (with --platform, the chosen platform's), checked against its digest"),
@@ -175,8 +182,12 @@ impl Given {
     }
     /// Every value of `name`, in order (one empty value per use of a flag).
     pub(crate) fn all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a OsStr> + 'a {
-        let i = Given::index(name);
-        self.0.iter().filter(move |(j, _)| *j == i).map(|(_, v)| v.as_os_str())
+        // By name: an option may have a line per command (`--force`).
+        let name = OPTIONS[Given::index(name)].name;
+        self.0
+            .iter()
+            .filter(move |(j, _)| OPTIONS[*j].name == name)
+            .map(|(_, v)| v.as_os_str())
     }
     /// The value given last: a single-value option given twice, the last wins.
     pub(crate) fn last(&self, name: &str) -> Option<&OsStr> {
@@ -349,11 +360,20 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Parsed> {
     let command = command.unwrap_or(Command::Pull);
     let c = command.cmd();
     for (i, _, before, _) in &given {
+        // The line of an option given per command is this command's.
         let o = &OPTIONS[*i];
+        let o = OPTIONS
+            .iter()
+            .find(|p| p.name == o.name && p.cmds & command.bit() != 0)
+            .unwrap_or(o);
         if o.cmds & command.bit() == 0 && !(o.global && *before) {
             let takes: Vec<&str> = COMMANDS
                 .iter()
-                .filter(|c| o.cmds & c.command.bit() != 0)
+                .filter(|c| {
+                    OPTIONS
+                        .iter()
+                        .any(|p| p.name == o.name && p.cmds & c.command.bit() != 0)
+                })
                 .map(|c| c.word)
                 .collect();
             let why = match o.global {
@@ -611,6 +631,11 @@ mod tests {
         assert!(err(&["--platform", "alpine", "o"]).contains("--platform took \"alpine\""));
         assert!(err(&["push", "a"]).contains("skopeo"));
         assert!(err(&["--bogus", "a", "o"]).contains("unknown option"));
+        // An option with a line per command: each command reads its own.
+        let (c, _, g) = run(&["extract", "--force", "o", "d"]).unwrap();
+        assert!(c == Command::Extract && g.flag("--force"));
+        assert!(run(&["unpack", "--force", "o", "r"]).unwrap().2.flag("--force"));
+        assert!(err(&["export", "--force", "o", "f"]).contains("pull, unpack, extract"));
     }
 
     #[test]

@@ -7,11 +7,15 @@
 //! - [`check`]: `minipull check REF OUTDIR`, is there an update;
 //! - [`inspect`]: `minipull inspect REF`, an image without pulling it;
 //! - [`tags`]: `minipull tags REPO`, a repository's tags;
+//! - [`extract`]: `minipull extract`, an artifact's layers as files;
+//! - [`export`]: `minipull export`, an OCI archive for other tools;
 //! - [`connect`]: credentials, TLS, mirrors: what talking to a registry needs.
 
 mod args;
 mod check;
 mod connect;
+mod export;
+mod extract;
 mod inspect;
 mod pull;
 mod tags;
@@ -72,7 +76,7 @@ pub(crate) struct Args {
     pub(crate) limit_rate: Option<u64>,
     pub(crate) json: bool,
     pub(crate) quiet: bool,
-    /// ROOTFS for `--unpack` and `minipull unpack`.
+    /// ROOTFS for `--unpack` and `minipull unpack`; DIR for `extract`, FILE for `export`.
     pub(crate) unpack: Option<PathBuf>,
     #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
     pub(crate) force: bool,
@@ -129,7 +133,7 @@ fn parse_args() -> Result<std::result::Result<Args, i32>> {
                 None,
             )
         }
-        Command::Unpack => (
+        Command::Unpack | Command::Extract | Command::Export => (
             String::new(),
             PathBuf::from(&operands[0]),
             Some(PathBuf::from(&operands[1])),
@@ -252,6 +256,8 @@ pub fn run() -> Result<i32> {
         Command::Inspect => inspect::inspect_command(&args),
         Command::Tags => tags::tags_command(&args),
         Command::Unpack | Command::Config => unpack::local_command(&args, &platform, policy.as_ref()),
+        Command::Extract => extract::extract_command(&args, &platform),
+        Command::Export => export::export_command(&args),
     }?;
     // Only once the run succeeded: what it verified is then worth keeping.
     connect::raise_time_floor(&args, Progress::new(args.quiet));

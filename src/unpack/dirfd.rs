@@ -395,6 +395,25 @@ impl Dir {
         }
     }
 
+    /// `renameat2` of `name` here to `to_name` in `to`; `flags`:
+    /// `RENAME_NOREPLACE` (`EEXIST` if it is there), `RENAME_EXCHANGE`
+    /// (both must exist; they swap), or 0.
+    pub fn rename(&self, name: &OsStr, to: &Dir, to_name: &OsStr, flags: libc::c_uint) -> io::Result<()> {
+        let (a, b) = (cstr(name)?, cstr(to_name)?);
+        // SAFETY: both are valid NUL-terminated names, both descriptors open directories.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                self.0.as_raw_fd(),
+                a.as_ptr(),
+                to.0.as_raw_fd(),
+                b.as_ptr(),
+                flags,
+            )
+        };
+        check(r as libc::c_int)
+    }
+
     /// Remove the empty directory `name` (`ENOTEMPTY` otherwise).
     pub fn rmdir(&self, name: &OsStr) -> io::Result<()> {
         let c = cstr(name)?;
