@@ -45,21 +45,45 @@ cross_gcc() { # rust target -> Debian gcc triple ("" = the host's own cc)
 }
 
 # musl for targets whose prebuilt Rust std cannot be downloaded (rustup's mirror
-# here answers 404 for armv7 and riscv64 musl): built from the Debian source
-# tarball with the Debian cross gcc, checked against musl's published sha256.
+# here answers 404 for armv7 and riscv64 musl): built from Debian's source
+# package with the Debian cross gcc. The source comes through apt (`apt-get
+# source`, with a deb-src list of our own beside the sources, so the system's
+# apt configuration is not touched): the mirror and proxy apt is configured with
+# are all the build needs, and apt checks the files against the signed Sources
+# index; the tarball is also checked against musl's published sha256.
 MUSL_VERSION=1.2.3
+MUSL_DEBIAN=1.2.3-1
+MUSL_SUITE=bookworm
 MUSL_SHA256=7d5b0b6062521e4627e099e4c9dc8248d32a30285e959b7eecaa780cf8cfd4a4
+debian_mirror() { # the Debian archive apt uses (deb822 or one-line sources)
+    local uri
+    uri=$(grep -hs -m1 -E '^URIs:.*/debian/?$' /etc/apt/sources.list.d/*.sources | awk '{print $2; exit}')
+    [ -n "$uri" ] || uri=$(grep -hs -E '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
+        sed 's/\[[^]]*\]//' | awk '$2 ~ /\/debian\/?$/ {print $2; exit}')
+    echo "${uri:-http://deb.debian.org/debian}"
+}
+musl_source() { # dir -> the orig tarball in it, fetched by apt-get source
+    local dir=$1 apt=$1/apt
+    local -a aptc=(-q -o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=$apt/none"
+        -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache")
+    if [ ! -f "$dir/musl_$MUSL_VERSION.orig.tar.gz" ]; then
+        mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/none"
+        echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) $MUSL_SUITE main" \
+            > "$apt/sources.list"
+        say "fetching the musl $MUSL_DEBIAN source package through apt"
+        apt-get "${aptc[@]}" update >/dev/null || { say "apt-get update (deb-src $MUSL_SUITE) failed"; exit 1; }
+        (cd "$dir" && apt-get "${aptc[@]}" source --download-only "musl=$MUSL_DEBIAN" >/dev/null 2>&1) ||
+            { say "apt-get source musl=$MUSL_DEBIAN failed"; exit 1; }
+    fi
+    echo "$dir/musl_$MUSL_VERSION.orig.tar.gz"
+}
 musl_sysroot() { # gcc triple -> prints the sysroot path, building it once
     local triple=$1 top=$PWD/target/musl-$MUSL_VERSION
     local sysroot=$top/$triple
     if [ ! -f "$sysroot/unwind/libunwind.a" ]; then
         mkdir -p "$top"
-        local tarball=$top/musl_$MUSL_VERSION.orig.tar.gz
-        if [ ! -f "$tarball" ]; then
-            say "downloading the musl $MUSL_VERSION source"
-            curl -fsSL -o "$tarball.tmp" "https://deb.debian.org/debian/pool/main/m/musl/musl_$MUSL_VERSION.orig.tar.gz"
-            mv "$tarball.tmp" "$tarball"
-        fi
+        local tarball
+        tarball=$(musl_source "$top")
         echo "$MUSL_SHA256  $tarball" | sha256sum -c --quiet - >&2 || { say "musl source checksum mismatch"; exit 1; }
         say "building musl $MUSL_VERSION for $triple (static only)"
         rm -rf "$top/src-$triple" && mkdir -p "$top/src-$triple"
@@ -110,7 +134,7 @@ build_target() { # rust target -> dist/<target>/minipull
     if [ -z "$triple" ]; then
         need_packages musl-tools
     else
-        need_packages "gcc-$triple" curl
+        need_packages "gcc-$triple"
     fi
     rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
     if ! rustup target list --installed | grep -qx "$target"; then
@@ -194,13 +218,15 @@ case "${1:-build}" in
         # oci-image-tool: consumers that check our layouts; apache2-utils: htpasswd;
         # zstd, gzip, tar: to build fixture layers; openssl: test CAs and token signing;
         # util-linux: setpriv, to unpack as an ordinary user.
-        need_packages docker-registry skopeo umoci oci-image-tool apache2-utils zstd gzip tar musl-tools file curl python3 openssl util-linux
+        need_packages docker-registry skopeo umoci oci-image-tool apache2-utils zstd gzip tar musl-tools file curl python3 openssl util-linux containerd podman
         # A TLS test makes a certificate valid only from days hence, which openssl
         # req cannot: Python's cryptography can.
         python3 -c 'import cryptography' 2>/dev/null || pip install -q cryptography 2>/dev/null \
             || need_packages python3-cryptography
         say "running the tests"
-        cargo test --locked
+        # The peers' unpack cases (tests/peers.rs) run once, against the
+        # release binary below.
+        MINIPULL_PEERS_WITH_RELEASE=1 cargo test --locked
         # The shipped binary is built with flags the test build does not use (shallow
         # Debug formatting, abort on panic, packed relocations): the whole suite
         # runs against it too.

@@ -9,7 +9,10 @@
 //! nothing that index.json or the installed root still names. Which
 //! versions those are is written down (`.minipull/prune.json` in OUTDIR)
 //! before the pull changes index.json, and dropped once the prune is done;
-//! the image the record says is installed counts among them. So a run cut
+//! the image the record says is installed counts among them. The list
+//! names the ROOTFS it was written for: only a run for that ROOTFS (or, for
+//! a list without one, a plain pull) applies it, any other drops it, and
+//! what ROOTFS's record names is never pruned. So a run cut
 //! anywhere (pull, unpack, swap, prune) leaves the next run the same list,
 //! and an interrupted update ends on the same disk as an uninterrupted
 //! one. Blobs go leaves first and manifests last, so a cut prune can still
@@ -86,7 +89,7 @@ pub fn update(
     let mut out = Outcome::default();
     // Written down before index.json changes (see the module doc).
     let replaced = match steps.prune {
-        true => remember_replaced(layout, reference, steps)?,
+        true => remember_replaced(layout, reference, &opts.name_for(reference), steps)?,
         false => Vec::new(),
     };
     let mut summary = crate::pull::pull(reference, sources, layout, progress, opts)?;
@@ -125,7 +128,12 @@ pub fn update(
         }
     }
     if steps.prune {
-        match prune(layout, &replaced, &summary, progress) {
+        // What ROOTFS's record names stays, in index.json or not.
+        #[cfg(feature = "unpack")]
+        let installed = steps.plan.and_then(|p| p.recorded()).map(|r| r.digest);
+        #[cfg(not(feature = "unpack"))]
+        let installed: Option<String> = None;
+        match prune(layout, &replaced, installed.as_deref(), &summary, progress) {
             Ok(freed) => {
                 summary.pruned_bytes = Some(freed);
                 out.pruned = Some(freed);
@@ -170,6 +178,7 @@ pub fn install(
         reference: &image.name,
         root_entry: None,
     };
+    fault("begin")?;
     // At most one compressed layer on disk at a time with --discard-layers.
     let mut feed = crate::delta::update::Feed::new(layout, progress, fetch, discard, delta);
     // A partial layer that fails after it began is redone whole, in a new
@@ -260,13 +269,34 @@ fn intent_path(layout: &Layout) -> PathBuf {
     layout.root().join(".minipull").join("prune.json")
 }
 
-fn read_intent(layout: &Layout) -> Vec<String> {
+/// The prune list: the versions to remove, and the ROOTFS of the install
+/// that wrote it (none for a plain pull). Only a run for that same ROOTFS
+/// (or, without one, a plain pull) applies it; any other run drops it
+/// (what it named stays on disk, for `gc`): a list an install left names
+/// the image its ROOTFS still holds when that install failed.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Intent {
+    rootfs: Option<PathBuf>,
+    replaced: Vec<String>,
+}
+
+fn read_intent(layout: &Layout) -> Intent {
     use std::io::Read;
     let mut bytes = Vec::new();
     if let Ok(f) = crate::layout::open_no_follow(&intent_path(layout)) {
         let _ = f.take(64 * 1024).read_to_end(&mut bytes);
     }
-    serde_json::from_slice::<Vec<String>>(&bytes).unwrap_or_default()
+    serde_json::from_slice(&bytes).unwrap_or_default()
+}
+
+/// The ROOTFS this run installs into, as an absolute path.
+fn rootfs_of(steps: &Steps) -> Option<PathBuf> {
+    #[cfg(feature = "unpack")]
+    return steps
+        .plan
+        .map(|p| std::path::absolute(p.rootfs()).unwrap_or_else(|_| p.rootfs().to_path_buf()));
+    #[cfg(not(feature = "unpack"))]
+    steps.plan.and(None)
 }
 
 /// Whether `name` (an image name as index.json or the record hold it) is
@@ -279,11 +309,18 @@ fn same_repository(name: Option<&str>, reference: &Reference) -> bool {
 /// Add to the prune list what this pull may replace: the entry of the same
 /// name and repository in index.json, and the image installed in ROOTFS
 /// when it is of that repository.
-fn remember_replaced(layout: &Layout, reference: &Reference, steps: &Steps) -> Result<Vec<String>> {
-    let mut list = read_intent(layout);
-    let name = crate::pull::ref_name(reference);
+fn remember_replaced(layout: &Layout, reference: &Reference, name: &str, steps: &Steps) -> Result<Vec<String>> {
+    let rootfs = rootfs_of(steps);
+    let mut intent = read_intent(layout);
+    if intent.rootfs != rootfs {
+        intent = Intent {
+            rootfs,
+            replaced: Vec::new(),
+        };
+    }
+    let list = &mut intent.replaced;
     let entry = layout
-        .entry_named(&name)?
+        .entry_named(name)?
         .filter(|e| same_repository(e.annotation(CONTAINERD_NAME), reference));
     #[cfg(feature = "unpack")]
     let installed = steps
@@ -298,18 +335,25 @@ fn remember_replaced(layout: &Layout, reference: &Reference, steps: &Steps) -> R
             list.push(d);
         }
     }
-    let bytes = serde_json::to_vec(&list).unwrap_or_default();
+    let bytes = serde_json::to_vec(&intent).unwrap_or_default();
     let path = intent_path(layout);
     let _ = std::fs::create_dir_all(layout.root().join(".minipull"));
     let mut tmp = path.clone().into_os_string();
     tmp.push(".tmp");
     crate::layout::write_atomic(std::path::Path::new(&tmp), &path, &bytes)?;
-    Ok(list)
+    Ok(intent.replaced)
 }
 
 /// Remove what the `replaced` versions reached and nothing still needs
 /// (signatures left signing nothing with them); returns the bytes freed.
-fn prune(layout: &Layout, replaced: &[String], summary: &Summary, progress: Progress) -> Result<u64> {
+/// `installed`: the image ROOTFS's record names, kept with all it reaches.
+fn prune(
+    layout: &Layout,
+    replaced: &[String],
+    installed: Option<&str>,
+    summary: &Summary,
+    progress: Progress,
+) -> Result<u64> {
     fault("prune")?;
     let mut candidates: Vec<Digest> = Vec::new();
     // Layers obtained partially: their kept proofs go with them.
@@ -319,36 +363,50 @@ fn prune(layout: &Layout, replaced: &[String], summary: &Summary, progress: Prog
         reached.reverse();
         candidates.extend(reached);
     };
-    for d in replaced {
-        if *d == summary.digest || summary.index_digest.as_ref() == Some(d) {
-            continue;
-        }
-        let Ok(digest) = Digest::parse(d) else { continue };
+    // What the manifest (or index) `d` in the layout reaches.
+    let reach = |d: &str| -> Result<Option<crate::layout::Reached>> {
+        let Ok(digest) = Digest::parse(d) else {
+            return Ok(None);
+        };
         let Some(size) = layout.blob_size(&digest) else {
-            continue;
+            return Ok(None);
         };
         let Ok(bytes) = layout.read_small_blob(&digest, crate::manifest::MAX_MANIFEST_BYTES) else {
-            continue;
+            return Ok(None);
         };
         let Ok((media_type, _)) = crate::manifest::parse(&bytes, None) else {
-            continue;
+            return Ok(None);
         };
         let desc = crate::manifest::Descriptor {
             media_type,
-            digest: d.clone(),
+            digest: d.to_string(),
             size: size as i64,
             urls: None,
             platform: None,
             annotations: None,
             artifact_type: None,
         };
-        let r = layout.reach(&desc, false)?;
-        proofs.extend(r.discarded.iter().cloned());
-        proofs.extend(r.blobs.iter().map(|b| b.0.clone()));
-        add(r.digests().collect());
+        Ok(Some(layout.reach(&desc, false)?))
+    };
+    for d in replaced {
+        if *d == summary.digest || summary.index_digest.as_ref() == Some(d) {
+            continue;
+        }
+        if let Some(r) = reach(d)? {
+            proofs.extend(r.discarded.iter().cloned());
+            proofs.extend(r.blobs.iter().map(|b| b.0.clone()));
+            add(r.digests().collect());
+        }
     }
     for sig in layout.retain_entries(|_| true)? {
         add(layout.reach(&sig, false)?.digests().collect());
+    }
+    if let Some(r) = installed.map(reach).transpose()?.flatten() {
+        // The installed image's proofs are what its next update builds on.
+        proofs.retain(|c| !r.discarded.contains(c));
+        let keep: Vec<Digest> = r.digests().collect();
+        candidates.retain(|c| !keep.contains(c));
+        proofs.retain(|c| !keep.contains(c));
     }
     let mut freed = layout.remove_unreachable(&candidates)?;
     freed.bytes += layout.remove_unneeded_proofs(&proofs)?;
@@ -368,11 +426,16 @@ fn prune(layout: &Layout, replaced: &[String], summary: &Summary, progress: Prog
 
 /// A test-only fault: with `MINIPULL_TEST_FAULT=<point>` the step fails
 /// (as if the disk were full), with `MINIPULL_TEST_KILL=<point>` the
-/// process is SIGKILLed there. Honoured only in debug builds; a release
-/// build compiles this to nothing.
+/// process is SIGKILLed there, with `MINIPULL_TEST_STOP=<point>` it stops
+/// itself (SIGSTOP) there until a SIGCONT. Honoured only in debug builds; a
+/// release build compiles this to nothing.
 pub(crate) fn fault(point: &str) -> Result<()> {
     #[cfg(debug_assertions)]
     {
+        if std::env::var("MINIPULL_TEST_STOP").is_ok_and(|v| v == point) {
+            // SAFETY: raise has no preconditions.
+            unsafe { libc::raise(libc::SIGSTOP) };
+        }
         if std::env::var("MINIPULL_TEST_KILL").is_ok_and(|v| v == point) {
             // SAFETY: getpid and kill have no preconditions.
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };

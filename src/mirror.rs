@@ -142,6 +142,19 @@ impl Sources {
         self.list.last().map_or("", |s| s.client.host())
     }
 
+    /// The registry itself, pinged, for what only it can answer (its tag
+    /// list: a mirror lists what it happens to hold).
+    pub fn registry(&mut self) -> Result<&mut Client> {
+        let Some(s) = self.list.last_mut() else {
+            return Err(Error::other("no registry"));
+        };
+        if !s.pinged {
+            s.client.ping()?;
+            s.pinged = true;
+        }
+        Ok(&mut s.client)
+    }
+
     /// Fetch a manifest from the first source that has it.
     pub fn manifest(&mut self, reference: &str, accept: &str, max: u64) -> Result<(FetchedManifest, String)> {
         self.first_ok(&format!("manifest {reference}"), |c| c.manifest(reference, accept, max))

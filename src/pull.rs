@@ -34,6 +34,15 @@ pub struct PullOptions {
     /// An unpack follows that fetches zstd:chunked layers partially: the
     /// pull leaves those it does not hold to it.
     pub partial_layers: bool,
+    /// The name index.json gives the image (`OUTDIR:NAME`); default: [`ref_name`].
+    pub name: Option<String>,
+}
+
+impl PullOptions {
+    /// The name the entry of `reference` gets in index.json.
+    pub fn name_for(&self, reference: &Reference) -> String {
+        self.name.clone().unwrap_or_else(|| ref_name(reference))
+    }
 }
 
 /// What a pull did, for `--json`.
@@ -140,7 +149,7 @@ pub fn pull(
         proof: None,
         signed_index: None,
         reasons: Vec::new(),
-        name: ref_name(reference),
+        name: opts.name_for(reference),
         image: None,
         noted_unknown: false,
     };
@@ -159,7 +168,7 @@ pub fn pull(
     let (digest, media_type, size, platform) = p.pull_node(&reference.manifest_reference(), expected, None, 0)?;
 
     let mut annotations = BTreeMap::from([(CONTAINERD_NAME.to_string(), reference.to_string())]);
-    annotations.insert(REF_NAME.to_string(), ref_name(reference));
+    annotations.insert(REF_NAME.to_string(), p.name.clone());
     if let Some(index) = &p.summary.index_digest {
         annotations.insert(crate::layout::RESOLVED.to_string(), index.clone());
     }
@@ -184,6 +193,7 @@ pub fn pull(
         annotations: Some(annotations),
         artifact_type: None,
     };
+    note_replaced(p.layout, &entry, &p.name, reference, progress)?;
     // Last: only now does the layout name the image, and everything it names exists.
     p.layout.add_to_index(&entry)?;
     // With --discard-layers the unpack still downloads into the work directory.
@@ -217,7 +227,10 @@ impl Puller<'_> {
     /// signature. `None`: pull as usual.
     fn already_here(&mut self, reference: &Reference) -> Result<Option<Summary>> {
         let full = reference.to_string();
-        let entries = self.layout.entries()?;
+        // Only the entry of this name counts (`OUTDIR:NAME` may name another).
+        let entries: Vec<Descriptor> = (self.layout.entries()?.into_iter())
+            .filter(|e| e.annotation(REF_NAME) == Some(self.name.as_str()))
+            .collect();
         let Some((entry, resolved)) = crate::layout::recorded_for(&entries, &full) else {
             return Ok(None);
         };
@@ -533,7 +546,8 @@ impl Puller<'_> {
     }
 
     /// A signed image's config `created` is a time its signer vouches for:
-    /// `--time-floor` may rise to it.
+    /// `--time-floor` may rise to it, when it is not far ahead of every
+    /// other time known (see [`crate::tls::floor_to`]).
     fn note_signed_created(&self, config: &Descriptor) -> Result<()> {
         let bytes = self
             .layout
@@ -542,7 +556,7 @@ impl Puller<'_> {
             .ok()
             .and_then(|v| v.get("created")?.as_str().and_then(crate::verify::rfc3339));
         if let Some((t, _)) = created {
-            crate::tls::verified_time(u64::try_from(t).unwrap_or(0));
+            crate::tls::signed_time(u64::try_from(t).unwrap_or(0));
         }
         Ok(())
     }
@@ -796,6 +810,44 @@ fn kind_of(media_type: &str) -> &str {
     } else {
         media_type
     }
+}
+
+/// Say (one line) when the entry `name` about to be replaced is of another
+/// repository, or of another shape (an index of every platform for one
+/// platform's image, or the reverse): the pull asked for neither.
+fn note_replaced(
+    layout: &Layout,
+    new: &Descriptor,
+    name: &str,
+    reference: &Reference,
+    progress: Progress,
+) -> Result<()> {
+    let Some(old) = layout.entry_named(name)? else {
+        return Ok(());
+    };
+    let old_ref = old
+        .annotation(CONTAINERD_NAME)
+        .unwrap_or("an image of no recorded name");
+    let repo = |r: &str| Reference::parse(r).ok().map(|r| (r.registry, r.repository));
+    let is_index = |d: &Descriptor| d.media_type == manifest::OCI_INDEX || d.media_type == manifest::DOCKER_LIST;
+    let shape = |d: &Descriptor| match is_index(d) && d.platform.is_none() {
+        true => "every platform",
+        false => "one platform",
+    };
+    let other_repo = repo(old_ref) != repo(&reference.to_string());
+    let other_shape = shape(&old) != shape(new);
+    if other_repo || other_shape {
+        progress.warn(format!(
+            "{} in {} was {} ({}); it now names {} ({})",
+            crate::error::Quoted(name),
+            layout.root().display(),
+            crate::error::Clean(old_ref),
+            shape(&old),
+            reference,
+            shape(new)
+        ));
+    }
+    Ok(())
 }
 
 /// The `org.opencontainers.image.ref.name` of a pulled image: its tag, or for

@@ -36,12 +36,19 @@
 //!
 //! A mount point cannot be renamed: there the unpack goes in place, only
 //! into an empty mount, after every layer blob was verified against its
-//! digest (see [`Plan::in_place`]). The mount point is 0700 until the tree
-//! is complete; the pending record is written before the first entry, and
-//! renaming it over the record is the commit point. A cut before it leaves
-//! no record (an empty mount has none) and a pending record that tells the
-//! next run the mount's content is a partial unpack of ours, which it
-//! removes.
+//! digest (see [`Plan::in_place`]). The mount point is 0700 from the plan
+//! (before anything is downloaded) until the tree is complete, and must
+//! still be empty when the unpack begins; the pending record, with a random
+//! nonce, is written before the first entry, and the nonce into the tree
+//! (`ROOTFS/.minipull-in-place`); renaming the pending record over the
+//! record is the commit point, and the nonce file goes after it. A cut
+//! before it leaves no record (an empty mount has none) and a pending
+//! record whose nonce, found in the mount, tells the next run the mount's
+//! content is a partial unpack of ours, which it removes. (A mount point
+//! keeps its device and inode whatever is put in it: they prove nothing.)
+//!
+//! ROOTFS's directory must be ours or root's and writable by nobody else
+//! (sticky or not): the names beside ROOTFS are predictable.
 //!
 //! `.<ROOTFS>.minipull-lock` beside ROOTFS is held (flock) from the plan to
 //! the end of the command: a second install waits for the first, then finds
@@ -50,7 +57,7 @@
 use crate::error::{Error, Kind, Result};
 use crate::layout::sync_dir;
 use crate::progress::Progress;
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -157,11 +164,61 @@ struct Record {
     #[serde(default)]
     reference: String,
     inode: Option<u64>,
-    device: Option<u64>,
     #[serde(default)]
     keep_old: bool,
     #[serde(default)]
     in_place: bool,
+    /// In place: the random mark written into the tree (see [`MARK`]).
+    nonce: Option<String>,
+}
+
+/// In place, the file at the top of the tree that holds the pending
+/// record's nonce while the unpack runs: a mount point keeps its device and
+/// inode whatever is put in it, so only this tells the next run that what
+/// the mount holds is our partial unpack (and not a tree put there since).
+const MARK: &str = ".minipull-in-place";
+
+/// ROOTFS's parent holds its staging tree, ROOTFS.old, the record and the
+/// lock under names anyone can predict: it must be ours or root's, and
+/// writable by nobody else, sticky or not (in a sticky /tmp another user
+/// can still take those names first, and reach the tree's setuid files).
+fn check_parent(dir: &Path) -> Result<()> {
+    let m = fs::metadata(dir).map_err(|e| Error::storage(format!("cannot read {}", dir.display()), &e))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let why = if m.uid() != me && m.uid() != 0 {
+        format!("it belongs to another user (uid {})", m.uid())
+    } else if m.mode() & 0o022 != 0 {
+        format!("group or others may write to it (mode {:o})", m.mode() & 0o7777)
+    } else {
+        return Ok(());
+    };
+    Err(Error::new(
+        Kind::Storage,
+        format!("refusing {} as the directory that holds ROOTFS: {why}", dir.display()),
+    )
+    .hint("minipull keeps ROOTFS's staging tree, record and lock beside it: give a ROOTFS in a directory only you (or root) can write to"))
+}
+
+fn is_empty(dir: &Path) -> Result<bool> {
+    Ok(fs::read_dir(dir)
+        .map_err(|e| Error::storage(format!("cannot read {}", dir.display()), &e))?
+        .next()
+        .is_none())
+}
+
+/// 16 random bytes, in hex.
+fn nonce() -> Result<String> {
+    let mut b = [0u8; 16];
+    // SAFETY: b is a writable buffer of b.len() bytes.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        return Err(Error::storage(
+            "cannot read random bytes",
+            &std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 fn read_record(p: &Path) -> Option<Record> {
@@ -189,6 +246,7 @@ impl Plan {
             _ => PathBuf::from("."),
         };
         fs::create_dir_all(&parent).map_err(|e| Error::storage(format!("cannot create {}", parent.display()), &e))?;
+        check_parent(&parent)?;
         let mut lock_name = OsString::from(".");
         lock_name.push(&name);
         lock_name.push(".minipull-lock");
@@ -213,16 +271,35 @@ impl Plan {
         if !meta.is_dir() {
             return Err(usage("it exists and is not a directory".into()));
         }
-        let empty = fs::read_dir(rootfs)
-            .map_err(|e| Error::storage(format!("cannot read {}", rootfs.display()), &e))?
-            .next()
-            .is_none();
+        let empty = is_empty(rootfs)?;
         if plan.is_mount() {
             if !empty {
                 return Err(usage("it is a mount point that is not empty".into()).hint(
                     "a mount point cannot be swapped atomically: unpack into a directory on that \
                      filesystem instead (ROOTFS=/mnt/root/rootfs, say)",
                 ));
+            }
+            // Private before anything is downloaded (through a handle of the
+            // directory checked, not its name), and still empty after that.
+            let mode = meta.mode() & 0o7777;
+            let f = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(rootfs)
+                .map_err(|e| Error::storage(format!("cannot open {}", rootfs.display()), &e))?;
+            let same = f
+                .metadata()
+                .is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
+            let private = |mode: u32| {
+                f.set_permissions(fs::Permissions::from_mode(mode))
+                    .map_err(|e| Error::storage(format!("cannot set the mode of {}", rootfs.display()), &e))
+            };
+            if same {
+                private(0o700)?;
+            }
+            if !same || !is_empty(rootfs)? {
+                let _ = private(mode);
+                return Err(usage("it changed while minipull checked it".into()));
             }
             plan.in_place = true;
         } else if !empty && !force {
@@ -287,9 +364,10 @@ impl Plan {
     }
 
     /// The image the record names, if there is a record.
+    /// (An empty mount point holds no image, whatever a record says.)
     pub fn recorded(&self) -> Option<Recorded> {
         let r = read_record(&self.record_path())?;
-        let current = r.inode.is_none_or(|i| inode(&self.rootfs) == Some(i));
+        let current = !self.in_place && r.inode.is_none_or(|i| inode(&self.rootfs) == Some(i));
         Some(Recorded {
             digest: r.digest,
             reference: r.reference,
@@ -309,9 +387,8 @@ impl Plan {
         if let Some(p) = read_record(&self.pending()) {
             if p.in_place {
                 // The mount was empty when that unpack began: what is in it
-                // is a part of it (the same filesystem: device and inode).
-                let dev = fs::symlink_metadata(&self.rootfs).ok().map(|m| m.dev());
-                if self.is_mount() && tree == p.inode && dev == p.device {
+                // is a part of it, if it still holds that unpack's mark.
+                if self.is_mount() && p.nonce.is_some() && self.mark() == p.nonce {
                     self.abort();
                 }
             } else if tree.is_some() && p.inode == tree {
@@ -341,7 +418,37 @@ impl Plan {
         if exists(&self.rootfs) {
             remove_tree(&parked)?;
         }
+        // A cut right after an in-place commit leaves its mark behind (the
+        // next run that can remove it does).
+        if let Some(n) = read_record(&self.record_path()).and_then(|r| r.nonce) {
+            let _ = self.drop_mark(&n);
+        }
         remove_tree(&staging)
+    }
+
+    /// What the mark at the top of ROOTFS holds (a regular file, not followed).
+    fn mark(&self) -> Option<String> {
+        use std::io::Read;
+        let f = crate::layout::open_no_follow(&self.rootfs.join(MARK)).ok()?;
+        let mut s = String::new();
+        f.take(64).read_to_string(&mut s).ok()?;
+        Some(s)
+    }
+
+    /// Remove the mark if it is the one holding `nonce` (an image's own file
+    /// of that name stays), ROOTFS's times kept as they were.
+    fn drop_mark(&self, nonce: &str) -> Result<()> {
+        if self.mark().as_deref() != Some(nonce) {
+            return Ok(());
+        }
+        let failed = |e| Error::storage(format!("cannot keep the times of {}", self.rootfs.display()), &e);
+        let dir = fs::File::open(&self.rootfs).map_err(failed)?;
+        let m = dir.metadata().map_err(failed)?;
+        let times = fs::FileTimes::new()
+            .set_accessed(m.accessed().map_err(failed)?)
+            .set_modified(m.modified().map_err(failed)?);
+        remove_tree(&self.rootfs.join(MARK))?;
+        dir.set_times(times).map_err(failed)
     }
 
     /// The directory to unpack into: a fresh private staging directory, or
@@ -349,11 +456,30 @@ impl Plan {
     /// pending record says from now on that the mount's content is ours.
     pub fn begin(&self, image: &ImageRef) -> Result<PathBuf> {
         if self.in_place {
-            fs::set_permissions(&self.rootfs, fs::Permissions::from_mode(0o700))
-                .map_err(|e| Error::storage(format!("cannot set the mode of {}", self.rootfs.display()), &e))?;
+            // As the plan left it (0700 since then): private and empty.
+            let private = fs::symlink_metadata(&self.rootfs).is_ok_and(|m| m.mode() & 0o077 == 0);
+            if !self.is_mount() || !private || !is_empty(&self.rootfs)? {
+                return Err(Error::new(
+                    Kind::Storage,
+                    format!(
+                        "{} is no longer an empty private mount point: it changed during the download",
+                        self.rootfs.display()
+                    ),
+                ));
+            }
             // An empty mount holds no image: a record beside it is stale.
             remove_tree(&self.record_path())?;
-            self.write_pending(image, &self.rootfs, false, true)?;
+            let nonce = nonce()?;
+            self.write_pending(image, &self.rootfs, false, Some(&nonce))?;
+            // The mark, created new through a handle of the tree.
+            use std::io::Write;
+            let dir = crate::unpack::dirfd::Dir::open_root(&self.rootfs)
+                .and_then(|d| {
+                    d.remove(OsStr::new(MARK))?;
+                    d.create_file(OsStr::new(MARK), 0o600)
+                })
+                .and_then(|mut f| f.write_all(nonce.as_bytes()));
+            dir.map_err(|e| Error::storage(format!("cannot write {}", self.rootfs.join(MARK).display()), &e))?;
             return Ok(self.rootfs.clone());
         }
         let staging = self.staging();
@@ -380,7 +506,8 @@ impl Plan {
         }
     }
 
-    fn write_pending(&self, image: &ImageRef, tree: &Path, keep_old: bool, in_place: bool) -> Result<()> {
+    /// `nonce`: in place, the mark written into the tree.
+    fn write_pending(&self, image: &ImageRef, tree: &Path, keep_old: bool, nonce: Option<&str>) -> Result<()> {
         fault("record")?;
         let meta =
             fs::symlink_metadata(tree).map_err(|e| Error::storage(format!("cannot read {}", tree.display()), &e))?;
@@ -396,8 +523,9 @@ impl Plan {
         if keep_old {
             body["keepOld"] = true.into();
         }
-        if in_place {
+        if let Some(n) = nonce {
             body["inPlace"] = true.into();
+            body["nonce"] = n.into();
         }
         let mut bytes = serde_json::to_vec_pretty(&body).unwrap_or_default();
         bytes.push(b'\n');
@@ -428,6 +556,11 @@ impl Plan {
             if let Err(e) = sync_dir(&self.parent) {
                 warnings.push(e.to_string());
             }
+            if let Some(n) = read_record(&self.record_path()).and_then(|r| r.nonce) {
+                if let Err(e) = self.drop_mark(&n) {
+                    warnings.push(e.to_string());
+                }
+            }
             return Ok(Installed {
                 how: format!(
                     "in place into the empty mount point (every blob verified before the first byte; made \
@@ -442,7 +575,7 @@ impl Plan {
         let park = self.keep_old
             && exists(&self.rootfs)
             && !before.as_ref().is_some_and(|r| r.current && r.digest == image.digest);
-        self.write_pending(image, &done, park, false)?;
+        self.write_pending(image, &done, park, None)?;
         syncfs(&done)?;
         let synced = started.elapsed().as_secs_f64();
         let kept = self.kept();

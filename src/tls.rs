@@ -246,12 +246,39 @@ pub fn clock_now() -> u64 {
 /// The floor read from `--time-floor` (0: none).
 static FLOOR: AtomicU64 = AtomicU64::new(0);
 /// The newest time this run verified: a server certificate's `notBefore`
-/// (the CA vouches it has passed), a signed image's config `created`.
+/// (the CA vouches it has passed).
 static VERIFIED: AtomicU64 = AtomicU64::new(0);
+/// The newest signed image config `created` of this run: its signer's word.
+static SIGNED: AtomicU64 = AtomicU64::new(0);
+
+/// How far past every other time known a signed `created` may be and
+/// still raise the floor.
+pub const SIGNED_AHEAD: u64 = 7 * 24 * 3600;
 
 /// Note a time this run has verified; the floor may rise to it.
 pub fn verified_time(t: u64) {
     VERIFIED.fetch_max(t, Ordering::Relaxed);
+}
+
+/// Note a signed config's `created`; the floor may rise to it (see
+/// [`floor_to`]).
+pub fn signed_time(t: u64) {
+    SIGNED.fetch_max(t, Ordering::Relaxed);
+}
+
+/// The time the floor may rise to: the newest certificate `notBefore`, and
+/// a signed `created` only when it is at most [`SIGNED_AHEAD`] past the
+/// newest other time known (that notBefore, the build time, the floor, and
+/// the clock: it takes a clock ahead *and* a signed `created` ahead to move
+/// the floor ahead): one future-dated `created` (a signer's mistake, or a
+/// stolen key) must not make every certificate look expired for ever. A
+/// floor that lags is safe; one ahead is not.
+pub fn floor_to(verified: u64, signed: u64, now: u64, build: u64, floor: u64) -> u64 {
+    let known = verified.max(now).max(build).max(floor);
+    match signed <= known.saturating_add(SIGNED_AHEAD) {
+        true => verified.max(signed),
+        false => verified,
+    }
 }
 
 /// The time certificates are judged at now, and why.
@@ -305,10 +332,16 @@ pub fn set_floor(t: u64) {
 /// written through a temporary and a rename. Returns the new floor when it
 /// moved.
 pub fn raise_floor(path: &Path) -> Result<Option<u64>> {
-    let new = VERIFIED.load(Ordering::Relaxed);
     let old = FLOOR
         .load(Ordering::Relaxed)
         .max(read_floor(path).ok().flatten().unwrap_or(0));
+    let new = floor_to(
+        VERIFIED.load(Ordering::Relaxed),
+        SIGNED.load(Ordering::Relaxed),
+        clock_now(),
+        build_time().unwrap_or(0),
+        old,
+    );
     if new <= old {
         return Ok(None);
     }
@@ -688,6 +721,23 @@ mod tests {
         let (_, origin) = config(&TlsOptions::default()).unwrap();
         let n: usize = origin.split(' ').next().unwrap().parse().unwrap();
         assert!(n > 100, "{origin}");
+    }
+
+    #[test]
+    fn a_signed_created_raises_the_floor_only_near_the_other_times() {
+        let day = 24 * 3600;
+        // Clock in 1970, build 50 days, floor 60: a created at 66 days counts...
+        assert_eq!(floor_to(0, 66 * day, 0, 50 * day, 60 * day), 66 * day);
+        // ...one at 68 days (the year 2099, say) does not; a notBefore does,
+        // and takes a created up to a week past it; so does the clock.
+        assert_eq!(floor_to(0, 68 * day, 0, 50 * day, 60 * day), 0);
+        assert_eq!(floor_to(70 * day, 68 * day, 0, 50 * day, 60 * day), 70 * day);
+        assert_eq!(floor_to(70 * day, 76 * day, 0, 50 * day, 60 * day), 76 * day);
+        assert_eq!(floor_to(0, 76 * day, 70 * day, 0, 0), 76 * day);
+        assert_eq!(floor_to(0, 78 * day, 70 * day, 0, 0), 0);
+        // A created in the past counts (the floor never moves back anyway).
+        assert_eq!(floor_to(0, 10 * day, 0, 50 * day, 60 * day), 10 * day);
+        assert_eq!(floor_to(0, u64::MAX, 0, 0, 0), 0);
     }
 
     #[test]

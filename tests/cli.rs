@@ -109,9 +109,10 @@ fn the_command_is_found_after_global_options() {
         ("push", "skopeo"),
         ("copy", "crane"),
         ("login", "--password-stdin"),
-        ("digest", "minipull check REF OUTDIR"),
-        ("manifest", "minipull check REF OUTDIR"),
-        ("inspect", "minipull check REF OUTDIR"),
+        ("digest", "minipull inspect REF"),
+        ("manifest", "minipull inspect REF"),
+        // A command now: it takes one operand, and creates nothing.
+        ("inspect", "`minipull inspect` expected REF"),
     ] {
         let o = run_in(work.path(), &["--plain-http", word, "alpine", "o2"], &[]);
         assert_exit(&o, 2);
@@ -247,7 +248,9 @@ fn listed_options(help: &str) -> Vec<String> {
         .collect()
 }
 
-const COMMANDS: [&str; 7] = ["pull", "check", "unpack", "config", "ls", "rm", "gc"];
+const COMMANDS: [&str; 11] = [
+    "pull", "check", "unpack", "config", "ls", "rm", "gc", "inspect", "tags", "extract", "export",
+];
 
 /// docs/options.md from the helps: the table, then each help verbatim.
 fn options_doc(intro: &str) -> String {
@@ -325,6 +328,39 @@ fn each_command_has_its_own_help_and_docs_hold_it() {
     assert!(
         doc == want,
         "docs/options.md differs from the helps; run MINIPULL_BLESS=1 cargo test --test cli"
+    );
+}
+
+/// Each command's page in docs/ holds its `--help` verbatim, between the
+/// markers (MINIPULL_BLESS=1 rewrites the block), so they cannot drift.
+#[test]
+fn each_command_page_holds_its_help_verbatim() {
+    let bless = std::env::var_os("MINIPULL_BLESS").is_some();
+    let mut stale = Vec::new();
+    for c in COMMANDS {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docs/{c}.md"));
+        let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("docs/{c}.md: {e}"));
+        let begin = format!("<!-- `minipull {c} --help`, checked by tests/cli.rs; MINIPULL_BLESS=1 cargo test --test cli rewrites it -->\n");
+        const END: &str = "<!-- end of help -->";
+        let (head, rest) = doc
+            .split_once(&begin)
+            .unwrap_or_else(|| panic!("docs/{c}.md has no help block"));
+        let (_, tail) = rest
+            .split_once(END)
+            .unwrap_or_else(|| panic!("docs/{c}.md: the help block does not end"));
+        let help = stdout(&minipull(&[c, "--help"], None));
+        let want = format!("{head}{begin}```text\n{help}```\n{END}{tail}");
+        if want != doc {
+            if bless {
+                std::fs::write(&path, &want).unwrap();
+            } else {
+                stale.push(c);
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "docs/ pages of {stale:?} differ from --help; run MINIPULL_BLESS=1 cargo test --test cli"
     );
 }
 

@@ -18,6 +18,7 @@ fn client(host: &str, repo: &str) -> Client {
     .unwrap();
     let opts = Options {
         plain_http: true,
+        plain_hosts: vec![],
         retries: 1,
         retries_explicit: true,
         retry_for: Duration::from_secs(5),

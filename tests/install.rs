@@ -537,11 +537,11 @@ fn item_10_the_mount_point_is_0700_while_the_unpack_runs() {
     assert_eq!(std::fs::metadata(&mnt.0).unwrap().permissions().mode() & 0o777, 0o755);
 }
 
-/// The update loop of README's "Keeping a device up to date", run as it is
-/// written (paths, plain HTTP and no signature key substituted).
+/// The update loop of docs/updates.md ("Keeping a device up to date"), run
+/// as it is written (paths, plain HTTP and no signature key substituted).
 fn readme_update_loop(w: &World, reference: &str) -> Output {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = &readme[readme.find("## Keeping a device up to date").unwrap()..];
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/updates.md")).unwrap();
+    let section = &readme[readme.find("# Keeping a device up to date").unwrap()..];
     let start = section.find("```sh\n").unwrap() + 6;
     let script = &section[start..start + section[start..].find("```").unwrap()];
     let roots = w.work.join("roots");
@@ -591,4 +591,234 @@ fn item_15_the_readme_update_loop_installs_after_a_cut_between_pull_and_unpack()
     assert!(o.status.success());
     assert_eq!(current(&w), "v2");
     assert!(!String::from_utf8_lossy(&o.stderr).contains("unpacked"));
+}
+
+/// Whether process `pid` is stopped (it sent itself SIGSTOP at a test hook).
+fn stopped(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+}
+
+/// `minipull --plain-http ARGS` with test hooks in `env`, stopped at
+/// `MINIPULL_TEST_STOP=point`: `during` runs while it is, then it goes on.
+fn run_stopped(args: &[&std::ffi::OsStr], point: &str, during: impl FnOnce()) -> Output {
+    let child = std::process::Command::new(minipull_bin())
+        .arg("--plain-http")
+        .args(args)
+        .env("MINIPULL_TEST_STOP", point)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !stopped(child.id()) {
+        assert!(start.elapsed() < Duration::from_secs(60), "never stopped at {point}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    during();
+    let cont = std::process::Command::new("kill")
+        .arg("-CONT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(cont.success());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn an_empty_mount_point_is_private_from_the_plan_on_and_a_file_planted_during_the_download_is_refused() {
+    if !hooks() {
+        return;
+    }
+    let w = World::new("install-mount-plant");
+    w.push("demo/os", "v1", "v1", vec![]);
+    let mnt = Tmpfs::mount(w.work.join("newroot"), "16m");
+    std::fs::set_permissions(&mnt.0, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let reference = w.r("demo/os", "v1");
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "--unpack".as_ref(),
+        mnt.0.as_os_str(),
+        reference.as_ref(),
+        w.out.as_os_str(),
+    ];
+    // Stopped after the download, before the first entry: the mount is
+    // already 0700, so nobody else could plant anything; root plants a file.
+    let mut mode = 0;
+    let o = run_stopped(&args, "begin", || {
+        mode = std::fs::metadata(&mnt.0).unwrap().permissions().mode() & 0o7777;
+        std::fs::write(mnt.0.join("planted"), b"not the image's\n").unwrap();
+    });
+    assert_eq!(mode, 0o700, "the mount point was open while the layers downloaded");
+    assert_exit(&o, 7);
+    assert!(
+        stderr(&o).contains("no longer an empty private mount point"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(mnt.0.join("planted")).unwrap(), b"not the image's\n");
+    assert!(!mnt.0.join("etc/version").exists(), "nothing unpacked next to it");
+    assert!(!w.work.join("newroot.minipull.json").exists());
+}
+
+#[test]
+fn an_in_place_pending_record_removes_only_the_partial_tree_that_holds_its_mark() {
+    if !hooks() {
+        return;
+    }
+    let w = World::new("install-mount-mark");
+    w.push("demo/os", "v1", "v1", vec![gz_layer(&[("etc/more", b"more" as &[u8])])]);
+    assert_exit(&w.run(&[&w.r("demo/os", "v1"), w.out.to_str().unwrap()], &[]), 0);
+    let mnt = Tmpfs::mount(w.work.join("newroot"), "16m");
+    let unpack =
+        |env: &[(&str, &str)]| minipull_env(&["unpack", w.out.to_str().unwrap(), mnt.0.to_str().unwrap()], None, env);
+    // A cut in the middle of an in-place unpack: a pending record is left.
+    assert!(killed(&unpack(&[("MINIPULL_TEST_KILL", "layer")])));
+    assert!(w.work.join(".newroot.minipull-pending.json").exists());
+    // The admin clears the mount and puts data of their own in it: the
+    // same filesystem, the same root inode, not minipull's partial tree.
+    for e in std::fs::read_dir(&mnt.0).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    std::fs::write(mnt.0.join("precious"), b"keep me\n").unwrap();
+    let o = unpack(&[]);
+    assert_eq!(
+        std::fs::read(mnt.0.join("precious")).ok().as_deref(),
+        Some(&b"keep me\n"[..]),
+        "the next run wiped a tree that was not its partial unpack: {}",
+        stderr(&o)
+    );
+    assert_exit(&o, 2);
+    assert!(
+        !w.work.join(".newroot.minipull-pending.json").exists(),
+        "the stale pending record is dropped"
+    );
+    // Its own partial tree (the mark still there) the next run removes.
+    std::fs::remove_file(mnt.0.join("precious")).unwrap();
+    assert!(killed(&unpack(&[("MINIPULL_TEST_KILL", "layer")])));
+    assert!(mnt.0.join(".minipull-in-place").exists());
+    let o = unpack(&[]);
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(mnt.0.join("etc/version")).unwrap(), b"v1");
+    assert!(
+        !mnt.0.join(".minipull-in-place").exists(),
+        "the mark goes after the commit"
+    );
+    assert!(read_json(&w.work.join("newroot.minipull.json"))["nonce"].is_string());
+}
+
+#[test]
+fn rootfs_in_a_directory_others_may_write_is_refused() {
+    let w = World::new("install-parent");
+    w.push("demo/os", "v1", "v1", vec![]);
+    assert_exit(&w.run(&[&w.r("demo/os", "v1"), w.out.to_str().unwrap()], &[]), 0);
+    for (mode, why) in [
+        (0o777, "others may write"),
+        (0o1777, "others may write"),
+        (0o775, "group or others"),
+    ] {
+        let parent = w.work.join(&format!("open-{mode:o}"));
+        std::fs::create_dir_all(&parent).unwrap();
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(mode)).unwrap();
+        let root = parent.join("root");
+        let o = minipull_env(&["unpack", w.out.to_str().unwrap(), root.to_str().unwrap()], None, &[]);
+        assert_exit(&o, 7);
+        assert!(
+            stderr(&o).contains(why) && stderr(&o).contains("refusing"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!root.exists(), "nothing unpacked under a directory mode {mode:o}");
+        assert!(
+            std::fs::read_dir(&parent).unwrap().next().is_none(),
+            "no lock or staging left"
+        );
+    }
+    // Another user's directory, even closed to others.
+    let theirs = w.work.join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let o = minipull_env(
+        &["unpack", w.out.to_str().unwrap(), theirs.join("root").to_str().unwrap()],
+        None,
+        &[],
+    );
+    assert_exit(&o, 7);
+    assert!(stderr(&o).contains("another user"), "{}", stderr(&o));
+    // The same in a directory only root may write: unpacked.
+    let ok = w.work.join("private");
+    std::fs::create_dir_all(&ok).unwrap();
+    std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = minipull_env(
+        &["unpack", w.out.to_str().unwrap(), ok.join("root").to_str().unwrap()],
+        None,
+        &[],
+    );
+    assert_exit(&o, 0);
+}
+
+#[test]
+fn a_prune_list_left_by_a_failed_install_never_removes_the_installed_image() {
+    if !hooks() {
+        return;
+    }
+    let w = World::new("install-prune-left");
+    let repo = "fleet/os";
+    let d1 = w.push(repo, "stable", "v1", vec![gz_layer(&[("only-v1", b"v1" as &[u8])])]);
+    assert_exit(&w.install(&w.r(repo, "stable"), &["--prune"], &[]), 0);
+    // v2 is pulled, its install fails: ROOTFS keeps v1, index.json names v2,
+    // and the prune list names v1 (the install would have replaced it).
+    let d2 = w.push(repo, "stable", "v2", vec![gz_layer(&[("only-v2", b"v2" as &[u8])])]);
+    let o = w.install(&w.r(repo, "stable"), &["--prune"], &[("MINIPULL_TEST_FAULT", "layer")]);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!((w.version("root"), w.recorded()), ("v1".into(), d1.clone()));
+    assert!(w.out.join(".minipull/prune.json").exists());
+    // A plain `pull --prune` (no ROOTFS): v1, installed, keeps its blobs.
+    assert_exit(
+        &w.run(&["--prune", &w.r(repo, "stable"), w.out.to_str().unwrap()], &[]),
+        0,
+    );
+    let have = blobs_in(&w.out);
+    for b in image_blobs(&w.reg, repo, &d1) {
+        assert!(
+            have.contains(&b),
+            "{b} of the installed v1 was pruned by a pull without --unpack"
+        );
+    }
+    // The install into that ROOTFS then converges: v2 in, v1's blobs gone.
+    assert_exit(&w.install(&w.r(repo, "stable"), &["--prune"], &[]), 0);
+    assert_eq!((w.version("root"), w.recorded()), ("v2".into(), d2.clone()));
+    assert_eq!(blobs_in(&w.out), image_blobs(&w.reg, repo, &d2), "v1's blobs are gone");
+}
+
+#[test]
+fn an_emptied_mount_point_is_installed_again_whatever_its_old_record_says() {
+    // The record binds the tree by the mount's root inode, which an emptied
+    // mount keeps: an empty mount holds no image all the same.
+    let w = World::new("install-mount-emptied");
+    w.push("demo/os", "v1", "v1", vec![]);
+    let mnt = Tmpfs::mount(w.work.join("newroot"), "16m");
+    let reference = w.r("demo/os", "v1");
+    let install = || {
+        w.run(
+            &["--unpack", mnt.0.to_str().unwrap(), &reference, w.out.to_str().unwrap()],
+            &[],
+        )
+    };
+    assert_exit(&install(), 0);
+    assert_eq!(std::fs::read(mnt.0.join("etc/version")).unwrap(), b"v1");
+    std::fs::remove_dir_all(mnt.0.join("etc")).unwrap();
+    assert!(std::fs::read_dir(&mnt.0).unwrap().next().is_none());
+    let o = install();
+    assert_exit(&o, 0);
+    assert_eq!(
+        std::fs::read(mnt.0.join("etc/version")).ok().as_deref(),
+        Some(&b"v1"[..]),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -975,6 +975,12 @@ impl Drop for Mount {
 /// commit's syncfs costs nothing; `on_disk` for cases that need `user.*`
 /// xattrs, which tmpfs keeps only from Linux 6.6.
 fn run_group(group: &str, cases: Vec<Case>, on_disk: bool) {
+    // `./build.sh test` runs the suite twice; these cases run once, in the
+    // pass against the shipped binary.
+    if std::env::var_os("MINIPULL_PEERS_WITH_RELEASE").is_some() && std::env::var_os("MINIPULL_BIN").is_none() {
+        eprintln!("{group}: left for the run against the release binary (MINIPULL_BIN)");
+        return;
+    }
     let start = Instant::now();
     let holder = TempDir::new("peers");
     let fs = (!on_disk).then(|| Mount::tmpfs(holder.join("m")));
@@ -1171,11 +1177,10 @@ fn breakout_cases() -> Vec<Case> {
                     hl("localpasswd", "/localetc/passwd"),
                 ],
             )],
-            // containerd joins link targets lexically, so `upandout/..`
-            // vanishes; minipull resolves as the kernel (and openat2) does,
-            // where `upandout` must exist before `..` leaves it: here it
-            // does not, and the link is refused. Contained either way.
-            Want::ErrorOr(vec![same("localpasswd", "petc/passwd")]),
+            // `upandout` does not exist: containerd (and umoci's securejoin)
+            // pass it and the `..` that takes it back lexically, where the
+            // kernel would refuse; minipull follows containerd.
+            Want::Tree(vec![same("localpasswd", "petc/passwd")]),
         ),
         case(
             "containerd/HardlinkDirectRelative",

@@ -684,6 +684,43 @@ fn time_floor_rises_to_a_signed_config_created_only() {
     assert_eq!(std::fs::read_to_string(&floor).unwrap(), "1748736000\n");
 }
 
+/// A validly signed config `created` of 2099 (a signer's mistake, or a
+/// stolen key) does not raise `--time-floor`: the floor would make every
+/// certificate look expired until then. A `created` in the past still does.
+#[test]
+fn time_floor_ignores_a_signed_created_far_ahead_of_every_other_time() {
+    let w = World::new();
+    let key = keygen(w.work.path(), "vendor", false);
+    let host = w.reg.host.clone();
+    let repo = "signed/future";
+    let push = |created: &str| {
+        let layer = gz_layer(&[("etc/version", created.as_bytes())]);
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64", "os": "linux", "created": created,
+            "rootfs": {"type": "layers", "diff_ids": [sha256(&layer.tar)]}
+        }))
+        .unwrap();
+        let mut img = Image::new("amd64", vec![layer]);
+        img.config = Some(config);
+        let (d, _) = w.reg.push_image(repo, "v1", &img);
+        let p = payload(&format!("{host}/{repo}"), &d);
+        push_classic(&w.reg, repo, &d, &[(p.clone(), base64_pub(&key.sign(&p)))]);
+    };
+    let floor = w.work.join("floor");
+    let f = floor.to_str().unwrap();
+    let args = ["--verify-key", key.public(), "--time-floor", f];
+    push("2099-01-01T00:00:00Z");
+    assert_exit(&w.pull(repo, &w.work.join("a"), &args), 0);
+    assert!(
+        !floor.exists(),
+        "the floor rose to a signed created of 2099: {:?}",
+        std::fs::read_to_string(&floor)
+    );
+    push("2025-06-01T00:00:00Z");
+    assert_exit(&w.pull(repo, &w.work.join("b"), &args), 0);
+    assert_eq!(std::fs::read_to_string(&floor).unwrap(), "1748736000\n");
+}
+
 #[test]
 fn a_mirror_without_the_signature_falls_back_to_the_registry() {
     let w = World::new();

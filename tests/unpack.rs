@@ -546,15 +546,17 @@ fn push_and_pull(reg: &Registry, repo: &str, entries: &[Raw], out: &Path) {
 }
 
 /// Hand the layout `out` to nobody (uid 65534) and make `work/shared`, a
-/// directory nobody may write to; returns it.
+/// directory of nobody's own (a ROOTFS's parent must be writable by its
+/// owner only); returns it.
 fn shared_with_nobody(work: &TempDir, out: &Path) -> std::path::PathBuf {
     let shared = work.join("shared");
     std::fs::create_dir_all(&shared).unwrap();
     std::fs::set_permissions(&work.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
     let chown = Command::new("chown")
         .args(["-R", "65534:65534"])
         .arg(out)
+        .arg(&shared)
         .status()
         .unwrap();
     assert!(chown.success(), "this test runs as root");
@@ -1751,4 +1753,69 @@ fn read_only_layout_of_another_user_can_be_listed_configured_and_unpacked() {
     let o = minipull(&["unpack", ro.0.to_str().unwrap(), root2.to_str().unwrap()], None);
     assert_exit(&o, 6);
     assert!(!root2.join("etc/hello").exists(), "nothing extracted");
+}
+
+/// Whether process `pid` is stopped (it sent itself SIGSTOP at a test hook).
+fn stopped(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+}
+
+/// A FIFO swapped for a hard link to another file right after the mknod
+/// (by whoever could write in the tree) does not get the FIFO's mode: the
+/// node is created with its mode, nothing is chmodded by name after it.
+#[test]
+fn a_fifo_swapped_for_a_hard_link_after_its_mknod_gives_its_mode_to_nothing() {
+    if std::env::var_os("MINIPULL_BIN").is_some() && std::env::var_os("MINIPULL_TEST_HOOKS").is_none() {
+        eprintln!("skipped: MINIPULL_BIN is set, and only debug builds honour the test hooks");
+        return;
+    }
+    let reg = Registry::start(Auth::None);
+    let work = TempDir::new("unpack-mknod-swap");
+    let t = raw_tar(&[Raw {
+        mode: 0o600,
+        ..Raw::fifo("pipe")
+    }]);
+    reg.push_image("app/fifo", "v1", &Image::new("amd64", vec![layer(OCI_LAYER_GZIP, t)]));
+    let victim = work.join("victim");
+    std::fs::write(&victim, b"someone else's\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (out, rootfs) = (work.join("oci"), work.join("rootfs"));
+    let child = Command::new(minipull_bin())
+        .args(["--plain-http", "--unpack"])
+        .arg(&rootfs)
+        .arg(format!("{}/app/fifo:v1", reg.host))
+        .arg(&out)
+        .env("MINIPULL_TEST_STOP", "mknod")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !stopped(child.id()) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "never stopped after the mknod"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let pipe = work.join(".rootfs.minipull-staging/pipe");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&pipe).unwrap().file_type().is_fifo());
+    assert_eq!(mode_of(&pipe), 0o600, "created with its mode");
+    std::fs::remove_file(&pipe).unwrap();
+    std::fs::hard_link(&victim, &pipe).unwrap();
+    assert!(Command::new("kill")
+        .arg("-CONT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        mode_of(&victim),
+        0o644,
+        "the FIFO's mode went to the file swapped in: {}",
+        stderr(&o)
+    );
 }

@@ -48,5 +48,7 @@ for pair in ${EXTRA:-}; do
     mkdir -p "$stage$(dirname "${pair#*:}")"
     cp "${pair%%:*}" "$stage${pair#*:}"
 done
-(cd "$stage" && find . | cpio -o -H newc --quiet) | gzip -9 > "$out"
+# Root's, whoever builds it: minipull refuses a ROOTFS (/newroot) whose
+# directory (/) another user owns.
+(cd "$stage" && find . | cpio -o -H newc -R 0:0 --quiet) | gzip -9 > "$out"
 echo "build.sh: $out: $(stat -c %s "$out") bytes (busybox $(stat -c %s "$BUSYBOX"), minipull $(stat -c %s "$MINIPULL"))"

@@ -7,7 +7,7 @@
 # The image pulled is itself bootable: a static busybox whose /sbin/init
 # prints a marker, marks itself good and powers off. Judged by the serial
 # console, the registries' logs and the disk image read with debugfs. The
-# numbered cases are issue 19's (README "Booting from a registry").
+# numbered cases are those of examples/initramfs/README.md.
 #
 #   examples/initramfs/test.sh          (run by ./build.sh test after cargo test)
 set -euo pipefail

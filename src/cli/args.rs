@@ -17,19 +17,27 @@ pub(crate) enum Command {
     Ls,
     Rm,
     Gc,
+    Inspect,
+    Tags,
+    Extract,
+    Export,
 }
 
 // Bits naming the commands that take an option.
-const PULL: u8 = 1;
-const CHECK: u8 = 2;
-const UNPACK: u8 = 4;
-const CONFIG: u8 = 8;
-const LS: u8 = 16;
-const RM: u8 = 32;
-const GC: u8 = 64;
-const EVERY: u8 = PULL | CHECK | UNPACK | CONFIG | LS | RM | GC;
+const PULL: u16 = 1;
+const CHECK: u16 = 2;
+const UNPACK: u16 = 4;
+const CONFIG: u16 = 8;
+const LS: u16 = 16;
+const RM: u16 = 32;
+const GC: u16 = 64;
+const INSPECT: u16 = 128;
+const TAGS: u16 = 256;
+const EXTRACT: u16 = 512;
+const EXPORT: u16 = 1024;
+const EVERY: u16 = PULL | CHECK | UNPACK | CONFIG | LS | RM | GC | INSPECT | TAGS | EXTRACT | EXPORT;
 /// The commands that talk to a registry.
-const NET: u8 = PULL | CHECK;
+const NET: u16 = PULL | CHECK | INSPECT | TAGS;
 
 /// A command: its word, operands, a few words for the synopsis and what it
 /// does for its help.
@@ -41,21 +49,25 @@ struct Cmd {
     about: &'static str,
 }
 
-const COMMANDS: [Cmd; 7] = [
-    Cmd { command: Command::Pull, brief: "pull REF into OUTDIR", word: "pull", operands: "REF OUTDIR", about: "pull REF into the OCI image layout OUTDIR and, with --unpack, unpack it into ROOTFS (`pull` may be left out)" },
+const COMMANDS: [Cmd; 11] = [
+    Cmd { command: Command::Pull, brief: "pull REF into OUTDIR", word: "pull", operands: "REF OUTDIR", about: "pull REF into the OCI image layout OUTDIR and, with --unpack, unpack it into ROOTFS (`pull` may be left out); OUTDIR:NAME gives the image that name in OUTDIR (default: its tag)" },
     Cmd { command: Command::Check, brief: "exit 10 if REF has an update", word: "check", operands: "REF OUTDIR", about: "is there an update? One manifest HEAD; prints the digest REF has in the registry; exit 0: no, 10: yes (or REF is not in OUTDIR yet)" },
     Cmd { command: Command::Unpack, brief: "unpack an image (offline)", word: "unpack", operands: "OUTDIR[:NAME] ROOTFS", about: "unpack an image OUTDIR holds into ROOTFS (no network)" },
     Cmd { command: Command::Config, brief: "print an image's config", word: "config", operands: "OUTDIR[:NAME]", about: "print the config of an image OUTDIR holds (Entrypoint, Cmd, Env...)" },
-    Cmd { command: Command::Ls, brief: "list the images in OUTDIR", word: "ls", operands: "OUTDIR", about: "list the images in OUTDIR" },
-    Cmd { command: Command::Rm, brief: "drop an image from OUTDIR", word: "rm", operands: "OUTDIR:NAME", about: "drop an image from OUTDIR's index.json (its blobs stay until gc)" },
+    Cmd { command: Command::Ls, brief: "list the images in OUTDIR", word: "ls", operands: "OUTDIR", about: "list the images in OUTDIR: name, full reference, digest, media type, platforms, size, state (a header line on a terminal)" },
+    Cmd { command: Command::Rm, brief: "drop an image from OUTDIR", word: "rm", operands: "OUTDIR:NAME", about: "drop an image from OUTDIR's index.json (its blobs stay until gc); NAME may also be a digest or a full reference" },
     Cmd { command: Command::Gc, brief: "remove what nothing needs", word: "gc", operands: "OUTDIR", about: "remove the blobs nothing needs and stale partial downloads" },
+    Cmd { command: Command::Inspect, brief: "show an image without pulling it", word: "inspect", operands: "REF", about: "show what REF is without pulling it: the digest its tag resolves to, media type, size, the platforms of an index (or, with --platform, one of them), the config's os, architecture and creation time (manifest requests, and the config when its fields are shown; never a layer); with --layout, an image OUTDIR[:NAME] holds" },
+    Cmd { command: Command::Tags, brief: "list a repository's tags", word: "tags", operands: "REPO", about: "list the tags of the repository REPO (alpine, ghcr.io/org/repo), one a line, following the registry's pages" },
+    Cmd { command: Command::Extract, brief: "write an artifact's files", word: "extract", operands: "OUTDIR[:NAME] DIR", about: "write each layer of an artifact OUTDIR holds (kernels, DTBs, firmware pushed with ORAS) into DIR as a file named by its title, verified, mode 0644; directory layers are unpacked; the set appears at once (no network)" },
+    Cmd { command: Command::Export, brief: "write an OCI archive", word: "export", operands: "OUTDIR[:NAME] FILE", about: "write one image (or, without :NAME, every image) OUTDIR holds as an OCI archive FILE (a tar of an OCI layout) for skopeo, podman load or ctr images import; FILE - is stdout (no network)" },
 ];
 
 impl Command {
     fn cmd(self) -> &'static Cmd {
         &COMMANDS[self as usize]
     }
-    fn bit(self) -> u8 {
+    fn bit(self) -> u16 {
         1 << self as u8
     }
     /// The word that names it on the command line.
@@ -66,16 +78,15 @@ impl Command {
 
 /// Words other tools use as commands: refused with a pointer, never read as
 /// an image name (`docker.io/library/push` written out is still one).
-const NOT_HERE: [(&str, &str); 6] = [
+const NOT_HERE: [(&str, &str); 5] = [
     ("digest", DIGEST),
     ("manifest", DIGEST),
-    ("inspect", DIGEST),
     ("copy", ONLY_PULLS),
     ("push", ONLY_PULLS),
     ("login", LOGIN),
 ];
-const DIGEST: &str = "the digest REF resolves to is what `minipull check REF OUTDIR` prints (OUTDIR need not exist); \
-                      `minipull config OUTDIR[:NAME]` prints a pulled image's config, `minipull ls OUTDIR` its digest and platforms";
+const DIGEST: &str = "`minipull inspect REF` shows the digest REF resolves to, its platforms and config; \
+                      `minipull inspect --raw REF` prints the manifest";
 const ONLY_PULLS: &str =
     "minipull only pulls; to copy or push images use skopeo (skopeo copy) or crane (crane copy, crane push)";
 const LOGIN: &str = "minipull only pulls and has no login; it reads the credentials `skopeo login`, \
@@ -92,7 +103,7 @@ pub(crate) struct Opt {
     /// What the value is (`PATH`), or "" for a flag.
     value: &'static str,
     /// The commands that take it.
-    cmds: u8,
+    cmds: u16,
     /// Concerns the network, credentials, TLS or output: may also stand
     /// before the command word of any command (ignored by those that do
     /// not use it, so one set of options serves every command).
@@ -100,7 +111,7 @@ pub(crate) struct Opt {
     help: &'static str,
 }
 
-const fn opt(name: &'static str, value: &'static str, cmds: u8, help: &'static str) -> Opt {
+const fn opt(name: &'static str, value: &'static str, cmds: u16, help: &'static str) -> Opt {
     Opt {
         name,
         short: "",
@@ -110,7 +121,7 @@ const fn opt(name: &'static str, value: &'static str, cmds: u8, help: &'static s
         help,
     }
 }
-const fn global(name: &'static str, value: &'static str, cmds: u8, help: &'static str) -> Opt {
+const fn global(name: &'static str, value: &'static str, cmds: u16, help: &'static str) -> Opt {
     Opt {
         global: true,
         ..opt(name, value, cmds, help)
@@ -120,10 +131,11 @@ const fn global(name: &'static str, value: &'static str, cmds: u8, help: &'stati
 /// Every option, in the order `--help` lists them.
 #[rustfmt::skip]
 pub(crate) const OPTIONS: &[Opt] = &[
-    opt("--platform", "OS/ARCH[/VARIANT]", PULL | UNPACK | CONFIG, "the platform to choose from a multi-platform image (default: the one minipull runs on)"),
+    opt("--platform", "OS/ARCH[/VARIANT]", PULL | UNPACK | CONFIG | INSPECT | EXTRACT, "the platform to choose from a multi-platform image (default: the one minipull runs on)"),
     opt("--all-platforms", "", PULL, "keep the whole index and pull every platform"),
     opt("--unpack", "ROOTFS", PULL, "after the pull, apply the image's layers into ROOTFS (whiteouts, links, modes; owners and devices as root)"),
     opt("--force", "", PULL | UNPACK, "replace a ROOTFS that is not empty (atomically: the new tree is staged beside it, then swapped in)"),
+    opt("--force", "", EXTRACT, "replace what DIR already holds under the same names"),
     opt("--keep-old", "", PULL | UNPACK, "keep the replaced tree as ROOTFS.old (A/B switching)"),
     opt("--keep-setuid", "", PULL | UNPACK, "keep setuid/setgid bits when not unpacking as root (dropped by default: owners are not applied then)"),
     opt("--keep-xattrs", "PREFIX", PULL | UNPACK, "also apply extended attributes under PREFIX (repeatable; default: security.capability, security.ima, security.evm, user.*, POSIX ACLs)"),
@@ -133,14 +145,18 @@ pub(crate) const OPTIONS: &[Opt] = &[
     opt("--verify", "", PULL, "re-hash blobs already in OUTDIR before trusting them"),
     opt("--prune", "", PULL, "after the pull (and unpack), remove the blobs only the replaced version of this image used"),
     opt("--verify-key", "PATH", PULL | UNPACK | CONFIG, "accept only images with a cosign signature by this PEM public key (repeatable: any one suffices; ECDSA P-256, P-384, Ed25519; $MINIPULL_VERIFY_KEY, colon-separated)"),
-    opt("--verify-identity", "REPO", PULL | UNPACK | CONFIG, "also require a classic signature to name this repository"),
+    opt("--verify-identity", "REPO", PULL | UNPACK | CONFIG, "also require the signature (classic or bundle) to name this repository"),
     opt("--no-downgrade", "", PULL, "refuse (exit 8) an image whose config is older than the one OUTDIR already holds under the same name"),
-    opt("--limit-rate", "BYTES", PULL, "cap the average download rate (k, M, G suffixes)"),
+    opt("--limit-rate", "BYTES", PULL, "cap the download rate, as the link sees it from the first second (k, M, G suffixes; the receive buffer of every connection is sized to it)"),
     opt("--speed-limit", "BYTES", PULL, "abandon and resume a download slower than BYTES a second for --speed-time (default 1024; k, M, G suffixes)"),
     opt("--speed-time", "SECS", PULL, "how long a download may stay below --speed-limit (default 30)"),
-    opt("--lock-wait", "SECS", PULL | UNPACK, "wait at most this long for another minipull holding OUTDIR's or ROOTFS's lock (default: as long as it runs)"),
+    opt("--lock-wait", "SECS", PULL | UNPACK | EXTRACT | EXPORT, "wait at most this long for another minipull holding OUTDIR's or ROOTFS's lock (default: as long as it runs)"),
     opt("--keep-partials", "", GC, "keep every partial download, however old"),
-    global("--plain-http", "", NET, "talk plain HTTP to the registry"),
+    opt("--layout", "", INSPECT, "the operand is OUTDIR[:NAME], an image in a layout on disk (no network)"),
+    opt("--raw", "", INSPECT, "print the manifest as stored (with --platform, the chosen platform's), checked against its digest"),
+    opt("--config", "", INSPECT, "print the image's config (at most 4 MiB), checked against its digest"),
+    opt("--page-size", "N", TAGS, "ask the registry for N tags a request (default: as many as it gives)"),
+    global("--plain-http", "", NET, "talk plain HTTP to the registry (and mirrors); $MINIPULL_PLAIN_HTTP=HOST:PORT,... does so for the hosts it names only"),
     global("--ca-file", "PATH", NET, "also trust the CA certificates in this PEM file (repeatable; built-in and system roots stay trusted)"),
     global("--insecure", "", NET, "do not verify TLS certificates (warns; digests are still checked)"),
     global("--time-floor", "FILE", NET, "judge TLS certificates no earlier than the Unix time in FILE (root's, not writable by others); raised after a verified pull"),
@@ -152,7 +168,7 @@ pub(crate) const OPTIONS: &[Opt] = &[
     global("--retries", "N", NET, "attempts after a failure that got an answer (default 5; given, it also bounds retries of an unreachable source)"),
     global("--retry-for", "SECS", NET, "keep trying a registry or mirror that does not answer (refused, no route, no DNS) this long (default 60; 0: fail)"),
     global("--timeout", "SECS", NET, "connect timeout and longest wait for data (default 30)"),
-    global("--json", "", PULL | CHECK | LS | GC, "print the result as JSON on stdout"),
+    global("--json", "", PULL | CHECK | LS | GC | INSPECT | TAGS, "print the result as JSON on stdout"),
     Opt { short: "-q", ..global("--quiet", "", EVERY, "no progress on stderr (warnings and errors remain)") },
 ];
 
@@ -168,8 +184,12 @@ impl Given {
     }
     /// Every value of `name`, in order (one empty value per use of a flag).
     pub(crate) fn all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a OsStr> + 'a {
-        let i = Given::index(name);
-        self.0.iter().filter(move |(j, _)| *j == i).map(|(_, v)| v.as_os_str())
+        // By name: an option may have a line per command (`--force`).
+        let name = OPTIONS[Given::index(name)].name;
+        self.0
+            .iter()
+            .filter(move |(j, _)| OPTIONS[*j].name == name)
+            .map(|(_, v)| v.as_os_str())
     }
     /// The value given last: a single-value option given twice, the last wins.
     pub(crate) fn last(&self, name: &str) -> Option<&OsStr> {
@@ -342,11 +362,20 @@ pub(crate) fn parse(argv: Vec<OsString>) -> Result<Parsed> {
     let command = command.unwrap_or(Command::Pull);
     let c = command.cmd();
     for (i, _, before, _) in &given {
+        // The line of an option given per command is this command's.
         let o = &OPTIONS[*i];
+        let o = OPTIONS
+            .iter()
+            .find(|p| p.name == o.name && p.cmds & command.bit() != 0)
+            .unwrap_or(o);
         if o.cmds & command.bit() == 0 && !(o.global && *before) {
             let takes: Vec<&str> = COMMANDS
                 .iter()
-                .filter(|c| o.cmds & c.command.bit() != 0)
+                .filter(|c| {
+                    OPTIONS
+                        .iter()
+                        .any(|p| p.name == o.name && p.cmds & c.command.bit() != 0)
+                })
                 .map(|c| c.word)
                 .collect();
             let why = match o.global {
@@ -397,8 +426,27 @@ fn see_help(command: Option<Command>) -> String {
     }
 }
 
+/// `minipull --version`: what was built, from what, and when.
 fn version() -> String {
-    format!("minipull {}\n", env!("CARGO_PKG_VERSION"))
+    let built = match crate::tls::build_time() {
+        Some(t) => format!(
+            "{} (SOURCE_DATE_EPOCH {t}; TLS certificates are judged no earlier)",
+            crate::tls::utc(t)
+        ),
+        None => "unknown (no SOURCE_DATE_EPOCH; TLS certificates are judged by the clock alone)".to_string(),
+    };
+    format!(
+        "minipull {}\ncommit:     {}\ntarget:     {}\nfeatures:   {}\nbuilt:      {built}\nrustc:      {}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("MINIPULL_COMMIT"),
+        env!("MINIPULL_TARGET"),
+        if cfg!(feature = "unpack") {
+            "unpack"
+        } else {
+            "(none: pull only)"
+        },
+        env!("MINIPULL_RUSTC"),
+    )
 }
 
 /// `text` in lines of at most `width` columns, each after `indent` spaces.
@@ -459,6 +507,13 @@ pub(crate) fn synopsis() -> String {
                     "pull, then unpack it",
                 );
             }
+            Command::Inspect => {
+                line("minipull inspect [OPTIONS] REF".into(), c.brief);
+                line(
+                    "minipull inspect --layout OUTDIR[:NAME]".into(),
+                    "the same, of an image on disk",
+                );
+            }
             _ => line(format!("minipull {} [OPTIONS] {}", c.word, c.operands), c.brief),
         }
     }
@@ -477,7 +532,7 @@ fn overview() -> String {
   OUTDIR  OCI layout directory to create or add to (OUTDIR:NAME: one image)
 
 GLOBAL OPTIONS (before the command word for every command; after it, for
-pull and check, the commands that talk to a registry):
+pull, check, inspect and tags, the commands that talk to a registry):
 ",
     );
     option_lines(&mut s, |o| o.global);
@@ -491,6 +546,7 @@ works too; `--` ends the options.
 ENVIRONMENT:
   MINIPULL_USERNAME, MINIPULL_PASSWORD  credentials for the registry
   MINIPULL_VERIFY_KEY                   --verify-key for pull, unpack, config
+  MINIPULL_PLAIN_HTTP=HOST:PORT,...     --plain-http for these registries only
   HTTPS_PROXY, HTTP_PROXY, NO_PROXY     proxies (lowercase too)
   SSL_CERT_FILE, SSL_CERT_DIR           the system's CA certificates
 
@@ -511,8 +567,10 @@ pub(crate) fn command_help(command: Command) -> String {
     let mut s = String::new();
     wrap(&mut s, &format!("minipull {}: {}", c.word, c.about), 2, 78, true);
     s.push_str(&format!("\nUSAGE:\n  minipull {} [OPTIONS] {}\n", c.word, c.operands));
-    if command == Command::Pull {
-        s.push_str("  minipull [OPTIONS] REF OUTDIR\n");
+    match command {
+        Command::Pull => s.push_str("  minipull [OPTIONS] REF OUTDIR\n"),
+        Command::Inspect => s.push_str("  minipull inspect --layout [OPTIONS] OUTDIR[:NAME]\n"),
+        _ => {}
     }
     s.push_str("\nOPTIONS:\n");
     option_lines(&mut s, |o| o.cmds & command.bit() != 0);
@@ -575,6 +633,11 @@ mod tests {
         assert!(err(&["--platform", "alpine", "o"]).contains("--platform took \"alpine\""));
         assert!(err(&["push", "a"]).contains("skopeo"));
         assert!(err(&["--bogus", "a", "o"]).contains("unknown option"));
+        // An option with a line per command: each command reads its own.
+        let (c, _, g) = run(&["extract", "--force", "o", "d"]).unwrap();
+        assert!(c == Command::Extract && g.flag("--force"));
+        assert!(run(&["unpack", "--force", "o", "r"]).unwrap().2.flag("--force"));
+        assert!(err(&["export", "--force", "o", "f"]).contains("pull, unpack, extract"));
     }
 
     #[test]

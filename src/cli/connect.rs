@@ -113,7 +113,7 @@ pub(super) fn mirror_clients(
     for m in specs {
         // Only credentials stored for the mirror's own host go to it.
         let creds = stored_credentials(args, &m.host, progress)?;
-        let plain = m.plain.unwrap_or(opts.plain_http);
+        let plain = m.plain.unwrap_or(opts.plain_for(&m.host));
         clients.push(Client::for_host(
             &m.host,
             plain,
@@ -175,14 +175,17 @@ pub(super) fn sources(
     progress: Progress,
 ) -> Result<Sources> {
     let creds = credentials(args, reference, progress)?;
+    let plain_hosts = plain_hosts()?;
+    let plain = args.plain_http || plain_hosts.iter().any(|h| h.eq_ignore_ascii_case(&reference.registry));
     if !args.insecure {
-        let sent = creds.is_some() && !args.plain_http;
+        let sent = creds.is_some() && !plain;
         if let Some(w) = tls::clock_warning(args.time_floor.as_deref(), sent) {
             progress.warn(w);
         }
     }
     let opts = Options {
         plain_http: args.plain_http,
+        plain_hosts,
         retries: args.retries,
         retries_explicit: args.retries_explicit,
         retry_for: Duration::from_secs(args.retry_for),
@@ -197,4 +200,29 @@ pub(super) fn sources(
     let mirrors = mirror_clients(args, reference, &opts, progress)?;
     let client = Client::new(reference, creds, opts, progress);
     Ok(Sources::new(mirrors, client, progress))
+}
+
+/// `$MINIPULL_PLAIN_HTTP=host:port,...`: plain HTTP (credentials allowed, as
+/// with --plain-http) for the hosts it names, exactly as written in
+/// references, and for no other.
+fn plain_hosts() -> Result<Vec<String>> {
+    let Some(v) = std::env::var_os("MINIPULL_PLAIN_HTTP") else {
+        return Ok(Vec::new());
+    };
+    let v = v
+        .into_string()
+        .map_err(|_| Error::usage("MINIPULL_PLAIN_HTTP is not valid UTF-8"))?;
+    let hosts: Vec<String> = v
+        .split([',', ' '])
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(bad) = hosts.iter().find(|h| h.contains(['/', '@']) || h.len() > 255) {
+        return Err(Error::usage(format!(
+            "MINIPULL_PLAIN_HTTP: {} is not a host[:port]",
+            crate::error::Quoted(bad)
+        ))
+        .hint("e.g. MINIPULL_PLAIN_HTTP=lab.local:5000,10.0.0.2:5000 (no scheme, no path)"));
+    }
+    Ok(hosts)
 }

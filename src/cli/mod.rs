@@ -5,12 +5,20 @@
 //! - [`unpack`]: `minipull unpack` and `minipull config`, on a layout on disk;
 //! - [`upkeep`]: `minipull ls`, `rm` and `gc`;
 //! - [`check`]: `minipull check REF OUTDIR`, is there an update;
+//! - [`inspect`]: `minipull inspect REF`, an image without pulling it;
+//! - [`tags`]: `minipull tags REPO`, a repository's tags;
+//! - [`extract`]: `minipull extract`, an artifact's layers as files;
+//! - [`export`]: `minipull export`, an OCI archive for other tools;
 //! - [`connect`]: credentials, TLS, mirrors: what talking to a registry needs.
 
 mod args;
 mod check;
 mod connect;
+mod export;
+mod extract;
+mod inspect;
 mod pull;
+mod tags;
 mod unpack;
 mod upkeep;
 
@@ -39,6 +47,8 @@ pub(crate) struct Args {
     pub(crate) opts: Given,
     pub(crate) reference: String,
     pub(crate) outdir: PathBuf,
+    /// `minipull REF OUTDIR:NAME`: the name index.json gives the image.
+    pub(crate) name: Option<String>,
     pub(crate) platform: Option<String>,
     pub(crate) all_platforms: bool,
     pub(crate) username: Option<String>,
@@ -70,7 +80,7 @@ pub(crate) struct Args {
     pub(crate) limit_rate: Option<u64>,
     pub(crate) json: bool,
     pub(crate) quiet: bool,
-    /// ROOTFS for `--unpack` and `minipull unpack`.
+    /// ROOTFS for `--unpack` and `minipull unpack`; DIR for `extract`, FILE for `export`.
     pub(crate) unpack: Option<PathBuf>,
     #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
     pub(crate) force: bool,
@@ -120,7 +130,16 @@ fn parse_args() -> Result<std::result::Result<Args, i32>> {
             let r = r.strip_prefix("docker://").unwrap_or(&r).to_string();
             (r, PathBuf::from(&operands[1]), g.path("--unpack"))
         }
-        Command::Unpack => (
+        Command::Inspect if g.flag("--layout") => (String::new(), PathBuf::from(&operands[0]), None),
+        Command::Inspect | Command::Tags => {
+            let r = text(&operands[0], "the image reference")?;
+            (
+                r.strip_prefix("docker://").unwrap_or(&r).to_string(),
+                PathBuf::new(),
+                None,
+            )
+        }
+        Command::Unpack | Command::Extract | Command::Export => (
             String::new(),
             PathBuf::from(&operands[0]),
             Some(PathBuf::from(&operands[1])),
@@ -133,6 +152,11 @@ fn parse_args() -> Result<std::result::Result<Args, i32>> {
             return Err(Error::usage(format!("{o} needs --unpack ROOTFS")));
         }
     }
+    // `REF OUTDIR:NAME`: the entry's name, never a directory named `o1:stable`.
+    let (outdir, name) = match command {
+        Command::Pull => split_pull_outdir(&outdir)?,
+        _ => (outdir, None),
+    };
     let limit_rate = g.bytes("--limit-rate")?;
     if limit_rate == Some(0) {
         return Err(Error::usage("--limit-rate must be above 0"));
@@ -141,6 +165,7 @@ fn parse_args() -> Result<std::result::Result<Args, i32>> {
         command,
         reference,
         outdir,
+        name,
         unpack,
         platform: g.text("--platform")?,
         all_platforms: g.flag("--all-platforms"),
@@ -236,7 +261,11 @@ pub fn run() -> Result<i32> {
         Command::Ls => upkeep::ls_command(&args),
         Command::Rm => upkeep::rm_command(&args),
         Command::Gc => upkeep::gc_command(&args),
+        Command::Inspect => inspect::inspect_command(&args),
+        Command::Tags => tags::tags_command(&args),
         Command::Unpack | Command::Config => unpack::local_command(&args, &platform, policy.as_ref()),
+        Command::Extract => extract::extract_command(&args, &platform),
+        Command::Export => export::export_command(&args),
     }?;
     // Only once the run succeeded: what it verified is then worth keeping.
     connect::raise_time_floor(&args, Progress::new(args.quiet));
@@ -254,4 +283,30 @@ pub(crate) fn split_layout_arg(p: &Path) -> (PathBuf, Option<String>) {
         }
     }
     (p.to_path_buf(), None)
+}
+
+/// Pull's `OUTDIR[:NAME]`: a directory that exists as given is OUTDIR;
+/// otherwise a `:` in the last path component ends OUTDIR and starts the
+/// name the image gets (OUTDIR may not exist yet).
+fn split_pull_outdir(p: &Path) -> Result<(PathBuf, Option<String>)> {
+    let Some(s) = p.to_str().filter(|_| !p.is_dir()) else {
+        return Ok((p.to_path_buf(), None));
+    };
+    let Some((dir, name)) = s.rsplit_once(':').filter(|(_, n)| !n.contains('/')) else {
+        return Ok((p.to_path_buf(), None));
+    };
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let valid = name.len() <= 128
+        && alnum(name.chars().next())
+        && alnum(name.chars().last())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-._@+".contains(c))
+        // cosign's tags name signatures (`sha256-<hex>.sig`).
+        && !name.starts_with("sha256-")
+        && !name.starts_with("sha512-");
+    if dir.is_empty() || !valid {
+        return Err(Error::usage(format!("{} is not OUTDIR:NAME", crate::error::Quoted(s))).hint(
+            "NAME is letters, digits and . _ - + @ (at most 128, starting and ending with a letter or digit), e.g. OUTDIR:stable",
+        ));
+    }
+    Ok((PathBuf::from(dir), Some(name.to_string())))
 }

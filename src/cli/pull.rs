@@ -33,6 +33,7 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
         need_layers: args.unpack.is_some(),
         discard_layers: args.discard_layers,
         partial_layers: delta.is_some(),
+        name: args.name.clone(),
     };
     let steps = crate::install::Steps {
         plan: plan.as_ref(),

@@ -18,6 +18,7 @@ mod blob;
 pub use blob::Ranged;
 mod resume;
 mod session;
+mod tags;
 mod transport;
 
 use session::OwnChallenge;
@@ -41,6 +42,9 @@ use ureq::Body;
 pub struct Options {
     /// Talk plain HTTP instead of HTTPS (and allow credentials over it).
     pub plain_http: bool,
+    /// The hosts (`host[:port]`, as references name them) to treat as
+    /// `plain_http` says, and no others (`$MINIPULL_PLAIN_HTTP`).
+    pub plain_hosts: Vec<String>,
     /// Attempts after the first one, for failures that got an answer.
     pub retries: u32,
     /// The user gave `--retries`: it bounds unreachable sources too.
@@ -83,6 +87,8 @@ pub struct FetchedManifest {
     pub content_type: Option<String>,
     /// The `Docker-Content-Digest` header, when present.
     pub digest_header: Option<String>,
+    /// The `Link` headers, joined with `,` (the tag list's next page).
+    pub link: Option<String>,
 }
 
 /// A client for one repository on one registry.
@@ -112,10 +118,17 @@ pub struct Client {
     paced: Option<(Instant, u64)>,
 }
 
+impl Options {
+    /// Whether the user asked for plain HTTP to `host` (`host[:port]`).
+    pub fn plain_for(&self, host: &str) -> bool {
+        self.plain_http || self.plain_hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
+}
+
 impl Client {
     /// A client for the registry a reference names.
     pub fn new(reference: &Reference, creds: Option<Credentials>, opts: Options, progress: Progress) -> Client {
-        let plain = opts.plain_http;
+        let plain = opts.plain_for(&reference.registry) || opts.plain_for(reference.api_host());
         Client::for_host(
             reference.api_host(),
             plain,
@@ -136,13 +149,18 @@ impl Client {
         progress: Progress,
     ) -> Client {
         let agent = |proxy: Option<ureq::Proxy>| {
-            use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
-            // ureq's default chain with our TLS at the end (and no SOCKS).
-            let connector =
-                ().chain(ConnectProxyConnector::default())
-                    .chain(TcpConnector::default())
-                    .chain(crate::tls::TlsConnector(opts.tls.clone()));
+            use ureq::unversioned::transport::{ConnectProxyConnector, Connector};
+            // ureq's default chain with our TLS at the end (and no SOCKS), and
+            // TCP sockets sized to --limit-rate (see transport::Tcp).
+            let connector = ()
+                .chain(ConnectProxyConnector::default())
+                .chain(transport::Tcp {
+                    rcvbuf: opts.limit_rate.map(transport::rcvbuf_for),
+                    timeout: opts.timeout,
+                })
+                .chain(crate::tls::TlsConnector(opts.tls.clone()));
             let config = ureq::Agent::config_builder()
+                .input_buffer_size(opts.limit_rate.map_or(128 * 1024, transport::input_buffer_for))
                 .http_status_as_error(false)
                 .max_redirects(0)
                 .proxy(proxy)
@@ -168,8 +186,9 @@ impl Client {
             h.write_u32(std::process::id());
             h.finish() | 1
         };
-        // Credentials travel over plain HTTP only when the user said --plain-http.
-        let creds = creds.filter(|_| !plain || opts.plain_http);
+        // Credentials travel over plain HTTP only when the user said so for
+        // this host (--plain-http, or $MINIPULL_PLAIN_HTTP naming it).
+        let creds = creds.filter(|_| !plain || opts.plain_for(host));
         Client {
             agent: agent(None),
             http_proxied,
@@ -284,12 +303,20 @@ impl Client {
             };
             let content_type = header("content-type");
             let digest_header = header("docker-content-digest");
+            let links: Vec<&str> = resp
+                .headers()
+                .get_all("link")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let link = (!links.is_empty()).then(|| links.join(","));
             match resp.body_mut().with_config().limit(max).read_to_vec() {
                 Ok(bytes) => {
                     return Ok(FetchedManifest {
                         bytes,
                         content_type,
                         digest_header,
+                        link,
                     })
                 }
                 Err(ureq::Error::BodyExceedsLimit(_)) => return Err(too_big(what, max)),

@@ -600,3 +600,214 @@ mod tests {
         assert_eq!(scheme_and_host("file:///etc/passwd"), "file://");
     }
 }
+
+/// TCP connections, as ureq's own connector opens them, except that under
+/// `--limit-rate` the socket's receive buffer is sized to the rate before
+/// the connection is made (the TCP window is agreed in the handshake): the
+/// kernel then cannot take in more than a fraction of a second of data at
+/// link speed before the paced reads start. Every connection of the agent
+/// comes through here: to the registry, to a CONNECT proxy, after a redirect.
+#[derive(Debug)]
+pub(super) struct Tcp {
+    /// Bytes to ask for as SO_RCVBUF (`None`: the kernel's autotuning).
+    pub(super) rcvbuf: Option<usize>,
+    pub(super) timeout: Duration,
+}
+
+/// SO_RCVBUF for a rate cap: an eighth of a second of data (the kernel
+/// doubles it for its bookkeeping, and clamps it to net.core.rmem_max), so
+/// what arrives ahead of the pacing stays well under a tenth of any 5-second
+/// window; that still carries the rate over a round trip of up to ~100 ms.
+pub(super) fn rcvbuf_for(rate: u64) -> usize {
+    (rate / 8).clamp(4096, 16 << 20) as usize
+}
+
+/// ureq's read buffer under a rate cap: it too fills ahead of the pacing.
+pub(super) fn input_buffer_for(rate: u64) -> usize {
+    (rate / 16).clamp(16 << 10, 128 << 10) as usize
+}
+
+use ureq::unversioned::transport as ut;
+
+impl<In: ut::Transport> ut::Connector<In> for Tcp {
+    type Out = ut::Either<ut::Either<In, SizedTcp>, <ut::TcpConnector as ut::Connector<In>>::Out>;
+
+    fn connect(
+        &self,
+        details: &ut::ConnectionDetails,
+        chained: Option<In>,
+    ) -> std::result::Result<Option<Self::Out>, ureq::Error> {
+        use ut::Either;
+        let Some(size) = self.rcvbuf else {
+            return Ok(ut::TcpConnector::default().connect(details, chained)?.map(Either::B));
+        };
+        if let Some(c) = chained {
+            return Ok(Some(Either::A(Either::A(c))));
+        }
+        let mut last = None;
+        for addr in details.addrs.iter() {
+            match connect_sized(addr, size, self.timeout) {
+                Ok(stream) => {
+                    let config = details.config;
+                    if config.no_delay() {
+                        stream.set_nodelay(true)?;
+                    }
+                    let buffers = ut::LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size());
+                    return Ok(Some(Either::A(Either::B(SizedTcp { stream, buffers }))));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    last = Some(ureq::Error::Timeout(ureq::Timeout::Connect))
+                }
+                Err(e) => last = Some(ureq::Error::Io(e)),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            ureq::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "no address to connect to",
+            ))
+        }))
+    }
+}
+
+/// A connection [`Tcp`] opened (ureq's own TCP transport is not public).
+#[derive(Debug)]
+pub(super) struct SizedTcp {
+    stream: std::net::TcpStream,
+    buffers: ut::LazyBuffers,
+}
+
+/// An I/O result as ureq's transports report it.
+fn io_result<T>(r: std::io::Result<T>, reason: ureq::Timeout) -> std::result::Result<T, ureq::Error> {
+    r.map_err(|e| match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ureq::Error::Timeout(reason),
+        _ => ureq::Error::Io(e),
+    })
+}
+
+impl ut::Transport for SizedTcp {
+    fn buffers(&mut self) -> &mut dyn ut::Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: ut::NextTimeout) -> std::result::Result<(), ureq::Error> {
+        use ut::Buffers;
+        let timeout = timeout.for_write();
+        io_result(
+            self.stream.set_write_timeout(timeout.not_zero().map(|t| *t)),
+            timeout.reason,
+        )?;
+        let output = &self.buffers.output()[..amount];
+        io_result(std::io::Write::write_all(&mut self.stream, output), timeout.reason)
+    }
+
+    fn await_input(&mut self, timeout: ut::NextTimeout) -> std::result::Result<bool, ureq::Error> {
+        use ut::Buffers;
+        let timeout = timeout.for_read();
+        io_result(
+            self.stream.set_read_timeout(timeout.not_zero().map(|t| *t)),
+            timeout.reason,
+        )?;
+        let input = self.buffers.input_append_buf();
+        let n = loop {
+            match std::io::Read::read(&mut self.stream, input) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break io_result(r, timeout.reason)?,
+            }
+        };
+        self.buffers.input_appended(n);
+        Ok(n > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        // Nothing may be waiting on an idle connection: a byte, or the end, means it is done.
+        let mut probe = [0u8];
+        let open = self.stream.set_nonblocking(true).is_ok()
+            && matches!(std::io::Read::read(&mut self.stream, &mut probe),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        open && self.stream.set_nonblocking(false).is_ok()
+    }
+}
+
+/// A TCP connection to `addr` whose receive buffer was set to `rcvbuf`
+/// before the handshake, within `timeout`.
+fn connect_sized(
+    addr: &std::net::SocketAddr,
+    rcvbuf: usize,
+    timeout: Duration,
+) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let last = std::io::Error::last_os_error;
+    // SAFETY: plain socket calls on a descriptor this function owns (from
+    // `OwnedFd` on, closed on every early return); the address structures
+    // are built whole and passed with their own length.
+    unsafe {
+        let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+        let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0);
+        if fd < 0 {
+            return Err(last());
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let size = rcvbuf.min(i32::MAX as usize) as libc::c_int;
+        let p = &size as *const libc::c_int as *const libc::c_void;
+        if libc::setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            p,
+            std::mem::size_of::<libc::c_int>() as u32,
+        ) != 0
+        {
+            return Err(last());
+        }
+        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+        let len = match addr {
+            std::net::SocketAddr::V4(a) => {
+                let sin = &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in);
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            std::net::SocketAddr::V6(a) => {
+                let sin6 = &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6);
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_addr.s6_addr = a.ip().octets();
+                sin6.sin6_flowinfo = a.flowinfo();
+                sin6.sin6_scope_id = a.scope_id();
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
+        if libc::connect(raw, &storage as *const _ as *const libc::sockaddr, len as u32) != 0 {
+            let e = last();
+            if e.raw_os_error() != Some(libc::EINPROGRESS) {
+                return Err(e);
+            }
+            let mut pfd = libc::pollfd {
+                fd: raw,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+            match libc::poll(&mut pfd, 1, ms) {
+                0 => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
+                n if n < 0 => return Err(last()),
+                _ => {}
+            }
+            let mut err: libc::c_int = 0;
+            let mut elen = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            let ep = &mut err as *mut libc::c_int as *mut libc::c_void;
+            if libc::getsockopt(raw, libc::SOL_SOCKET, libc::SO_ERROR, ep, &mut elen) != 0 {
+                return Err(last());
+            }
+            if err != 0 {
+                return Err(std::io::Error::from_raw_os_error(err));
+            }
+        }
+        let stream = std::net::TcpStream::from(fd);
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    }
+}

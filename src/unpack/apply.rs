@@ -306,12 +306,13 @@ impl Applier {
                 };
                 let mode = self.mode(h.mode) & 0o7777;
                 let dev = libc::makedev(h.dev_major, h.dev_minor);
+                // Created with its mode: no chmod by name after it. (chown
+                // clears setuid, which means nothing on a node or FIFO.)
                 dir.mknod(name_os, kind | mode, dev)
                     .map_err(|e| failed("create", &rel, e))?;
+                crate::install::fault("mknod")?;
                 self.owner(&dir, name_os, &rel, h)?;
                 self.xattrs(&dir, name_os, None, &rel, h)?;
-                dir.chmod(name_os, mode)
-                    .map_err(|e| failed("set the mode of", &rel, e))?;
                 dir.set_mtime(name_os, h.mtime)
                     .map_err(|e| failed("set the time of", &rel, e))?;
             }

@@ -150,9 +150,11 @@ impl Dir {
             };
             match r {
                 Ok(found) => return Ok(found),
-                // Missing parts are created by the walk below; EAGAIN is a
-                // rename racing the lookup.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) if mkdir.is_some()) => {}
+                // Missing parts are created by the walk below; a missing or
+                // non-directory part that a later `..` cancels is passed
+                // lexically by it (containerd and umoci do; the kernel does
+                // not). EAGAIN is a rename racing the lookup.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
                 // No openat2 (before Linux 5.6), or a seccomp filter refusing it.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
@@ -194,6 +196,12 @@ impl Dir {
             let next = match parent.dir(&c) {
                 Ok(d) => d,
                 Err(e) => match parent.find(&c)? {
+                    // A missing or non-directory component that a later `..`
+                    // takes back is passed over lexically, as containerd's
+                    // `fs.RootPath` and umoci's securejoin do (the kernel
+                    // refuses): nothing below it exists, so no link can
+                    // hide in what is skipped.
+                    Found::Nothing | Found::Other if cancelled(&mut todo) => continue,
                     Found::Link => {
                         links += 1;
                         if links > MAX_LINKS {
@@ -328,10 +336,18 @@ impl Dir {
         check(unsafe { libc::linkat(from.0.as_raw_fd(), f.as_ptr(), self.0.as_raw_fd(), c.as_ptr(), 0) })
     }
 
+    /// A device node or FIFO with its final permission bits (the umask set
+    /// aside for the call: the binary has one thread), so no chmod by name
+    /// follows, which would change whatever was swapped in at that name.
     pub fn mknod(&self, name: &OsStr, mode: u32, dev: libc::dev_t) -> io::Result<()> {
         let c = cstr(name)?;
+        // SAFETY: umask has no preconditions; it is put back right after.
+        let umask = unsafe { libc::umask(0) };
         // SAFETY: c is valid and self.0 an open directory.
-        check(unsafe { libc::mknodat(self.0.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, dev) })
+        let r = unsafe { libc::mknodat(self.0.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, dev) };
+        // SAFETY: as above.
+        unsafe { libc::umask(umask) };
+        check(r)
     }
 
     /// The owner of `name` itself (a link is not followed).
@@ -377,6 +393,25 @@ impl Dir {
             // SAFETY: c is valid and self.0 an open directory.
             _ => check(unsafe { libc::unlinkat(self.0.as_raw_fd(), c.as_ptr(), 0) }),
         }
+    }
+
+    /// `renameat2` of `name` here to `to_name` in `to`; `flags`:
+    /// `RENAME_NOREPLACE` (`EEXIST` if it is there), `RENAME_EXCHANGE`
+    /// (both must exist; they swap), or 0.
+    pub fn rename(&self, name: &OsStr, to: &Dir, to_name: &OsStr, flags: libc::c_uint) -> io::Result<()> {
+        let (a, b) = (cstr(name)?, cstr(to_name)?);
+        // SAFETY: both are valid NUL-terminated names, both descriptors open directories.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                self.0.as_raw_fd(),
+                a.as_ptr(),
+                to.0.as_raw_fd(),
+                b.as_ptr(),
+                flags,
+            )
+        };
+        check(r as libc::c_int)
     }
 
     /// Remove the empty directory `name` (`ENOTEMPTY` otherwise).
@@ -512,6 +547,24 @@ pub fn set_xattr_fd(fd: std::os::fd::RawFd, attr: &str, value: &[u8]) -> io::Res
     check(unsafe { libc::fsetxattr(fd, attr.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
 }
 
+/// Whether a later `..` in `todo` (last component first) takes back the
+/// component just read; if so, drops what lies between (itself included).
+fn cancelled(todo: &mut Vec<OsString>) -> bool {
+    let mut depth = 1usize;
+    for (i, c) in todo.iter().enumerate().rev() {
+        if c == ".." {
+            depth -= 1;
+            if depth == 0 {
+                todo.truncate(i);
+                return true;
+            }
+        } else if !c.is_empty() && c != "." {
+            depth += 1;
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,7 +599,7 @@ mod tests {
             )
         };
         type Want = Result<(&'static str, bool), i32>;
-        let cases: [(&str, Want); 10] = [
+        let cases: [(&str, Want); 14] = [
             ("usr/lib", Ok(("usr/lib", true))),
             ("lib/x", Ok(("usr/lib/x", false))),
             ("var/run", Ok(("run", false))),
@@ -557,6 +610,11 @@ mod tests {
             ("loop", Err(libc::ELOOP)),
             ("file/x", Err(libc::ENOTDIR)),
             ("lib/missing", Err(libc::ENOENT)),
+            // Taken back by `..` before they matter: passed lexically.
+            ("missing/../usr/lib", Ok(("usr/lib", true))),
+            ("file/../lib/x", Ok(("usr/lib/x", false))),
+            ("missing/x/../../../../run", Ok(("run", true))),
+            ("missing/x/..", Err(libc::ENOENT)),
         ];
         for (path, want) in cases {
             let comps: Vec<String> = path.split('/').map(String::from).collect();

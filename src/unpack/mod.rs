@@ -16,7 +16,8 @@
 //! ratio of its compressed size.
 
 mod apply;
-mod dirfd;
+pub(crate) mod dirfd;
+pub use dirfd::{Dir, Found};
 
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Kind as ErrorKind, Quoted, Result};
@@ -251,11 +252,13 @@ pub fn unpack_with(
             .saturating_mul(MAX_EXPANSION)
             .saturating_add(EXPANSION_SLACK);
         let rebuilt = layers_from.before(i, layer)?.map(|tar| {
-            apply_uncompressed(&mut applier, tar, &diff_id, limit).and_then(|(e, b, got)| match got == diff_id {
-                true => Ok((e, b, true)),
-                false => Err(Error::integrity(format!(
-                    "the rebuilt layer hashes to {got}, but the config says {diff_id}"
-                ))),
+            apply_uncompressed(&mut applier, tar, diff_id.algorithm(), limit).and_then(|(e, b, got)| {
+                match got == diff_id {
+                    true => Ok((e, b, true)),
+                    false => Err(Error::integrity(format!(
+                        "the rebuilt layer hashes to {got}, but the config says {diff_id}"
+                    ))),
+                }
             })
         });
         let (entries, bytes, rebuilt) = match rebuilt {
@@ -426,6 +429,25 @@ fn decompress<'a>(media_type: &str, blob: impl Read + 'a) -> Result<Box<dyn Read
 
 /// Apply one layer; returns (entries, uncompressed bytes).
 fn apply_layer(applier: &mut Applier, layout: &Layout, desc: &Descriptor, diff_id: &Digest) -> Result<(u64, u64)> {
+    apply_blob(applier, layout, desc, &desc.media_type, Some(diff_id))
+}
+
+/// Apply one tar+gzip blob into `root`, checking the blob against its
+/// digest (it has no diff_id): an ORAS directory layer for `extract`.
+pub fn apply_gzip_blob(layout: &Layout, desc: &Descriptor, root: &Path, progress: Progress) -> Result<u64> {
+    let mut applier = Applier::new(root, progress, &Keep::default())?;
+    let (entries, _) = apply_blob(&mut applier, layout, desc, "+gzip", None)?;
+    applier.finish()?;
+    Ok(entries)
+}
+
+fn apply_blob(
+    applier: &mut Applier,
+    layout: &Layout,
+    desc: &Descriptor,
+    media_type: &str,
+    diff_id: Option<&Digest>,
+) -> Result<(u64, u64)> {
     if desc.is_foreign() && desc.urls.as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(Error::not_found(
             "a non-distributable layer is not in the layout (it was not pulled)",
@@ -442,8 +464,9 @@ fn apply_layer(applier: &mut Applier, layout: &Layout, desc: &Descriptor, diff_i
         over_limit: "the layer blob is longer than its descriptor says",
     };
     let limit = size.saturating_mul(MAX_EXPANSION).saturating_add(EXPANSION_SLACK);
-    let stream = decompress(&desc.media_type, &mut blob)?;
-    let (entries, bytes, got_diff) = apply_uncompressed(applier, stream, diff_id, limit)?;
+    let stream = decompress(media_type, &mut blob)?;
+    let alg = diff_id.map_or(digest.algorithm(), Digest::algorithm);
+    let (entries, bytes, got_diff) = apply_uncompressed(applier, stream, alg, limit)?;
     std::io::copy(&mut blob, &mut std::io::sink()).map_err(|e| Error::storage("cannot read the layer blob", &e))?;
     if blob.count != size || blob.hasher.finish() != digest {
         return Err(
@@ -451,12 +474,12 @@ fn apply_layer(applier: &mut Applier, layout: &Layout, desc: &Descriptor, diff_i
                 .hint("pull the image again with --verify"),
         );
     }
-    if got_diff != *diff_id {
-        return Err(Error::integrity(format!(
-            "the uncompressed layer hashes to {got_diff}, but the config says {diff_id}"
-        )));
+    match diff_id {
+        Some(want) if got_diff != *want => Err(Error::integrity(format!(
+            "the uncompressed layer hashes to {got_diff}, but the config says {want}"
+        ))),
+        _ => Ok((entries, bytes)),
     }
-    Ok((entries, bytes))
 }
 
 /// Apply an uncompressed layer stream, hashing it for the diff_id (the
@@ -465,12 +488,12 @@ fn apply_layer(applier: &mut Applier, layout: &Layout, desc: &Descriptor, diff_i
 fn apply_uncompressed(
     applier: &mut Applier,
     stream: impl Read,
-    diff_id: &Digest,
+    alg: crate::digest::Algorithm,
     limit: u64,
 ) -> Result<(u64, u64, Digest)> {
     let mut unpacked = Hashing {
         inner: stream,
-        hasher: Hasher::new(diff_id.algorithm()),
+        hasher: Hasher::new(alg),
         count: 0,
         limit,
         over_limit: "the layer expands more than 1100 times its compressed size plus 64 MiB; \
@@ -775,7 +798,7 @@ mod partial_tests {
         let apply = |root: &Path, tar: Box<dyn Read + '_>| {
             fs::create_dir_all(root).unwrap();
             let mut a = Applier::new(root, Progress::new(true), &keep).unwrap();
-            let (_, _, got) = apply_uncompressed(&mut a, tar, &diff_id, u64::MAX).unwrap();
+            let (_, _, got) = apply_uncompressed(&mut a, tar, diff_id.algorithm(), u64::MAX).unwrap();
             a.finish().unwrap();
             got
         };

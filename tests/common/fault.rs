@@ -110,6 +110,11 @@ pub struct Faults {
     /// Serve `bytes=A-B[,C-D...]` ranges (206, `multipart/byteranges` for
     /// several), with this damage to multi-range answers.
     pub ranges: Option<Multi>,
+    /// The tags `/v2/<repo>/tags/list` lists, paged by `n` and `last` with
+    /// a relative `Link` to the next page (as distribution 3 does).
+    pub tag_list: Vec<String>,
+    /// Every tag list page's `Link` points here instead (`{n}`: a counter).
+    pub tags_next: Option<String>,
 }
 
 /// How the fault server answers a request for several ranges.
@@ -584,6 +589,45 @@ fn handle(sock: TcpStream, port: u16, state: &Mutex<State>, stop: &AtomicBool) -
     if path == "/v2/" || path == "/v2" {
         log(200, 0);
         return respond(200, &[], b"{}");
+    }
+
+    // The tag list, paged.
+    if let Some((repo, query)) = path
+        .strip_prefix("/v2/")
+        .and_then(|p| p.split_once("/tags/list"))
+        .filter(|_| !faults.tag_list.is_empty() || faults.tags_next.is_some())
+    {
+        let arg = |k: &str| {
+            query
+                .trim_start_matches('?')
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")).map(str::to_string))
+        };
+        let n: usize = arg("n").and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+        let from = match arg("last") {
+            Some(l) => faults.tag_list.iter().position(|t| *t == l).map_or(0, |i| i + 1),
+            None => 0,
+        };
+        let page: Vec<&String> = faults.tag_list.iter().skip(from).take(n).collect();
+        let mut extra = vec![("Content-Type", "application/json".to_string())];
+        let count = state.lock().unwrap().log.len();
+        match &faults.tags_next {
+            Some(next) => extra.push((
+                "Link",
+                format!("<{}>; rel=\"next\"", next.replace("{n}", &count.to_string())),
+            )),
+            None if from + page.len() < faults.tag_list.len() => {
+                let last = page.last().map_or("", |t| t.as_str());
+                extra.push((
+                    "Link",
+                    format!("</v2/{repo}/tags/list?n={n}&last={last}>; rel=\"next\""),
+                ));
+            }
+            None => {}
+        }
+        let body = serde_json::to_vec(&serde_json::json!({"name": repo, "tags": page})).unwrap();
+        log(200, body.len() as u64);
+        return respond(200, &extra, &body);
     }
 
     // Manifests.
