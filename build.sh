@@ -129,6 +129,11 @@ build_target() { # rust target -> dist/<target>/minipull
     # x86_64; pull and unpack times unchanged, README).
     local -a cargo_args=(build --release --locked --target "$target" -Zbuild-std=std,panic_abort
         -Zbuild-std-features=optimize_for_size)
+    # MINIPULL_FEATURES=delta ./build.sh: a binary with features beyond the
+    # default ones (here partial zstd:chunked updates, docs/delta.md).
+    if [ -n "${MINIPULL_FEATURES:-}" ]; then
+        cargo_args+=(--features "$MINIPULL_FEATURES")
+    fi
     local rustflags
     rustflags=$(size_flags)
     if [ -z "$triple" ]; then
@@ -226,7 +231,8 @@ case "${1:-build}" in
         say "running the tests"
         # The peers' unpack cases (tests/peers.rs) run once, against the
         # release binary below.
-        MINIPULL_PEERS_WITH_RELEASE=1 cargo test --locked
+        # With --features delta, so that the partial-update tests run once.
+        MINIPULL_PEERS_WITH_RELEASE=1 cargo test --locked --features delta
         # The shipped binary is built with flags the test build does not use (shallow
         # Debug formatting, abort on panic, packed relocations): the whole suite
         # runs against it too.

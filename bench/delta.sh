@@ -15,10 +15,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${MINIPULL:-target/debug/minipull}
-[ -x "$BIN" ] || cargo build
+# The binary must have the delta feature: build it unless MINIPULL names one.
+[ -n "${MINIPULL:-}" ] || cargo build -q --features delta
 CHANGED=${CHANGED:-/usr/lib/python3/dist-packages/cryptography/hazmat/bindings/_rust.abi3.so}
 TREES=${TREES:-/usr/lib/python3 /usr/lib/python3.11 /usr/share/zoneinfo}
-CARGO_BUILD_JOBS=1 cargo build -q --release --example delta_image
+CARGO_BUILD_JOBS=1 cargo build -q --release --features delta --example delta_image
 . bench/registry.sh
 start_registry bench/delta
 

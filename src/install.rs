@@ -72,7 +72,7 @@ pub struct Steps<'a> {
     #[cfg(feature = "unpack")]
     pub keep: &'a crate::unpack::Keep,
     /// Partial pulls of zstd:chunked layers (`None`: `--no-delta`, or no root to reuse).
-    #[cfg(feature = "unpack")]
+    #[cfg(feature = "delta")]
     pub delta: Option<crate::delta::update::Delta>,
 }
 
@@ -107,12 +107,15 @@ pub fn update(
         } else {
             let image =
                 crate::unpack::find_image(layout, crate::unpack::Select::Digest(&summary.digest), &opts.platform)?;
+            #[cfg(feature = "delta")]
             let delta = steps.delta.as_ref();
+            #[cfg(not(feature = "delta"))]
+            let delta: Option<()> = None;
             let fetch = match opts.discard_layers || delta.is_some() {
                 true => Some(&mut *sources),
                 false => None,
             };
-            let (warnings, reports) = install(
+            let (warnings, _reports) = install(
                 layout,
                 &image,
                 plan,
@@ -120,11 +123,13 @@ pub fn update(
                 steps.keep,
                 fetch,
                 opts.discard_layers,
+                #[cfg(feature = "delta")]
                 delta,
             )?;
             out.warnings = warnings;
             out.installed = true;
-            add_layer_reports(&mut summary, layout, &image.digest, reports, progress);
+            #[cfg(feature = "delta")]
+            add_layer_reports(&mut summary, layout, &image.digest, _reports, progress);
         }
     }
     if steps.prune {
@@ -163,14 +168,19 @@ pub fn install(
     keep: &crate::unpack::Keep,
     fetch: Option<&mut Sources>,
     discard: bool,
-    delta: Option<&crate::delta::update::Delta>,
-) -> Result<(Vec<String>, Vec<crate::delta::update::Report>)> {
+    #[cfg(feature = "delta")] delta: Option<&crate::delta::update::Delta>,
+) -> Result<(Vec<String>, Reports)> {
     not_an_artifact(image)?;
     // Nothing to throw away in place: no unverified byte goes in. (Layers
-    // fetched one at a time are verified as they arrive.)
-    // (A layer left to the partial path is checked as it is rebuilt.)
+    // fetched one at a time are verified as they arrive; a layer left to
+    // the partial path is checked as it is rebuilt.)
     if plan.in_place() && !discard {
-        crate::unpack::verify_layers(layout, image, delta.is_some())?;
+        crate::unpack::verify_layers(
+            layout,
+            image,
+            #[cfg(feature = "delta")]
+            delta.is_some(),
+        )?;
     }
     let mut record = crate::rootfs::ImageRef {
         digest: &image.digest,
@@ -180,29 +190,44 @@ pub fn install(
     };
     fault("begin")?;
     // At most one compressed layer on disk at a time with --discard-layers.
+    #[cfg(feature = "delta")]
     let mut feed = crate::delta::update::Feed::new(layout, progress, fetch, discard, delta);
+    #[cfg(not(feature = "delta"))]
+    let mut feed = Whole {
+        layout,
+        progress,
+        sources: fetch.filter(|_| discard),
+    };
+    // One attempt: a staging tree, the layers, the swap.
+    let mut attempt = |feed: &mut dyn crate::unpack::Layers| {
+        let into = plan.begin(&record)?;
+        crate::unpack::unpack_with(layout, image, &into, progress, keep, feed)
+            .and_then(|s| {
+                record.root_entry = s.root_entry;
+                // The new root goes in now: an interrupt no longer abandons the
+                // run, whose outcome (and exit code) is the install's.
+                crate::progress::defer_interrupts();
+                plan.commit(&record).map(|i| (s, i))
+            })
+            .inspect_err(|_| plan.abort())
+    };
+    #[cfg(not(feature = "delta"))]
+    let (s, installed) = attempt(&mut feed)?;
     // A partial layer that fails after it began is redone whole, in a new
     // staging tree (the failed one is thrown away: never half old, half new).
-    let layers = image.manifest.layers.len();
-    let mut tries = 0;
-    let (s, installed) = loop {
-        let into = plan.begin(&record)?;
-        let installed = crate::unpack::unpack_with(layout, image, &into, progress, keep, &mut feed).and_then(|s| {
-            record.root_entry = s.root_entry;
-            // The new root goes in now: an interrupt no longer abandons the
-            // run, whose outcome (and exit code) is the install's.
-            crate::progress::defer_interrupts();
-            plan.commit(&record).map(|i| (s, i))
-        });
-        match installed {
-            Ok(x) => break x,
-            Err(e) => {
-                plan.abort();
-                tries += 1;
-                if !feed.retry || tries > layers {
-                    return Err(e);
+    #[cfg(feature = "delta")]
+    let (s, installed) = {
+        let mut tries = 0;
+        loop {
+            match attempt(&mut feed) {
+                Ok(x) => break x,
+                Err(e) => {
+                    tries += 1;
+                    if !feed.retry || tries > image.manifest.layers.len() {
+                        return Err(e);
+                    }
+                    feed.restart();
                 }
-                feed.restart();
             }
         }
     };
@@ -219,16 +244,54 @@ pub fn install(
     for w in &installed.warnings {
         progress.warn(format!("{} is installed, but: {w}", image.digest));
     }
-    // The chunks a cut run kept have served.
-    if delta.is_some() {
-        layout.clear_chunk_spool();
+    #[cfg(feature = "delta")]
+    {
+        // The chunks a cut run kept have served.
+        if delta.is_some() {
+            layout.clear_chunk_spool();
+        }
+        Ok((installed.warnings, feed.reports))
     }
-    Ok((installed.warnings, feed.reports))
+    #[cfg(not(feature = "delta"))]
+    Ok((installed.warnings, ()))
+}
+
+/// What the layers an install fetched cost, per layer (partial pulls).
+#[cfg(feature = "delta")]
+pub type Reports = Vec<crate::delta::update::Report>;
+/// Without partial pulls, nothing to say beyond the pull's summary.
+#[cfg(all(feature = "unpack", not(feature = "delta")))]
+pub type Reports = ();
+
+/// The layers from OUTDIR; with `sources` (`--discard-layers`), each one
+/// downloaded just before it is applied and removed just after.
+#[cfg(all(feature = "unpack", not(feature = "delta")))]
+struct Whole<'a> {
+    layout: &'a Layout,
+    progress: Progress,
+    sources: Option<&'a mut Sources>,
+}
+
+#[cfg(all(feature = "unpack", not(feature = "delta")))]
+impl crate::unpack::Layers for Whole<'_> {
+    fn before(&mut self, _: usize, layer: &crate::manifest::Descriptor) -> Result<Option<Box<dyn std::io::Read + '_>>> {
+        if let Some(sources) = self.sources.as_deref_mut() {
+            crate::pull::fetch_one(sources, self.layout, self.progress, layer)?;
+        }
+        Ok(None)
+    }
+    fn after(&mut self, _: usize, layer: &crate::manifest::Descriptor, _: bool) -> Result<()> {
+        fault("layer")?;
+        if self.sources.is_some() {
+            self.layout.remove_unreachable(&[layer.checked_digest()?])?;
+        }
+        Ok(())
+    }
 }
 
 /// Put what the install fetched of each layer into the pull's summary, and
 /// mark in index.json the layers obtained partially (no blob in `blobs/`).
-#[cfg(feature = "unpack")]
+#[cfg(feature = "delta")]
 fn add_layer_reports(
     summary: &mut Summary,
     layout: &Layout,
@@ -357,6 +420,7 @@ fn prune(
     fault("prune")?;
     let mut candidates: Vec<Digest> = Vec::new();
     // Layers obtained partially: their kept proofs go with them.
+    #[cfg(feature = "delta")]
     let mut proofs: Vec<Digest> = Vec::new();
     let mut add = |mut reached: Vec<Digest>| {
         // Leaves first, the manifest that names them last.
@@ -393,8 +457,11 @@ fn prune(
             continue;
         }
         if let Some(r) = reach(d)? {
-            proofs.extend(r.discarded.iter().cloned());
-            proofs.extend(r.blobs.iter().map(|b| b.0.clone()));
+            #[cfg(feature = "delta")]
+            {
+                proofs.extend(r.discarded.iter().cloned());
+                proofs.extend(r.blobs.iter().map(|b| b.0.clone()));
+            }
             add(r.digests().collect());
         }
     }
@@ -403,13 +470,19 @@ fn prune(
     }
     if let Some(r) = installed.map(reach).transpose()?.flatten() {
         // The installed image's proofs are what its next update builds on.
+        #[cfg(feature = "delta")]
         proofs.retain(|c| !r.discarded.contains(c));
         let keep: Vec<Digest> = r.digests().collect();
         candidates.retain(|c| !keep.contains(c));
+        #[cfg(feature = "delta")]
         proofs.retain(|c| !keep.contains(c));
     }
-    let mut freed = layout.remove_unreachable(&candidates)?;
-    freed.bytes += layout.remove_unneeded_proofs(&proofs)?;
+    let freed = layout.remove_unreachable(&candidates)?;
+    #[cfg(feature = "delta")]
+    let freed = crate::layout::Freed {
+        bytes: freed.bytes + layout.remove_unneeded_proofs(&proofs)?,
+        ..freed
+    };
     match std::fs::remove_file(intent_path(layout)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(Error::storage("cannot remove the prune list", &e))

@@ -4,7 +4,7 @@
 
 pub mod auth;
 pub mod cli;
-#[cfg(feature = "unpack")]
+#[cfg(feature = "delta")]
 pub mod delta;
 pub mod digest;
 pub mod error;

@@ -133,6 +133,7 @@ impl Sources {
     }
 
     /// The registry's client (the last source): partial pulls ask it for ranges.
+    #[cfg(feature = "delta")]
     pub fn registry_client(&mut self) -> Option<&mut Client> {
         self.list.last_mut().map(|s| &mut s.client)
     }

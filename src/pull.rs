@@ -33,6 +33,7 @@ pub struct PullOptions {
     pub discard_layers: bool,
     /// An unpack follows that fetches zstd:chunked layers partially: the
     /// pull leaves those it does not hold to it.
+    #[cfg(feature = "delta")]
     pub partial_layers: bool,
     /// The name index.json gives the image (`OUTDIR:NAME`); default: [`ref_name`].
     pub name: Option<String>,
@@ -220,6 +221,17 @@ pub fn pull(
 }
 
 impl Puller<'_> {
+    /// A layer the unpack that follows fetches partially: the pull leaves it.
+    fn partial(&self, layer: &Descriptor) -> bool {
+        #[cfg(feature = "delta")]
+        return self.opts.partial_layers && may_be_partial(layer);
+        #[cfg(not(feature = "delta"))]
+        {
+            let _ = layer;
+            false
+        }
+    }
+
     /// The summary of a pull that needs nothing: OUTDIR has an entry for
     /// this exact reference whose tag still resolves to the same digest
     /// (one manifest HEAD), for the platform asked, with every blob present
@@ -263,8 +275,17 @@ impl Puller<'_> {
         let reached = self.layout.reach(entry, self.opts.verify)?;
         // Layers obtained partially (zstd:chunked) need no blob for an
         // update that may take them partially again.
-        let discarded = entry.annotation(crate::layout::LAYERS_DISCARDED) == Some("true");
-        let layers_needed = self.opts.need_layers && (discarded || !self.opts.partial_layers);
+        #[cfg(feature = "delta")]
+        let (discarded, layers_needed) = {
+            let discarded = entry.annotation(crate::layout::LAYERS_DISCARDED) == Some("true");
+            (
+                discarded,
+                self.opts.need_layers && (discarded || !self.opts.partial_layers),
+            )
+        };
+        // (Without partial pulls, every layer reach finds not held was discarded.)
+        #[cfg(not(feature = "delta"))]
+        let (discarded, layers_needed) = (true, self.opts.need_layers);
         if !reached.missing.is_empty() || (layers_needed && !reached.discarded.is_empty()) {
             return Ok(None);
         }
@@ -537,7 +558,7 @@ impl Puller<'_> {
             return Ok(());
         }
         for layer in &m.layers {
-            if self.opts.partial_layers && may_be_partial(layer) {
+            if self.partial(layer) {
                 continue;
             }
             self.fetch_blob(layer)?;
@@ -658,7 +679,7 @@ impl Puller<'_> {
                 };
                 e.context(format!("manifest {reference}, {what}"))
             })?;
-            if !have && (i == 0 || !(self.opts.discard_layers || self.opts.partial_layers && may_be_partial(d))) {
+            if !have && (i == 0 || !(self.opts.discard_layers || self.partial(d))) {
                 need = need.saturating_add(size.saturating_sub(self.layout.partial_len(&digest)));
             }
         }
@@ -775,16 +796,9 @@ pub fn fetch_one(sources: &mut Sources, layout: &Layout, progress: Progress, des
 }
 
 /// A layer the unpack may fetch partially (modern zstd:chunked annotations).
+#[cfg(feature = "delta")]
 fn may_be_partial(layer: &Descriptor) -> bool {
-    #[cfg(feature = "unpack")]
-    {
-        crate::delta::position::of(layer).is_some()
-    }
-    #[cfg(not(feature = "unpack"))]
-    {
-        let _ = layer;
-        false
-    }
+    crate::delta::position::of(layer).is_some()
 }
 
 /// Check every digest and size a manifest names before fetching any of

@@ -253,11 +253,36 @@ const COMMANDS: [&str; 11] = [
 ];
 
 /// docs/options.md from the helps: the table, then each help verbatim.
+/// The options only a build with the `delta` feature has (docs/delta.md
+/// documents them; the generated pages describe the default build).
+const DELTA_ONLY: [&str; 2] = ["--no-delta", "--reuse-from"];
+
+/// `help` as the default build prints it: without the blocks of [`DELTA_ONLY`].
+fn default_build_help(help: String) -> String {
+    if !cfg!(feature = "delta") {
+        return help;
+    }
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in help.split_inclusive('\n') {
+        let option = line.trim_start().split([' ', '\n']).next().unwrap_or("");
+        if line.starts_with("  -") {
+            skipping = DELTA_ONLY.contains(&option);
+        } else if !line.starts_with("    ") {
+            skipping = false;
+        }
+        if !skipping {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 fn options_doc(intro: &str) -> String {
     let help = |args: &[&str]| {
         let o = minipull(args, None);
         assert_exit(&o, 0);
-        stdout(&o)
+        default_build_help(stdout(&o))
     };
     let overview = help(&["--help"]);
     let globals = listed_options(overview.split("GLOBAL OPTIONS").nth(1).unwrap());
@@ -331,6 +356,34 @@ fn each_command_has_its_own_help_and_docs_hold_it() {
     );
 }
 
+/// The partial-update options exist only in a build with the `delta`
+/// feature; the default build does not know them.
+#[test]
+fn delta_options_only_with_the_delta_feature() {
+    let help = stdout(&minipull(&["pull", "--help"], None));
+    for (o, value) in DELTA_ONLY.iter().zip([None, Some("/nonexistent/reuse")]) {
+        assert_eq!(help.contains(o), cfg!(feature = "delta"), "{o} in pull --help:\n{help}");
+        let mut args = vec![*o];
+        args.extend(value);
+        args.extend([
+            "--retry-for",
+            "0",
+            "--unpack",
+            "/nonexistent/root",
+            "127.0.0.1:1/a:b",
+            "/nonexistent/out",
+        ]);
+        let out = minipull(&args, None);
+        if cfg!(feature = "delta") {
+            assert!(!stderr(&out).contains("unknown option"), "{o}: {}", stderr(&out));
+        } else {
+            assert_exit(&out, 2);
+            assert!(stderr(&out).contains("unknown option"), "{o}: {}", stderr(&out));
+        }
+    }
+    assert!(!default_build_help(help).contains("--reuse-from"));
+}
+
 /// Each command's page in docs/ holds its `--help` verbatim, between the
 /// markers (MINIPULL_BLESS=1 rewrites the block), so they cannot drift.
 #[test]
@@ -348,7 +401,7 @@ fn each_command_page_holds_its_help_verbatim() {
         let (_, tail) = rest
             .split_once(END)
             .unwrap_or_else(|| panic!("docs/{c}.md: the help block does not end"));
-        let help = stdout(&minipull(&[c, "--help"], None));
+        let help = default_build_help(stdout(&minipull(&[c, "--help"], None)));
         let want = format!("{head}{begin}```text\n{help}```\n{END}{tail}");
         if want != doc {
             if bless {

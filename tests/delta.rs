@@ -1,8 +1,8 @@
 //! Partial pulls of zstd:chunked layers: the ranged blob requests against
 //! the real registry (distribution answers multi-range requests with 206
 //! `multipart/byteranges`).
-// The partial path reads layers with the unpack feature's decoders.
-#![cfg(feature = "unpack")]
+// Partial pulls are built with the `delta` feature (it implies `unpack`).
+#![cfg(feature = "delta")]
 
 mod common;
 use common::*;

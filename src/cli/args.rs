@@ -140,7 +140,9 @@ pub(crate) const OPTIONS: &[Opt] = &[
     opt("--keep-setuid", "", PULL | UNPACK, "keep setuid/setgid bits when not unpacking as root (dropped by default: owners are not applied then)"),
     opt("--keep-xattrs", "PREFIX", PULL | UNPACK, "also apply extended attributes under PREFIX (repeatable; default: security.capability, security.ima, security.evm, user.*, POSIX ACLs)"),
     opt("--discard-layers", "", PULL, "with --unpack: remove each layer once unpacked (the entry then holds manifests and config only)"),
+    #[cfg(feature = "delta")]
     opt("--no-delta", "", PULL, "with --unpack: never fetch only the changed chunks of a zstd:chunked layer (always the whole layer)"),
+    #[cfg(feature = "delta")]
     opt("--reuse-from", "DIR", PULL, "with --unpack: the root whose files a partial (zstd:chunked) update reuses (default: ROOTFS, when its record names an installed image)"),
     opt("--verify", "", PULL, "re-hash blobs already in OUTDIR before trusting them"),
     opt("--prune", "", PULL, "after the pull (and unpack), remove the blobs only the replaced version of this image used"),

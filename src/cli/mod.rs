@@ -72,9 +72,9 @@ pub(crate) struct Args {
     pub(crate) no_downgrade: bool,
     pub(crate) prune: bool,
     pub(crate) discard_layers: bool,
-    #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
+    #[cfg(feature = "delta")]
     pub(crate) no_delta: bool,
-    #[cfg_attr(not(feature = "unpack"), allow(dead_code))]
+    #[cfg(feature = "delta")]
     pub(crate) reuse_from: Option<PathBuf>,
     pub(crate) keep_partials: bool,
     pub(crate) limit_rate: Option<u64>,
@@ -95,9 +95,11 @@ pub(crate) struct Args {
 }
 
 /// The options of `minipull REF OUTDIR` that only mean something with `--unpack`.
-const UNPACK_ONLY: [&str; 7] = [
+const UNPACK_ONLY: &[&str] = &[
     "--force",
+    #[cfg(feature = "delta")]
     "--no-delta",
+    #[cfg(feature = "delta")]
     "--reuse-from",
     "--keep-old",
     "--keep-setuid",
@@ -190,7 +192,9 @@ fn parse_args() -> Result<std::result::Result<Args, i32>> {
         no_downgrade: g.flag("--no-downgrade"),
         prune: g.flag("--prune"),
         discard_layers: g.flag("--discard-layers"),
+        #[cfg(feature = "delta")]
         no_delta: g.flag("--no-delta"),
+        #[cfg(feature = "delta")]
         reuse_from: g.path("--reuse-from"),
         keep_partials: g.flag("--keep-partials"),
         limit_rate,

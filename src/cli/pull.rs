@@ -18,12 +18,10 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
         plan.as_ref().map(rootfs_kept).unwrap_or_default()
     ));
     progress.note(format!("pulling {reference} from {}", sources.registry_host()));
-    #[cfg(feature = "unpack")]
+    #[cfg(feature = "delta")]
     let delta = plan
         .as_ref()
         .and_then(|p| delta_for(args, p, &layout, &reference, &platform));
-    #[cfg(not(feature = "unpack"))]
-    let delta: Option<()> = None;
     let pull_opts = PullOptions {
         platform,
         all_platforms: args.all_platforms,
@@ -32,6 +30,7 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
         no_downgrade: args.no_downgrade,
         need_layers: args.unpack.is_some(),
         discard_layers: args.discard_layers,
+        #[cfg(feature = "delta")]
         partial_layers: delta.is_some(),
         name: args.name.clone(),
     };
@@ -40,7 +39,7 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
         prune: args.prune,
         #[cfg(feature = "unpack")]
         keep: &args.keep(),
-        #[cfg(feature = "unpack")]
+        #[cfg(feature = "delta")]
         delta,
     };
     let (summary, outcome) = crate::install::update(&reference, &mut sources, &layout, &pull_opts, &steps, progress)?;
@@ -66,7 +65,7 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
 /// files from (`--reuse-from`, or ROOTFS when its record names an installed
 /// image) and the image it holds (the record's, or OUTDIR's entry of the
 /// same name, whose zstd:chunked TOCs say which chunks that root has).
-#[cfg(feature = "unpack")]
+#[cfg(feature = "delta")]
 fn delta_for(
     args: &Args,
     plan: &crate::install::Plan,
@@ -84,7 +83,7 @@ fn delta_for(
         (None, None) => return None,
     };
     let previous = recorded.map(|r| r.digest).or_else(|| {
-        let name = crate::pull::ref_name(reference);
+        let name = args.name.clone().unwrap_or_else(|| crate::pull::ref_name(reference));
         layout.entry_named(&name).ok().flatten().map(|e| e.digest)
     });
     Some(crate::delta::update::Delta {

@@ -24,8 +24,11 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         ))
         .hint("pull it again with --unpack ROOTFS, which fetches the layers as it applies them"));
     }
-    let partial = image.layers_partial.iter().find(|d| layout.blob_size(d).is_none());
-    if let (Command::Unpack, Some(d)) = (args.command, partial) {
+    #[cfg(feature = "delta")]
+    if let (Command::Unpack, Some(d)) = (
+        args.command,
+        image.layers_partial.iter().find(|d| layout.blob_size(d).is_none()),
+    ) {
         return Err(Error::not_found(format!(
             "layer {d} of {} was obtained partially (zstd:chunked: only the changed chunks were fetched into a root); its compressed blob is not in {}",
             image.name,
@@ -66,7 +69,17 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         true => "ROOTFS, unpacked in place, is incomplete: empty it, then run the same command again",
         false => "ROOTFS is as it was; run the same command again",
     });
-    let (warnings, _) = crate::install::install(&layout, &image, &plan, progress, &args.keep(), None, false, None)?;
+    let (warnings, _) = crate::install::install(
+        &layout,
+        &image,
+        &plan,
+        progress,
+        &args.keep(),
+        None,
+        false,
+        #[cfg(feature = "delta")]
+        None,
+    )?;
     Ok(match warnings.is_empty() {
         true => 0,
         false => crate::error::Kind::Upkeep.exit_code(),

@@ -5,17 +5,22 @@
 //! annotations whenever it is read, so a planted or damaged file only
 //! costs the reuse; `gc` removes the ones no manifest in the layout names.
 
-use super::{ensure_private_dir, open_no_follow, write_atomic, Layout, WORK_DIR};
-use crate::digest::Digest;
-use crate::error::Result;
-use std::io::Read;
-use std::path::PathBuf;
+#[cfg(feature = "delta")]
+use {
+    super::{ensure_private_dir, open_no_follow, write_atomic, Layout, WORK_DIR},
+    crate::digest::Digest,
+    crate::error::Result,
+    std::io::Read,
+    std::path::PathBuf,
+};
 
 /// The store's directory, relative to the layout.
 pub(super) const DELTA_DIR: &str = ".minipull/delta";
 /// The chunk spool's directory, in the work directory's `partial/`.
+#[cfg(feature = "delta")]
 const CHUNKS: &str = "chunks";
 
+#[cfg(feature = "delta")]
 impl Layout {
     fn delta_path(&self, layer: &Digest) -> PathBuf {
         self.root
@@ -64,7 +69,7 @@ impl Layout {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "delta"))]
 mod tests {
     use super::*;
 

@@ -9,7 +9,9 @@
 mod delta;
 mod reach;
 mod upkeep;
-pub use reach::{partial_layers, Reached, LAYERS_DISCARDED, LAYERS_PARTIAL};
+#[cfg(feature = "delta")]
+pub use reach::{partial_layers, LAYERS_PARTIAL};
+pub use reach::{Reached, LAYERS_DISCARDED};
 pub use upkeep::{is_signature, Freed};
 
 use crate::digest::{hash_into, Algorithm, Digest, Hasher};

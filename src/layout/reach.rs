@@ -49,9 +49,11 @@ impl Reached {
 pub const LAYERS_DISCARDED: &str = "io.minipull.layers-discarded";
 /// The annotation on an entry listing (comma-separated) the layers an
 /// update obtained partially: no blob of theirs is in `blobs/`.
+#[cfg(feature = "delta")]
 pub const LAYERS_PARTIAL: &str = "io.minipull.layers-partial";
 
 /// The layers `entry` says were obtained partially.
+#[cfg(feature = "delta")]
 pub fn partial_layers(entry: &Descriptor) -> Vec<Digest> {
     let list = entry.annotation(LAYERS_PARTIAL).unwrap_or_default();
     list.split(',')
@@ -66,8 +68,17 @@ impl Layout {
     pub fn reach(&self, entry: &Descriptor, verify: bool) -> Result<Reached> {
         let mut r = Reached::default();
         let discarded = entry.annotation(LAYERS_DISCARDED) == Some("true");
+        #[cfg(feature = "delta")]
         let partial = partial_layers(entry);
-        self.walk(entry, verify, (discarded, &partial), 0, &mut r)?;
+        self.walk(
+            entry,
+            verify,
+            discarded,
+            #[cfg(feature = "delta")]
+            &partial,
+            0,
+            &mut r,
+        )?;
         // The index a one-platform entry's tag resolved to, when stored
         // (a signature may sign it).
         if let Some(d) = entry.annotation(super::RESOLVED).and_then(|d| Digest::parse(d).ok()) {
@@ -82,7 +93,8 @@ impl Layout {
         &self,
         desc: &Descriptor,
         verify: bool,
-        (discarded, partial): (bool, &[Digest]),
+        discarded: bool,
+        #[cfg(feature = "delta")] partial: &[Digest],
         depth: usize,
         r: &mut Reached,
     ) -> Result<()> {
@@ -104,7 +116,15 @@ impl Layout {
                 // A child of a media type minipull does not pull was not
                 // fetched and is not a manifest to walk.
                 for child in i.manifests.iter().filter(|c| manifest::is_manifest_type(&c.media_type)) {
-                    self.walk(child, verify, (discarded, partial), depth + 1, r)?;
+                    self.walk(
+                        child,
+                        verify,
+                        discarded,
+                        #[cfg(feature = "delta")]
+                        partial,
+                        depth + 1,
+                        r,
+                    )?;
                 }
             }
             Manifest::Image(m) => {
@@ -122,13 +142,16 @@ impl Layout {
                     }
                     // Obtained partially: its blob is not here, its proof
                     // is (checked again against the layer with `verify`).
-                    let d = l.checked_digest()?;
-                    if partial.contains(&d) && self.blob_size(&d).is_none() {
-                        match !verify || self.partial_proof_ok(l) {
-                            true => r.discarded.push(d),
-                            false => r.missing.push(d),
+                    #[cfg(feature = "delta")]
+                    {
+                        let d = l.checked_digest()?;
+                        if partial.contains(&d) && self.blob_size(&d).is_none() {
+                            match !verify || crate::delta::fetch::previous(self, l).is_some() {
+                                true => r.discarded.push(d),
+                                false => r.missing.push(d),
+                            }
+                            continue;
                         }
-                        continue;
                     }
                     self.leaf(l, verify, r)?;
                 }
@@ -158,20 +181,6 @@ impl Layout {
             return Ok(None);
         };
         Ok((!verify || self.blob_intact(d)?).then_some(size))
-    }
-
-    /// The stored TOC and tar-split of a layer obtained partially still
-    /// verify against its annotations.
-    fn partial_proof_ok(&self, layer: &Descriptor) -> bool {
-        #[cfg(feature = "unpack")]
-        {
-            crate::delta::fetch::previous(self, layer).is_some()
-        }
-        #[cfg(not(feature = "unpack"))]
-        {
-            let _ = layer;
-            false
-        }
     }
 
     /// The size of a blob in the layout, if it is there.

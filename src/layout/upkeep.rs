@@ -74,6 +74,7 @@ impl Layout {
 
     /// Remove the kept zstd:chunked proofs of `layers` that no manifest in
     /// `index.json` names any more; returns the bytes freed.
+    #[cfg(feature = "delta")]
     pub fn remove_unneeded_proofs(&self, layers: &[Digest]) -> Result<u64> {
         let (reachable, named) = self.reachable()?;
         let mut bytes = 0;
@@ -123,7 +124,10 @@ impl Layout {
         if keep_partials {
             return Ok(freed);
         }
-        freed.bytes += self.clear_chunk_spool();
+        #[cfg(feature = "delta")]
+        {
+            freed.bytes += self.clear_chunk_spool();
+        }
         let dir = format!("{WORK_DIR}/partial");
         for name in self.names_in(&dir)? {
             let base = name.strip_suffix(".resume").unwrap_or(&name);
@@ -248,6 +252,7 @@ impl Layout {
     }
 
     /// Mark, on the entries of `digest`, the layers obtained partially.
+    #[cfg(feature = "delta")]
     pub fn mark_layers_partial(&self, digest: &str, layers: &[String]) -> Result<()> {
         let mut entries = self.entries()?;
         for e in entries.iter_mut().filter(|e| e.digest == digest && !is_signature(e)) {

@@ -349,7 +349,7 @@ fn content_range_start(resp: &Response<Body>) -> Option<u64> {
 }
 
 /// What a ranged blob GET answered (for partial pulls).
-#[cfg(feature = "unpack")]
+#[cfg(feature = "delta")]
 pub enum Ranged {
     /// 200: the server ignored the Range; this is the whole blob, to be
     /// consumed as the whole-layer download (never asked twice).
@@ -360,7 +360,7 @@ pub enum Ranged {
     Refused,
 }
 
-#[cfg(feature = "unpack")]
+#[cfg(feature = "delta")]
 impl Client {
     /// GET `ranges` (`[start, end)`, ascending) of a blob in one request.
     /// Redirects keep the Range and carry no registry credentials (see `send_as`).

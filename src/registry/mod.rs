@@ -14,7 +14,7 @@
 //! that every resume goes back to the registry for a fresh (signed) URL.
 
 mod blob;
-#[cfg(feature = "unpack")]
+#[cfg(feature = "delta")]
 pub use blob::Ranged;
 mod resume;
 mod session;

@@ -61,6 +61,7 @@ pub struct Image {
     /// Its entry says the layers were removed after unpacking.
     pub layers_discarded: bool,
     /// The layers its entry says were obtained partially (no blob kept).
+    #[cfg(feature = "delta")]
     pub layers_partial: Vec<Digest>,
     pub manifest: ImageManifest,
     pub config_digest: Digest,
@@ -141,6 +142,7 @@ pub fn find_image(layout: &Layout, select: Select, platform: &Platform) -> Resul
                     name,
                     resolved,
                     layers_discarded,
+                    #[cfg(feature = "delta")]
                     layers_partial: crate::layout::partial_layers(entry),
                     manifest: *m,
                     config_digest,
@@ -301,12 +303,13 @@ pub fn apply_tar_layers(root: &Path, layers: &[&[u8]]) -> Result<()> {
 /// what an in-place unpack (no staging to throw away) needs. With
 /// `partial`, a zstd:chunked layer the pull left to the partial path is
 /// not there yet.
-pub fn verify_layers(layout: &Layout, image: &Image, partial: bool) -> Result<()> {
+pub fn verify_layers(layout: &Layout, image: &Image, #[cfg(feature = "delta")] partial: bool) -> Result<()> {
     for layer in &image.manifest.layers {
         if layer.is_foreign() && layer.urls.as_ref().is_some_and(|u| !u.is_empty()) {
             continue;
         }
         let (digest, size) = (layer.checked_digest()?, layer.checked_size()?);
+        #[cfg(feature = "delta")]
         if partial && layout.blob_size(&digest).is_none() && crate::delta::position::of(layer).is_some() {
             continue;
         }
@@ -724,7 +727,7 @@ mod tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "delta"))]
 mod partial_tests {
     use super::*;
     use crate::delta::plan::{self, Prev};
