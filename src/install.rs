@@ -96,6 +96,12 @@ pub fn update(
         // A second install that waited for the lock finds the image there.
         if plan.recorded().is_some_and(|r| r.current && r.digest == summary.digest) {
             out.already_installed = true;
+            summary.unpack = Some(crate::pull::UnpackSummary {
+                rootfs: plan.rootfs().display().to_string(),
+                already_installed: true,
+                record: plan.record_path().display().to_string(),
+                ..Default::default()
+            });
             progress.note(format!(
                 "{} already holds {} (its record says so): nothing to unpack",
                 plan.rootfs().display(),
@@ -108,7 +114,23 @@ pub fn update(
                 true => Some(&mut *sources),
                 false => None,
             };
-            out.warnings = install(layout, &image, plan, progress, steps.keep, fetch)?;
+            let done = install(layout, &image, plan, progress, steps.keep, fetch)?;
+            for (digest, n, source) in done.fetched {
+                summary.count_bytes(n, 0);
+                if let Some(b) = summary.blobs.iter_mut().find(|b| b.digest == digest) {
+                    b.downloaded += n;
+                    b.source = b.source.take().or(source);
+                }
+            }
+            // What --discard-layers removed again is not in OUTDIR.
+            let kept = |b: &&mut crate::pull::ContentSummary| opts.discard_layers && b.status != "skipped";
+            for b in summary.blobs.iter_mut().filter(kept) {
+                if Digest::parse(&b.digest).is_ok_and(|d| layout.blob_size(&d).is_none()) {
+                    b.status = "discarded";
+                }
+            }
+            summary.unpack = Some(done.summary);
+            out.warnings = done.warnings;
             out.installed = true;
         }
     }
@@ -132,10 +154,19 @@ pub fn update(
     Ok((summary, out))
 }
 
+/// What [`install`] did.
+#[cfg(feature = "unpack")]
+pub struct Unpacked {
+    pub summary: crate::pull::UnpackSummary,
+    /// The layers fetched for the unpack: digest, bytes, the host they came from.
+    pub fetched: Vec<(String, u64, Option<String>)>,
+    /// What failed after the commit point (each also printed).
+    pub warnings: Vec<String>,
+}
+
 /// Stage, verify and swap `image` into the plan's ROOTFS with its record.
 /// With `fetch` (`--discard-layers`), each layer is downloaded just before
-/// it is applied and removed just after. Returns the warnings of what
-/// failed after the commit point (each also printed).
+/// it is applied and removed just after.
 #[cfg(feature = "unpack")]
 pub fn install(
     layout: &Layout,
@@ -144,7 +175,7 @@ pub fn install(
     progress: Progress,
     keep: &crate::unpack::Keep,
     mut fetch: Option<&mut Sources>,
-) -> Result<Vec<String>> {
+) -> Result<Unpacked> {
     use crate::unpack::Stage;
     not_an_artifact(image)?;
     // Nothing to throw away in place: no unverified byte goes in. (Layers
@@ -160,6 +191,7 @@ pub fn install(
     };
     fault("begin")?;
     let into = plan.begin(&record)?;
+    let mut fetched = Vec::new();
     // At most one compressed layer on disk at a time with --discard-layers.
     let mut hook = |stage: Stage, layer: &crate::manifest::Descriptor| -> Result<()> {
         if stage == Stage::After {
@@ -169,7 +201,11 @@ pub fn install(
             return Ok(());
         };
         match stage {
-            Stage::Before => crate::pull::fetch_one(sources, layout, progress, layer).map(|_| ()),
+            Stage::Before => {
+                let (n, source) = crate::pull::fetch_one(sources, layout, progress, layer)?;
+                fetched.push((layer.digest.clone(), n, source));
+                Ok(())
+            }
             Stage::After => layout.remove_unreachable(&[layer.checked_digest()?]).map(|_| ()),
         }
     };
@@ -200,7 +236,21 @@ pub fn install(
     for w in &installed.warnings {
         progress.warn(format!("{} is installed, but: {w}", image.digest));
     }
-    Ok(installed.warnings)
+    let summary = crate::pull::UnpackSummary {
+        rootfs: plan.rootfs().display().to_string(),
+        installed: true,
+        already_installed: false,
+        layers: s.layers as u64,
+        entries: s.entries,
+        bytes: s.bytes,
+        bytes_downloaded: fetched.iter().map(|f| f.1).sum(),
+        record: plan.record_path().display().to_string(),
+    };
+    Ok(Unpacked {
+        summary,
+        fetched,
+        warnings: installed.warnings,
+    })
 }
 
 /// The file that lists the versions a `--prune` is to remove.

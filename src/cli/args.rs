@@ -166,7 +166,7 @@ pub(crate) const OPTIONS: &[Opt] = &[
     global("--retries", "N", NET, "attempts after a failure that got an answer (default 5; given, it also bounds retries of an unreachable source)"),
     global("--retry-for", "SECS", NET, "keep trying a registry or mirror that does not answer (refused, no route, no DNS) this long (default 60; 0: fail)"),
     global("--timeout", "SECS", NET, "connect timeout and longest wait for data (default 30)"),
-    global("--json", "", PULL | CHECK | LS | GC | INSPECT | TAGS, "print the result as JSON on stdout"),
+    global("--json", "", PULL | CHECK | UNPACK | LS | RM | GC | INSPECT | TAGS, "print the result, or the error, as JSON on stdout"),
     Opt { short: "-q", ..global("--quiet", "", EVERY, "no progress on stderr (warnings and errors remain)") },
 ];
 

@@ -57,8 +57,14 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         true => "ROOTFS, unpacked in place, is incomplete: empty it, then run the same command again",
         false => "ROOTFS is as it was; run the same command again",
     });
-    let warnings = crate::install::install(&layout, &image, &plan, progress, &args.keep(), None)?;
-    Ok(match warnings.is_empty() {
+    let done = crate::install::install(&layout, &image, &plan, progress, &args.keep(), None)?;
+    if args.json {
+        let v = serde_json::json!({
+            "name": image.name, "digest": image.digest, "unpack": done.summary, "warnings": done.warnings,
+        });
+        print_json(&v, true);
+    }
+    Ok(match done.warnings.is_empty() {
         true => 0,
         false => crate::error::Kind::Upkeep.exit_code(),
     })

@@ -17,8 +17,9 @@ pub struct Reached {
     pub blobs: Vec<(Digest, u64, String)>,
     /// Named below the entry but not in `blobs/`.
     pub missing: Vec<Digest>,
-    /// Layers an entry marked as discarded (`--discard-layers`) does not hold.
-    pub discarded: Vec<Digest>,
+    /// Layers an entry marked as discarded (`--discard-layers`) does not
+    /// hold, with the size and media type their descriptor gives.
+    pub discarded: Vec<(Digest, u64, String)>,
 }
 
 impl Reached {
@@ -95,7 +96,8 @@ impl Layout {
                     // An entry marked discarded holds no layers: what may
                     // still be on disk is not its to keep.
                     if discarded {
-                        r.discarded.push(l.checked_digest()?);
+                        r.discarded
+                            .push((l.checked_digest()?, l.size.max(0) as u64, l.media_type.clone()));
                         continue;
                     }
                     self.leaf(l, verify, r)?;
