@@ -324,13 +324,17 @@ fn remember_replaced(layout: &Layout, reference: &Reference, name: &str, steps: 
             list.push(d);
         }
     }
-    let bytes = serde_json::to_vec(&intent).unwrap_or_default();
+    write_intent(layout, &intent)?;
+    Ok(intent.replaced)
+}
+
+fn write_intent(layout: &Layout, intent: &Intent) -> Result<()> {
+    let bytes = serde_json::to_vec(intent).unwrap_or_default();
     let path = intent_path(layout);
     let _ = std::fs::create_dir_all(layout.root().join(".minipull"));
     let mut tmp = path.clone().into_os_string();
     tmp.push(".tmp");
-    crate::layout::write_atomic(std::path::Path::new(&tmp), &path, &bytes)?;
-    Ok(intent.replaced)
+    crate::layout::write_atomic(std::path::Path::new(&tmp), &path, &bytes)
 }
 
 /// Remove what the `replaced` versions reached and nothing still needs
@@ -381,9 +385,24 @@ fn prune(
         }
         add(reach(d)?);
     }
+    // The rewrite of index.json below drops the signatures left signing
+    // nothing; a cut after it and before their blobs go must leave the next
+    // run able to find them: the prune list names them first (one that
+    // stays is still reachable, and so is kept).
+    let mut intent = read_intent(layout);
+    let known = intent.replaced.len();
+    for e in layout.entries()?.iter().filter(|e| crate::layout::is_signature(e)) {
+        if !intent.replaced.contains(&e.digest) && intent.replaced.len() < 256 {
+            intent.replaced.push(e.digest.clone());
+        }
+    }
+    if intent.replaced.len() != known {
+        write_intent(layout, &intent)?;
+    }
     for sig in layout.retain_entries(|_| true)? {
         add(layout.reach(&sig, false)?.digests().collect());
     }
+    fault("prune-index")?;
     if let Some(d) = installed {
         let keep = reach(d)?;
         candidates.retain(|c| !keep.contains(c));
