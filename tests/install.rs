@@ -222,7 +222,11 @@ fn item_3_exit_9_outranks_an_interrupt_once_the_swap_is_done() {
     assert_eq!((w.version("root"), w.recorded()), ("v3".into(), d3.clone()));
     // And with nothing failing, the run's own 0 stands.
     let d4 = w.push(repo, "stable", "v4", vec![]);
-    let o = w.install(&w.r(repo, "stable"), &["--prune"], &[("MINIPULL_TEST_TERM", "exchange")]);
+    let o = w.install(
+        &w.r(repo, "stable"),
+        &["--prune"],
+        &[("MINIPULL_TEST_TERM", "exchange")],
+    );
     assert_exit(&o, 0);
     assert_eq!((w.version("root"), w.recorded()), ("v4".into(), d4));
     assert_eq!(w.leftovers(), Vec::<String>::new());
