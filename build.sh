@@ -10,6 +10,8 @@
 #   ./build.sh test     install the test tools when missing (Debian), then cargo test,
 #                       the cross binaries under qemu-user, and a qemu boot from a registry
 #   ./build.sh flags    print the rustc flags of the release builds
+#   ./build.sh test-hooks  the x86_64 binary with the update's fault hooks, for the boot
+#                       test only (target/test-hooks/minipull, never in dist/)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -128,7 +130,7 @@ build_target() { # rust target -> dist/<target>/minipull
     # std's optimize_for_size feature picks its smaller algorithms (-12 KB on
     # x86_64; pull and unpack times unchanged, README).
     local -a cargo_args=(build --release --locked --target "$target" -Zbuild-std=std,panic_abort
-        -Zbuild-std-features=optimize_for_size)
+        -Zbuild-std-features=optimize_for_size ${FEATURES:+--features "$FEATURES"})
     local rustflags
     rustflags=$(size_flags)
     if [ -z "$triple" ]; then
@@ -166,9 +168,10 @@ build_target() { # rust target -> dist/<target>/minipull
     say "building a static release binary for $target"
     cargo "${cargo_args[@]}"
     unset RUSTC_BOOTSTRAP
-    mkdir -p "dist/$target"
-    cp "target/$target/release/minipull" "dist/$target/minipull"
-    say "dist/$target/minipull: $(stat -c %s "dist/$target/minipull") bytes; $(file -b "dist/$target/minipull")"
+    local out=${OUT:-dist/$target}
+    mkdir -p "$out"
+    cp "target/$target/release/minipull" "$out/minipull"
+    say "$out/minipull: $(stat -c %s "$out/minipull") bytes; $(file -b "$out/minipull")"
 }
 
 # The default build: the host's static x86_64 binary, also copied to dist/minipull.
@@ -190,6 +193,11 @@ case "${1:-build}" in
         ;;
     flags)
         size_flags
+        ;;
+    test-hooks)
+        # For the boot test only: the x86_64 binary with the update's fault
+        # hooks (the test-hooks feature), in target/test-hooks/, never in dist/.
+        FEATURES=test-hooks OUT=target/test-hooks build_target x86_64-unknown-linux-musl
         ;;
     check-cross)
         # Run each cross binary under qemu-user: pull from a local registry and
@@ -249,7 +257,7 @@ case "${1:-build}" in
         bash examples/initramfs/test.sh
         ;;
     *)
-        echo "usage: ./build.sh [build|all|check-cross|demo|test|flags]" >&2
+        echo "usage: ./build.sh [build|all|check-cross|demo|test|flags|test-hooks]" >&2
         exit 2
         ;;
 esac

@@ -424,11 +424,13 @@ fn prune(
 
 /// A test-only fault: with `MINIPULL_TEST_FAULT=<point>` the step fails
 /// (as if the disk were full), with `MINIPULL_TEST_KILL=<point>` the
-/// process is SIGKILLed there, with `MINIPULL_TEST_STOP=<point>` it stops
-/// itself (SIGSTOP) there until a SIGCONT. Honoured only in debug builds; a
-/// release build compiles this to nothing.
+/// process is SIGKILLed there, with `MINIPULL_TEST_TERM=<point>` it gets a
+/// SIGTERM there (as from a service manager stopping it), with
+/// `MINIPULL_TEST_STOP=<point>` it stops itself (SIGSTOP) there until a
+/// SIGCONT. Honoured only in debug builds and with the `test-hooks` feature
+/// (the boot test's own build); a release build compiles this to nothing.
 pub(crate) fn fault(point: &str) -> Result<()> {
-    #[cfg(debug_assertions)]
+    #[cfg(any(debug_assertions, feature = "test-hooks"))]
     {
         if std::env::var("MINIPULL_TEST_STOP").is_ok_and(|v| v == point) {
             // SAFETY: raise has no preconditions.
@@ -437,6 +439,10 @@ pub(crate) fn fault(point: &str) -> Result<()> {
         if std::env::var("MINIPULL_TEST_KILL").is_ok_and(|v| v == point) {
             // SAFETY: getpid and kill have no preconditions.
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        if std::env::var("MINIPULL_TEST_TERM").is_ok_and(|v| v == point) {
+            // SAFETY: as above; the handler runs before kill returns.
+            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
         }
         if std::env::var("MINIPULL_TEST_FAULT").is_ok_and(|v| v == point) {
             return Err(Error::storage(
