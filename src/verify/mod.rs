@@ -727,6 +727,112 @@ pub fn untrusted(what: &str, policy: &Policy, reasons: &[String]) -> Error {
 mod tests {
     use super::rfc3339;
 
+    #[cfg(feature = "keyless")]
+    mod keyless_images {
+        use super::super::*;
+
+        fn data(name: &str) -> Vec<u8> {
+            std::fs::read(format!("{}/tests/data/keyless/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        }
+        fn policy(root: &str, san: &str, issuer: &str, identity: Option<&str>) -> Policy {
+            Policy {
+                keys: Vec::new(),
+                identity: identity.map(str::to_string),
+                keyless: Some(Keyless {
+                    identities: vec![keyless::Identity::new(san, issuer).unwrap()],
+                    root: trust_root::TrustRoot::parse(&data(root)).unwrap(),
+                    now: None,
+                }),
+            }
+        }
+        const KW: &str = "https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0";
+        const GHA: &str = "https://token.actions.githubusercontent.com";
+        const V03: &str = "sha256:c811d58de79c92f03214e63aa339484e488d694ae8a6283b5f3f17a9faf50172";
+
+        #[test]
+        fn a_cosign_3_bundle_is_accepted_as_an_image_signature_and_refused_altered() {
+            let b = data("bundle_v03.json");
+            let d = Digest::parse(V03).unwrap();
+            let v = bundle_one(&policy("trusted_root.json", KW, GHA, None), &b, &d).unwrap();
+            let j = serde_json::to_value(&v).unwrap();
+            assert_eq!(j["identity"], serde_json::json!({"san": KW, "issuer": GHA}));
+            assert!(j["integratedTime"].as_i64().unwrap() > 1_700_000_000 && j["logIndex"].is_i64());
+            assert!(j.get("key").is_none());
+            // A prefix pattern that ends at a `/`.
+            let p = policy("trusted_root.json", "https://github.com/kubewarden/*", GHA, None);
+            assert!(bundle_one(&p, &b, &d).is_ok());
+            for (p, why) in [
+                (policy("trusted_root.json", "https://github.com/kubewarden/other/*", GHA, None), "not an identity given"),
+                (policy("trusted_root.json", KW, "https://github.com/login/oauth", None), "not an identity given"),
+                (policy("trusted_root_staging.json", KW, GHA, None), "not in the trusted root"),
+                // cosign 3 binds only the digest: refused under --verify-identity.
+                (policy("trusted_root.json", KW, GHA, Some("ghcr.io/kubewarden/kubewarden-controller")), "names no repository"),
+            ] {
+                let e = bundle_one(&p, &b, &d).unwrap_err();
+                assert!(e.contains(why), "{e}");
+            }
+            let e = bundle_one(&policy("trusted_root.json", KW, GHA, None), &b, &Digest::sha256_of(b"x")).unwrap_err();
+            assert!(e.contains("another digest"), "{e}");
+            // One changed character of each part that is checked.
+            let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            let e0 = "/verificationMaterial/tlogEntries/0";
+            for ptr in [
+                "/dsseEnvelope/payload".to_string(),
+                "/dsseEnvelope/signatures/0/sig".to_string(),
+                format!("{e0}/inclusionPromise/signedEntryTimestamp"),
+                format!("{e0}/inclusionProof/hashes/0"),
+                format!("{e0}/inclusionProof/checkpoint/envelope"),
+                format!("{e0}/integratedTime"),
+                "/verificationMaterial/certificate/rawBytes".to_string(),
+            ] {
+                let mut v2 = v.clone();
+                let part = v2.pointer_mut(&ptr).unwrap();
+                let mut t = part.as_str().unwrap().to_string();
+                let at = t.len() / 3;
+                let c = t.as_bytes()[at];
+                let swapped = match c {
+                    b'A' => "B",
+                    b'0'..=b'8' => "9",
+                    b'9' => "8",
+                    _ => "A",
+                };
+                t.replace_range(at..at + 1, swapped);
+                *part = serde_json::Value::String(t);
+                let b2 = serde_json::to_vec(&v2).unwrap();
+                assert!(bundle_one(&policy("trusted_root.json", KW, GHA, None), &b2, &d).is_err(), "{ptr}");
+            }
+        }
+
+        #[test]
+        fn a_keyless_attestation_is_refused_as_an_image_signature() {
+            let b = data("oci-attestation.sigstore.json");
+            let d = Digest::parse("sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4").unwrap();
+            let p = policy("trusted_root_pgi.json", "cody@soyland.com", "https://github.com/login/oauth", None);
+            let e = bundle_one(&p, &b, &d).unwrap_err();
+            assert!(e.contains("attestation"), "{e}");
+        }
+
+        #[test]
+        fn the_classic_vector_reports_its_identity_and_log_entry() {
+            let f = data("fulcio-rekor-valid.signature-1");
+            let v: serde_json::Value = serde_json::from_slice(&f[15..]).unwrap();
+            let layer: Descriptor = serde_json::from_value(serde_json::json!({
+                "mediaType": SIMPLESIGNING, "digest": "sha256:00", "size": 1, "annotations": v["annotations"]}))
+            .unwrap();
+            let payload = crate::auth::base64_decode(v["payload"].as_str().unwrap()).unwrap();
+            let sig = v["annotations"][SIGNATURE_ANNOTATION].as_str().unwrap();
+            let d = Digest::sha256_of(&data("fulcio-rekor-valid.manifest.json"));
+            let p = policy("trusted_root.json", "mitr@redhat.com", "https://github.com/login/oauth", None);
+            let j = serde_json::to_value(classic_one(&p, &layer, &payload, sig, &d).unwrap()).unwrap();
+            assert_eq!(j["integratedTime"], 1674247893);
+            assert_eq!(j["logIndex"], 11605770);
+            assert_eq!(j["identity"]["san"], "mitr@redhat.com");
+            // Without identities, a keyless layer is not checked with keys.
+            let keyed = Policy { keys: Vec::new(), identity: None, keyless: None };
+            assert!(classic_one(&keyed, &layer, &payload, sig, &d).unwrap_err().contains("keyless"));
+        }
+    }
+
     #[test]
     fn rfc3339_times_compare_across_zones_and_fractions() {
         assert_eq!(rfc3339("1970-01-01T00:00:00Z"), Some((0, 0)));
