@@ -62,15 +62,23 @@ fn run(args: Vec<String>) -> Result<(), (i32, String)> {
         return Err((1, "a digest instead of the artifact is not supported".into()));
     }
     let artifact = read(&artifact)?;
-    let root_path = root.unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keyless/trusted_root.json").into());
+    let root_path =
+        root.unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keyless/trusted_root.json").into());
     let root = TrustRoot::parse(&read(&root_path)?).map_err(|e| (1, format!("trusted root: {e}")))?;
     let (ids, keys) = match (key, san, issuer) {
         (Some(k), None, None) => {
             let pem = String::from_utf8(read(&k)?).map_err(|_| (1, "the key is not text".to_string()))?;
-            (Vec::new(), vec![PublicKey::from_pem(&pem).map_err(|e| (1, e.to_string()))?])
+            (
+                Vec::new(),
+                vec![PublicKey::from_pem(&pem).map_err(|e| (1, e.to_string()))?],
+            )
         }
         (None, Some(s), Some(i)) => (vec![Identity::new(&s, &i).map_err(|e| (2, e))?], Vec::new()),
-        _ => return Err(usage("give --key, or --certificate-identity with --certificate-oidc-issuer")),
+        _ => {
+            return Err(usage(
+                "give --key, or --certificate-identity with --certificate-oidc-issuer",
+            ))
+        }
     };
     verify_blob(&bundle, &artifact, Some(&root), &ids, &keys).map_err(|e| (1, e))
 }

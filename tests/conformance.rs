@@ -159,7 +159,9 @@ fn bundle_verify_cases_match_the_expectations_table() {
             (RekorV2, Err(e)) => e.contains("Rekor v2"),
             _ => false,
         };
-        *tally.entry(format!("{want:?}").split('(').next().unwrap().to_string()).or_insert(0) += 1;
+        *tally
+            .entry(format!("{want:?}").split('(').next().unwrap().to_string())
+            .or_insert(0) += 1;
         if !ok {
             wrong.push(format!("{name}: expected {want:?}, got {got:?}"));
         }
@@ -169,5 +171,10 @@ fn bundle_verify_cases_match_the_expectations_table() {
         }
     }
     eprintln!("conformance: {tally:?}");
-    assert!(wrong.is_empty(), "{} case(s) differ:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} case(s) differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }

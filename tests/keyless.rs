@@ -4,6 +4,8 @@
 //! server, checked against sigstore's public-good trusted root, offline
 //! (no Fulcio, no Rekor: only the registry on 127.0.0.1).
 
+#![cfg(feature = "keyless")]
+
 mod common;
 use common::fault::{FaultServer, Faults};
 use common::*;
@@ -15,7 +17,9 @@ const SAN: &str = "mitr@redhat.com";
 const ISSUER: &str = "https://github.com/login/oauth";
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keyless").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/keyless")
+        .join(name)
 }
 
 /// The server with the vector's manifest as `REPO:v1` and its signature
@@ -69,7 +73,8 @@ fn run_ok_stdin(cmd: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
 /// sizes; their bytes exist nowhere offline), so the pull fetches none.
 fn seeded(work: &TempDir) -> PathBuf {
     let out = work.join("layout");
-    let manifest: Value = serde_json::from_slice(&std::fs::read(data("fulcio-rekor-valid.manifest.json")).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(data("fulcio-rekor-valid.manifest.json")).unwrap()).unwrap();
     let blobs = out.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let mut ds = vec![&manifest["config"]];
@@ -120,12 +125,21 @@ fn the_classic_keyless_vector_is_accepted_with_its_identity_and_the_public_good_
     let o = pull(
         &server,
         &out,
-        &["--certificate-identity", SAN, "--certificate-oidc-issuer", ISSUER, "--trusted-root", &trusted],
+        &[
+            "--certificate-identity",
+            SAN,
+            "--certificate-oidc-issuer",
+            ISSUER,
+            "--trusted-root",
+            &trusted,
+        ],
     );
     // The decision: accepted, by the certificate's identity.
     let e = stderr(&o);
     assert!(
-        e.contains(&format!("signature verified: classic signature of {digest} by {SAN} (issuer {ISSUER})")),
+        e.contains(&format!(
+            "signature verified: classic signature of {digest} by {SAN} (issuer {ISSUER})"
+        )),
         "{e}"
     );
     // Then the pull goes on to the seeded blobs: the config is always
@@ -135,12 +149,23 @@ fn the_classic_keyless_vector_is_accepted_with_its_identity_and_the_public_good_
     assert!(e.contains("3b0f78b7") && e.contains("does not match its digest"), "{e}");
     only_signature_material(&server, &digest);
     // The repository the payload names satisfies --verify-identity too; another does not.
-    for (repo, code) in [("192.168.64.2:5000/cosign-signed/fulcio-rekor-1", 6), ("192.168.64.2:5000/other/os", 8)] {
+    for (repo, code) in [
+        ("192.168.64.2:5000/cosign-signed/fulcio-rekor-1", 6),
+        ("192.168.64.2:5000/other/os", 8),
+    ] {
         let o = pull(
             &server,
             &seeded(&TempDir::new("keyless-accept-repo")),
-            &["--certificate-identity", SAN, "--certificate-oidc-issuer", ISSUER, "--trusted-root", &trusted,
-              "--verify-identity", repo],
+            &[
+                "--certificate-identity",
+                SAN,
+                "--certificate-oidc-issuer",
+                ISSUER,
+                "--trusted-root",
+                &trusted,
+                "--verify-identity",
+                repo,
+            ],
         );
         assert_exit(&o, code);
     }
@@ -165,7 +190,14 @@ fn the_classic_keyless_vector_is_refused_with_another_identity_issuer_or_root() 
         let o = pull(
             &server,
             &work.join("o"),
-            &["--certificate-identity", san, "--certificate-oidc-issuer", issuer, "--trusted-root", root],
+            &[
+                "--certificate-identity",
+                san,
+                "--certificate-oidc-issuer",
+                issuer,
+                "--trusted-root",
+                root,
+            ],
         );
         assert_exit(&o, 8);
         assert!(stderr(&o).contains(why), "{san} {issuer}: {}", stderr(&o));
@@ -177,8 +209,18 @@ fn the_classic_keyless_vector_is_refused_with_another_identity_issuer_or_root() 
     let o = pull(
         &server,
         &work.join("o"),
-        &["--certificate-identity", "x@y.z", "--certificate-oidc-issuer", ISSUER, "--trusted-root", &prod,
-          "--certificate-identity", SAN, "--certificate-oidc-issuer", ISSUER],
+        &[
+            "--certificate-identity",
+            "x@y.z",
+            "--certificate-oidc-issuer",
+            ISSUER,
+            "--trusted-root",
+            &prod,
+            "--certificate-identity",
+            SAN,
+            "--certificate-oidc-issuer",
+            ISSUER,
+        ],
     );
     // Any pair suffices; a seeded OUTDIR is not needed to see the decision.
     assert!(stderr(&o).contains("signature verified"), "{}", stderr(&o));
@@ -193,13 +235,50 @@ fn usage_errors_come_before_any_network() {
     // Port 9: nothing listens; a network attempt would be exit 5.
     let r = "127.0.0.1:9/x/y:v1";
     for (args, why) in [
-        (vec!["--certificate-identity", SAN, "--trusted-root", &prod], "0 --certificate-oidc-issuer"),
-        (vec!["--certificate-identity", "*", "--certificate-oidc-issuer", ISSUER, "--trusted-root", &prod], "prefix ending"),
-        (vec!["--certificate-identity", "https://github.com/acme*", "--certificate-oidc-issuer", ISSUER, "--trusted-root", &prod], "prefix ending"),
-        (vec!["--certificate-identity", SAN, "--certificate-oidc-issuer", ISSUER], "needs --trusted-root"),
+        (
+            vec!["--certificate-identity", SAN, "--trusted-root", &prod],
+            "0 --certificate-oidc-issuer",
+        ),
+        (
+            vec![
+                "--certificate-identity",
+                "*",
+                "--certificate-oidc-issuer",
+                ISSUER,
+                "--trusted-root",
+                &prod,
+            ],
+            "prefix ending",
+        ),
+        (
+            vec![
+                "--certificate-identity",
+                "https://github.com/acme*",
+                "--certificate-oidc-issuer",
+                ISSUER,
+                "--trusted-root",
+                &prod,
+            ],
+            "prefix ending",
+        ),
+        (
+            vec!["--certificate-identity", SAN, "--certificate-oidc-issuer", ISSUER],
+            "needs --trusted-root",
+        ),
         (vec!["--trusted-root", &prod], "needs --certificate-identity"),
-        (vec!["--verify-identity", "https://github.com/acme/os/.github/workflows/r.yml@refs/tags/v1",
-              "--certificate-identity", SAN, "--certificate-oidc-issuer", ISSUER, "--trusted-root", &prod], "--certificate-identity"),
+        (
+            vec![
+                "--verify-identity",
+                "https://github.com/acme/os/.github/workflows/r.yml@refs/tags/v1",
+                "--certificate-identity",
+                SAN,
+                "--certificate-oidc-issuer",
+                ISSUER,
+                "--trusted-root",
+                &prod,
+            ],
+            "--certificate-identity",
+        ),
     ] {
         let mut a = vec!["--plain-http"];
         a.extend(args.iter().copied());

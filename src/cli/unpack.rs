@@ -29,7 +29,9 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         let v = verify_stored(&layout, policy, &image)?;
         Progress::new(args.quiet).note(format!(
             "signature verified offline: {} signature of {} by {}",
-            v.format, v.digest, v.by()
+            v.format,
+            v.digest,
+            v.by()
         ));
     }
     if args.command == Command::Config {

@@ -415,12 +415,22 @@ pub fn verify_blob(
     let (message, signature) = if let Some(ms) = b.get("messageSignature") {
         (artifact.to_vec(), b64(ms, &["signature"])?)
     } else if let Some(env) = b.get("dsseEnvelope") {
-        let sigs = env.get("signatures").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let sigs = env
+            .get("signatures")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         if sigs.len() != 1 {
             return Err("the DSSE envelope must have exactly one signature".into());
         }
-        let pt = env.get("payloadType").and_then(Value::as_str).ok_or("malformed bundle: payloadType")?;
-        (super::signature::pae(pt, &b64(env, &["payload"])?), b64(&sigs[0], &["sig"])?)
+        let pt = env
+            .get("payloadType")
+            .and_then(Value::as_str)
+            .ok_or("malformed bundle: payloadType")?;
+        (
+            super::signature::pae(pt, &b64(env, &["payload"])?),
+            b64(&sigs[0], &["sig"])?,
+        )
     } else {
         return Err("malformed bundle: neither messageSignature nor dsseEnvelope".into());
     };

@@ -86,7 +86,9 @@ impl KeylessArgs {
         self.sans.extend(san);
         self.issuers.extend(issuer);
         if self.root.is_none() {
-            self.root = get("MINIPULL_TRUSTED_ROOT").filter(|s| !s.is_empty()).map(PathBuf::from);
+            self.root = get("MINIPULL_TRUSTED_ROOT")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from);
         }
         self
     }
@@ -123,7 +125,9 @@ fn load_keyless(k: KeylessArgs) -> Result<Option<Keyless>> {
         .hint("give them in pairs: each identity with the issuer of its token, matched by position"));
     }
     if k.sans.is_empty() {
-        return Err(Error::usage("--trusted-root needs --certificate-identity and --certificate-oidc-issuer"));
+        return Err(Error::usage(
+            "--trusted-root needs --certificate-identity and --certificate-oidc-issuer",
+        ));
     }
     let Some(path) = k.root else {
         return Err(Error::usage("--certificate-identity needs --trusted-root")
@@ -184,7 +188,9 @@ impl Policy {
         let none = all.is_empty();
         if none {
             if identity.is_some() {
-                return Err(Error::usage("--verify-identity needs --verify-key or --certificate-identity"));
+                return Err(Error::usage(
+                    "--verify-identity needs --verify-key or --certificate-identity",
+                ));
             }
             return Ok(None);
         }
@@ -575,8 +581,7 @@ fn classic_one(
         let rekor = layer
             .annotation(REKOR_ANNOTATION)
             .ok_or("a keyless signature without its Rekor bundle: needs RFC 3161 timestamp support, which minipull does not have yet")?;
-        let signature =
-            crate::auth::base64_decode(sig.trim()).ok_or("malformed: the signature is not base64")?;
+        let signature = crate::auth::base64_decode(sig.trim()).ok_or("malformed: the signature is not base64")?;
         let a = keyless::classic(payload, &signature, cert, rekor, &k.root, &k.identities, k.now)?;
         signature::classic_payload(payload, digest, policy.identity.as_deref())?;
         return Ok(accepted("classic", a, digest));
@@ -594,8 +599,7 @@ fn classic_one(
 fn bundle_one(policy: &Policy, bundle: &[u8], digest: &Digest) -> std::result::Result<Verified, String> {
     #[cfg(feature = "keyless")]
     {
-        let v: serde_json::Value =
-            serde_json::from_slice(bundle).map_err(|_| "malformed: the bundle is not JSON")?;
+        let v: serde_json::Value = serde_json::from_slice(bundle).map_err(|_| "malformed: the bundle is not JSON")?;
         if v.get("messageSignature").is_some() {
             return Err(
                 "the bundle signs a blob (messageSignature), not an image; cosign signs images with a DSSE envelope"
@@ -703,7 +707,10 @@ pub fn untrusted(what: &str, policy: &Policy, reasons: &[String]) -> Error {
     #[cfg(not(feature = "keyless"))]
     let ids = 0;
     let mut msg = match ids {
-        0 => format!("no valid signature for {what} with the {} key(s) given", policy.keys.len()),
+        0 => format!(
+            "no valid signature for {what} with the {} key(s) given",
+            policy.keys.len()
+        ),
         n => format!(
             "no valid signature for {what} with the {} key(s) and {n} certificate identit{} given",
             policy.keys.len(),
@@ -745,7 +752,8 @@ mod tests {
                 }),
             }
         }
-        const KW: &str = "https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0";
+        const KW: &str =
+            "https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0";
         const GHA: &str = "https://token.actions.githubusercontent.com";
         const V03: &str = "sha256:c811d58de79c92f03214e63aa339484e488d694ae8a6283b5f3f17a9faf50172";
 
@@ -762,16 +770,38 @@ mod tests {
             let p = policy("trusted_root.json", "https://github.com/kubewarden/*", GHA, None);
             assert!(bundle_one(&p, &b, &d).is_ok());
             for (p, why) in [
-                (policy("trusted_root.json", "https://github.com/kubewarden/other/*", GHA, None), "not an identity given"),
-                (policy("trusted_root.json", KW, "https://github.com/login/oauth", None), "not an identity given"),
-                (policy("trusted_root_staging.json", KW, GHA, None), "not in the trusted root"),
+                (
+                    policy("trusted_root.json", "https://github.com/kubewarden/other/*", GHA, None),
+                    "not an identity given",
+                ),
+                (
+                    policy("trusted_root.json", KW, "https://github.com/login/oauth", None),
+                    "not an identity given",
+                ),
+                (
+                    policy("trusted_root_staging.json", KW, GHA, None),
+                    "not in the trusted root",
+                ),
                 // cosign 3 binds only the digest: refused under --verify-identity.
-                (policy("trusted_root.json", KW, GHA, Some("ghcr.io/kubewarden/kubewarden-controller")), "names no repository"),
+                (
+                    policy(
+                        "trusted_root.json",
+                        KW,
+                        GHA,
+                        Some("ghcr.io/kubewarden/kubewarden-controller"),
+                    ),
+                    "names no repository",
+                ),
             ] {
                 let e = bundle_one(&p, &b, &d).unwrap_err();
                 assert!(e.contains(why), "{e}");
             }
-            let e = bundle_one(&policy("trusted_root.json", KW, GHA, None), &b, &Digest::sha256_of(b"x")).unwrap_err();
+            let e = bundle_one(
+                &policy("trusted_root.json", KW, GHA, None),
+                &b,
+                &Digest::sha256_of(b"x"),
+            )
+            .unwrap_err();
             assert!(e.contains("another digest"), "{e}");
             // One changed character of each part that is checked.
             let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
@@ -799,7 +829,10 @@ mod tests {
                 t.replace_range(at..at + 1, swapped);
                 *part = serde_json::Value::String(t);
                 let b2 = serde_json::to_vec(&v2).unwrap();
-                assert!(bundle_one(&policy("trusted_root.json", KW, GHA, None), &b2, &d).is_err(), "{ptr}");
+                assert!(
+                    bundle_one(&policy("trusted_root.json", KW, GHA, None), &b2, &d).is_err(),
+                    "{ptr}"
+                );
             }
         }
 
@@ -807,7 +840,12 @@ mod tests {
         fn a_keyless_attestation_is_refused_as_an_image_signature() {
             let b = data("oci-attestation.sigstore.json");
             let d = Digest::parse("sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4").unwrap();
-            let p = policy("trusted_root_pgi.json", "cody@soyland.com", "https://github.com/login/oauth", None);
+            let p = policy(
+                "trusted_root_pgi.json",
+                "cody@soyland.com",
+                "https://github.com/login/oauth",
+                None,
+            );
             let e = bundle_one(&p, &b, &d).unwrap_err();
             assert!(e.contains("attestation"), "{e}");
         }
@@ -822,14 +860,25 @@ mod tests {
             let payload = crate::auth::base64_decode(v["payload"].as_str().unwrap()).unwrap();
             let sig = v["annotations"][SIGNATURE_ANNOTATION].as_str().unwrap();
             let d = Digest::sha256_of(&data("fulcio-rekor-valid.manifest.json"));
-            let p = policy("trusted_root.json", "mitr@redhat.com", "https://github.com/login/oauth", None);
+            let p = policy(
+                "trusted_root.json",
+                "mitr@redhat.com",
+                "https://github.com/login/oauth",
+                None,
+            );
             let j = serde_json::to_value(classic_one(&p, &layer, &payload, sig, &d).unwrap()).unwrap();
             assert_eq!(j["integratedTime"], 1674247893);
             assert_eq!(j["logIndex"], 11605770);
             assert_eq!(j["identity"]["san"], "mitr@redhat.com");
             // Without identities, a keyless layer is not checked with keys.
-            let keyed = Policy { keys: Vec::new(), identity: None, keyless: None };
-            assert!(classic_one(&keyed, &layer, &payload, sig, &d).unwrap_err().contains("keyless"));
+            let keyed = Policy {
+                keys: Vec::new(),
+                identity: None,
+                keyless: None,
+            };
+            assert!(classic_one(&keyed, &layer, &payload, sig, &d)
+                .unwrap_err()
+                .contains("keyless"));
         }
     }
 

@@ -221,7 +221,7 @@ pub fn check_bundle(
 
 /// What a bundle's in-toto statement must say, once its envelope verified.
 pub fn statement(payload: &[u8], digest: &Digest, identity: Option<&str>) -> Result<(), String> {
-    let v: Value = serde_json::from_slice(&payload).map_err(|_| "malformed: the statement is not JSON")?;
+    let v: Value = serde_json::from_slice(payload).map_err(|_| "malformed: the statement is not JSON")?;
     let predicate = string(v.get("predicateType"), "predicateType")?;
     if predicate != COSIGN_PREDICATE {
         return Err(format!(
