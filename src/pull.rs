@@ -467,8 +467,10 @@ impl Puller<'_> {
         let Some(proof) = found else { return Ok(false) };
         let v = &proof.verified;
         self.progress.note(format!(
-            "signature verified: {} signature of {} by key {}",
-            v.format, v.digest, v.key
+            "signature verified: {} signature of {} by {}",
+            v.format,
+            v.digest,
+            v.by()
         ));
         self.proof = Some(proof);
         Ok(true)

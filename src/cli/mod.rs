@@ -240,6 +240,12 @@ pub fn run() -> Result<i32> {
             &args.verify_keys,
             std::env::var("MINIPULL_VERIFY_KEY").ok(),
             args.verify_identity.clone(),
+            crate::verify::KeylessArgs {
+                sans: args.opts.texts("--certificate-identity")?,
+                issuers: args.opts.texts("--certificate-oidc-issuer")?,
+                root: args.opts.path("--trusted-root"),
+            }
+            .with_env(|k| std::env::var(k).ok()),
         )?,
         false => None,
     };

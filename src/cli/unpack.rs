@@ -28,8 +28,10 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         // Before anything is extracted: the signature stored with the image.
         let v = verify_stored(&layout, policy, &image)?;
         Progress::new(args.quiet).note(format!(
-            "signature verified offline: {} signature of {} by key {}",
-            v.format, v.digest, v.key
+            "signature verified offline: {} signature of {} by {}",
+            v.format,
+            v.digest,
+            v.by()
         ));
     }
     if args.command == Command::Config {
