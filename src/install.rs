@@ -99,6 +99,12 @@ pub fn update(
         // A second install that waited for the lock finds the image there.
         if plan.recorded().is_some_and(|r| r.current && r.digest == summary.digest) {
             out.already_installed = true;
+            summary.unpack = Some(crate::pull::UnpackSummary {
+                rootfs: plan.rootfs().display().to_string(),
+                already_installed: true,
+                record: plan.record_path().display().to_string(),
+                ..Default::default()
+            });
             progress.note(format!(
                 "{} already holds {} (its record says so): nothing to unpack",
                 plan.rootfs().display(),
@@ -115,7 +121,7 @@ pub fn update(
                 true => Some(&mut *sources),
                 false => None,
             };
-            let (warnings, _reports) = install(
+            let done = install(
                 layout,
                 &image,
                 plan,
@@ -126,10 +132,27 @@ pub fn update(
                 #[cfg(feature = "delta")]
                 delta,
             )?;
-            out.warnings = warnings;
-            out.installed = true;
+            for (digest, n, source) in done.fetched {
+                summary.count_bytes(n, 0);
+                if let Some(b) = summary.blobs.iter_mut().find(|b| b.digest == digest) {
+                    b.downloaded += n;
+                    b.source = b.source.take().or(source);
+                }
+            }
             #[cfg(feature = "delta")]
-            add_layer_reports(&mut summary, layout, &image.digest, _reports, progress);
+            add_layer_reports(&mut summary, layout, &image.digest, done.reports, progress);
+            // What --discard-layers removed again is not in OUTDIR.
+            let kept = |b: &&mut crate::pull::ContentSummary| {
+                opts.discard_layers && b.status != "skipped" && b.status != "partial"
+            };
+            for b in summary.blobs.iter_mut().filter(kept) {
+                if Digest::parse(&b.digest).is_ok_and(|d| layout.blob_size(&d).is_none()) {
+                    b.status = "discarded";
+                }
+            }
+            summary.unpack = Some(done.summary);
+            out.warnings = done.warnings;
+            out.installed = true;
         }
     }
     if steps.prune {
@@ -152,12 +175,23 @@ pub fn update(
     Ok((summary, out))
 }
 
+/// What [`install`] did.
+#[cfg(feature = "unpack")]
+pub struct Unpacked {
+    pub summary: crate::pull::UnpackSummary,
+    /// The layers fetched for the unpack: digest, bytes, the host they came from.
+    pub fetched: Vec<(String, u64, Option<String>)>,
+    /// What failed after the commit point (each also printed).
+    pub warnings: Vec<String>,
+    /// What each layer fetched here cost (partial pulls).
+    #[cfg(feature = "delta")]
+    pub reports: Vec<crate::delta::update::Report>,
+}
+
 /// Stage, verify and swap `image` into the plan's ROOTFS with its record.
 /// With `fetch`, a layer not in OUTDIR is downloaded just before it is
 /// applied (and with `discard`, removed just after); with `delta`, a
 /// zstd:chunked layer not in OUTDIR is fetched partially when it can be.
-/// Returns the warnings of what failed after the commit point (each also
-/// printed) and what the layers fetched here cost.
 #[cfg(feature = "unpack")]
 #[allow(clippy::too_many_arguments)]
 pub fn install(
@@ -169,7 +203,7 @@ pub fn install(
     fetch: Option<&mut Sources>,
     discard: bool,
     #[cfg(feature = "delta")] delta: Option<&crate::delta::update::Delta>,
-) -> Result<(Vec<String>, Reports)> {
+) -> Result<Unpacked> {
     not_an_artifact(image)?;
     // Nothing to throw away in place: no unverified byte goes in. (Layers
     // fetched one at a time are verified as they arrive; a layer left to
@@ -197,6 +231,7 @@ pub fn install(
         layout,
         progress,
         sources: fetch.filter(|_| discard),
+        fetched: Vec::new(),
     };
     // One attempt: a staging tree, the layers, the swap.
     let mut attempt = |feed: &mut dyn crate::unpack::Layers| {
@@ -244,24 +279,38 @@ pub fn install(
     for w in &installed.warnings {
         progress.warn(format!("{} is installed, but: {w}", image.digest));
     }
+    // (With partial pulls, what the layers cost is in the reports.)
     #[cfg(feature = "delta")]
-    {
+    let (fetched, downloaded) = {
         // The chunks a cut run kept have served.
         if delta.is_some() {
             layout.clear_chunk_spool();
         }
-        Ok((installed.warnings, feed.reports))
-    }
+        (Vec::new(), feed.reports.iter().map(|r| r.downloaded).sum())
+    };
     #[cfg(not(feature = "delta"))]
-    Ok((installed.warnings, ()))
+    let (fetched, downloaded) = {
+        let n = feed.fetched.iter().map(|f| f.1).sum();
+        (feed.fetched, n)
+    };
+    let summary = crate::pull::UnpackSummary {
+        rootfs: plan.rootfs().display().to_string(),
+        installed: true,
+        already_installed: false,
+        layers: s.layers as u64,
+        entries: s.entries,
+        bytes: s.bytes,
+        bytes_downloaded: downloaded,
+        record: plan.record_path().display().to_string(),
+    };
+    Ok(Unpacked {
+        summary,
+        fetched,
+        warnings: installed.warnings,
+        #[cfg(feature = "delta")]
+        reports: feed.reports,
+    })
 }
-
-/// What the layers an install fetched cost, per layer (partial pulls).
-#[cfg(feature = "delta")]
-pub type Reports = Vec<crate::delta::update::Report>;
-/// Without partial pulls, nothing to say beyond the pull's summary.
-#[cfg(all(feature = "unpack", not(feature = "delta")))]
-pub type Reports = ();
 
 /// The layers from OUTDIR; with `sources` (`--discard-layers`), each one
 /// downloaded just before it is applied and removed just after.
@@ -270,13 +319,16 @@ struct Whole<'a> {
     layout: &'a Layout,
     progress: Progress,
     sources: Option<&'a mut Sources>,
+    /// What was downloaded: digest, bytes, the host it came from.
+    fetched: Vec<(String, u64, Option<String>)>,
 }
 
 #[cfg(all(feature = "unpack", not(feature = "delta")))]
 impl crate::unpack::Layers for Whole<'_> {
     fn before(&mut self, _: usize, layer: &crate::manifest::Descriptor) -> Result<Option<Box<dyn std::io::Read + '_>>> {
         if let Some(sources) = self.sources.as_deref_mut() {
-            crate::pull::fetch_one(sources, self.layout, self.progress, layer)?;
+            let (n, source) = crate::pull::fetch_one(sources, self.layout, self.progress, layer)?;
+            self.fetched.push((layer.digest.clone(), n, source));
         }
         Ok(None)
     }
@@ -301,7 +353,7 @@ fn add_layer_reports(
 ) {
     let mut partial = Vec::new();
     for r in reports {
-        summary.bytes_downloaded += r.downloaded;
+        summary.count_bytes(r.downloaded, 0);
         if r.partial {
             partial.push(r.desc.digest.clone());
         }
@@ -316,7 +368,7 @@ fn add_layer_reports(
             size: r.desc.size.max(0) as u64,
             downloaded: r.downloaded,
             status,
-            source: None,
+            source: r.source,
             delta: r.delta.and_then(|d| serde_json::to_value(d).ok()),
         });
     }
@@ -398,13 +450,17 @@ fn remember_replaced(layout: &Layout, reference: &Reference, name: &str, steps: 
             list.push(d);
         }
     }
-    let bytes = serde_json::to_vec(&intent).unwrap_or_default();
+    write_intent(layout, &intent)?;
+    Ok(intent.replaced)
+}
+
+fn write_intent(layout: &Layout, intent: &Intent) -> Result<()> {
+    let bytes = serde_json::to_vec(intent).unwrap_or_default();
     let path = intent_path(layout);
     let _ = std::fs::create_dir_all(layout.root().join(".minipull"));
     let mut tmp = path.clone().into_os_string();
     tmp.push(".tmp");
-    crate::layout::write_atomic(std::path::Path::new(&tmp), &path, &bytes)?;
-    Ok(intent.replaced)
+    crate::layout::write_atomic(std::path::Path::new(&tmp), &path, &bytes)
 }
 
 /// Remove what the `replaced` versions reached and nothing still needs
@@ -459,19 +515,34 @@ fn prune(
         if let Some(r) = reach(d)? {
             #[cfg(feature = "delta")]
             {
-                proofs.extend(r.discarded.iter().cloned());
+                proofs.extend(r.discarded.iter().map(|x| x.0.clone()));
                 proofs.extend(r.blobs.iter().map(|b| b.0.clone()));
             }
             add(r.digests().collect());
         }
     }
+    // The rewrite of index.json below drops the signatures left signing
+    // nothing; a cut after it and before their blobs go must leave the next
+    // run able to find them: the prune list names them first (one that
+    // stays is still reachable, and so is kept).
+    let mut intent = read_intent(layout);
+    let known = intent.replaced.len();
+    for e in layout.entries()?.iter().filter(|e| crate::layout::is_signature(e)) {
+        if !intent.replaced.contains(&e.digest) && intent.replaced.len() < 256 {
+            intent.replaced.push(e.digest.clone());
+        }
+    }
+    if intent.replaced.len() != known {
+        write_intent(layout, &intent)?;
+    }
     for sig in layout.retain_entries(|_| true)? {
         add(layout.reach(&sig, false)?.digests().collect());
     }
+    fault("prune-index")?;
     if let Some(r) = installed.map(reach).transpose()?.flatten() {
         // The installed image's proofs are what its next update builds on.
         #[cfg(feature = "delta")]
-        proofs.retain(|c| !r.discarded.contains(c));
+        proofs.retain(|c| !r.discarded.iter().any(|x| x.0 == *c));
         let keep: Vec<Digest> = r.digests().collect();
         candidates.retain(|c| !keep.contains(c));
         #[cfg(feature = "delta")]
@@ -499,11 +570,13 @@ fn prune(
 
 /// A test-only fault: with `MINIPULL_TEST_FAULT=<point>` the step fails
 /// (as if the disk were full), with `MINIPULL_TEST_KILL=<point>` the
-/// process is SIGKILLed there, with `MINIPULL_TEST_STOP=<point>` it stops
-/// itself (SIGSTOP) there until a SIGCONT. Honoured only in debug builds; a
-/// release build compiles this to nothing.
+/// process is SIGKILLed there, with `MINIPULL_TEST_TERM=<point>` it gets a
+/// SIGTERM there (as from a service manager stopping it), with
+/// `MINIPULL_TEST_STOP=<point>` it stops itself (SIGSTOP) there until a
+/// SIGCONT. Honoured only in debug builds and with the `test-hooks` feature
+/// (the boot test's own build); a release build compiles this to nothing.
 pub(crate) fn fault(point: &str) -> Result<()> {
-    #[cfg(debug_assertions)]
+    #[cfg(any(debug_assertions, feature = "test-hooks"))]
     {
         if std::env::var("MINIPULL_TEST_STOP").is_ok_and(|v| v == point) {
             // SAFETY: raise has no preconditions.
@@ -512,6 +585,10 @@ pub(crate) fn fault(point: &str) -> Result<()> {
         if std::env::var("MINIPULL_TEST_KILL").is_ok_and(|v| v == point) {
             // SAFETY: getpid and kill have no preconditions.
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        if std::env::var("MINIPULL_TEST_TERM").is_ok_and(|v| v == point) {
+            // SAFETY: as above; the handler runs before kill returns.
+            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
         }
         if std::env::var("MINIPULL_TEST_FAULT").is_ok_and(|v| v == point) {
             return Err(Error::storage(

@@ -15,10 +15,7 @@ fn main() {
     }));
     let code = match minipull::cli::run() {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("minipull: error: {e}");
-            e.kind.exit_code()
-        }
+        Err(e) => minipull::cli::fail(&e),
     };
     std::process::exit(code);
 }

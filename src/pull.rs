@@ -59,10 +59,15 @@ pub struct Summary {
     pub platform: Option<String>,
     /// The index the platform was chosen from, if any.
     pub index_digest: Option<String>,
+    /// The indexes and manifests of the image (an index a platform was
+    /// chosen from too, when this run fetched it or OUTDIR holds it).
     pub manifests: Vec<ContentSummary>,
+    /// Its config and layers.
     pub blobs: Vec<ContentSummary>,
-    /// Blob bytes fetched over the network by this run.
+    /// Every manifest and blob byte this run fetched (the unpack's too).
     pub bytes_downloaded: u64,
+    /// Blob bytes fetched over the network by this run (the unpack's too).
+    pub blob_bytes_downloaded: u64,
     /// Manifest bytes fetched over the network by this run.
     pub manifest_bytes_downloaded: u64,
     /// The signature that verified the image, with `--verify-key`.
@@ -71,6 +76,38 @@ pub struct Summary {
     /// Bytes `--prune` removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pruned_bytes: Option<u64>,
+    /// What `--unpack` did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unpack: Option<UnpackSummary>,
+}
+
+impl Summary {
+    /// Count bytes fetched (by the pull or the unpack).
+    pub fn count_bytes(&mut self, blob: u64, manifest: u64) {
+        self.blob_bytes_downloaded += blob;
+        self.manifest_bytes_downloaded += manifest;
+        self.bytes_downloaded = self.blob_bytes_downloaded + self.manifest_bytes_downloaded;
+    }
+}
+
+/// What an unpack into ROOTFS did, for `--json`.
+#[derive(Debug, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(not(feature = "unpack"), allow(dead_code))]
+pub struct UnpackSummary {
+    pub rootfs: String,
+    /// A new tree is in ROOTFS now.
+    pub installed: bool,
+    /// ROOTFS already held the image (its record said so): nothing unpacked.
+    pub already_installed: bool,
+    pub layers: u64,
+    pub entries: u64,
+    /// Uncompressed bytes read from the layers.
+    pub bytes: u64,
+    /// Layer bytes fetched during the unpack (`--discard-layers`).
+    pub bytes_downloaded: u64,
+    /// The record beside ROOTFS.
+    pub record: String,
 }
 
 /// One manifest or blob of the pull.
@@ -82,12 +119,15 @@ pub struct ContentSummary {
     pub size: u64,
     /// Bytes of it fetched by this run (0 when it was already present).
     pub downloaded: u64,
-    /// `downloaded`, `present` (already in OUTDIR) or `skipped` (foreign layer).
+    /// `downloaded`, `present` (already in OUTDIR), `skipped` (foreign
+    /// layer), `fetched` (an index read to choose the platform, not kept)
+    /// or `discarded` (a layer removed after unpacking).
     pub status: &'static str,
     /// The host it was fetched from (a mirror or the registry), when fetched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// A zstd:chunked layer's partial pull: `{fetched, reused, zeros, requests, fallback}`.
+    #[cfg(feature = "delta")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delta: Option<serde_json::Value>,
 }
@@ -143,9 +183,11 @@ pub fn pull(
             manifests: Vec::new(),
             blobs: Vec::new(),
             bytes_downloaded: 0,
+            blob_bytes_downloaded: 0,
             manifest_bytes_downloaded: 0,
             signature: None,
             pruned_bytes: None,
+            unpack: None,
         },
         proof: None,
         signed_index: None,
@@ -179,7 +221,12 @@ pub fn pull(
     // The signature goes in before the image is named, so an image that
     // needed one is never in index.json without it.
     if let Some((d, bytes)) = &p.signed_index {
+        let present = p.layout.has_blob(d, bytes.len() as u64, false)?;
         p.layout.write_blob(d, bytes)?;
+        let d = d.to_string();
+        for m in p.summary.manifests.iter_mut().filter(|m| m.digest == d) {
+            m.status = if present { "present" } else { "downloaded" };
+        }
     }
     if let Some(proof) = &p.proof {
         proof.store(p.layout)?;
@@ -215,7 +262,7 @@ pub fn pull(
         summary.reference,
         summary.digest,
         layout.root().display(),
-        human(summary.bytes_downloaded + summary.manifest_bytes_downloaded)
+        human(summary.bytes_downloaded)
     ));
     Ok(summary)
 }
@@ -308,19 +355,20 @@ impl Puller<'_> {
             let Some(proof) = found else { return Ok(None) };
             signature = Some(proof.verified);
         }
-        let blobs = reached
-            .blobs
-            .iter()
-            .map(|(d, size, media_type)| ContentSummary {
+        let present = reached.blobs.iter().map(|b| (b, "present"));
+        let (manifests, blobs) = present
+            .chain(reached.discarded.iter().map(|b| (b, "discarded")))
+            .map(|((d, size, media_type), status)| ContentSummary {
                 digest: d.to_string(),
                 media_type: media_type.clone(),
                 size: *size,
                 downloaded: 0,
-                status: "present",
+                status,
                 source: None,
+                #[cfg(feature = "delta")]
                 delta: None,
             })
-            .collect();
+            .partition(|c| manifest::is_manifest_type(&c.media_type));
         Ok(Some(Summary {
             reference: full,
             digest: entry.digest.clone(),
@@ -328,12 +376,14 @@ impl Puller<'_> {
             size: entry.size.max(0) as u64,
             platform: entry.platform.as_ref().map(|p| p.to_string()),
             index_digest: entry.annotation(crate::layout::RESOLVED).map(str::to_string),
-            manifests: Vec::new(),
+            manifests,
             blobs,
             bytes_downloaded: 0,
+            blob_bytes_downloaded: 0,
             manifest_bytes_downloaded: 0,
             signature,
             pruned_bytes: None,
+            unpack: None,
         }))
     }
 
@@ -406,6 +456,17 @@ impl Puller<'_> {
                 if self.summary.index_digest.is_none() {
                     self.summary.index_digest = Some(f.digest.to_string());
                 }
+                // Read to choose the platform; kept only when signed (see pull).
+                self.summary.manifests.push(ContentSummary {
+                    digest: f.digest.to_string(),
+                    media_type: f.media_type.clone(),
+                    size: f.bytes.len() as u64,
+                    downloaded: f.bytes.len() as u64,
+                    status: "fetched",
+                    source: Some(f.source.clone()),
+                    #[cfg(feature = "delta")]
+                    delta: None,
+                });
                 let (d, size) = (chosen.checked_digest()?, chosen.checked_size()?);
                 // A signature of the chosen platform's manifest is accepted too.
                 if self.untrusted() && !self.verify_signature(&d)? {
@@ -442,8 +503,10 @@ impl Puller<'_> {
         let Some(proof) = found else { return Ok(false) };
         let v = &proof.verified;
         self.progress.note(format!(
-            "signature verified: {} signature of {} by key {}",
-            v.format, v.digest, v.key
+            "signature verified: {} signature of {} by {}",
+            v.format,
+            v.digest,
+            v.by()
         ));
         self.proof = Some(proof);
         Ok(true)
@@ -470,7 +533,7 @@ impl Puller<'_> {
         let (fetched, source) = self
             .sources
             .manifest(reference, manifest::ACCEPT, manifest::MAX_MANIFEST_BYTES)?;
-        self.summary.manifest_bytes_downloaded += fetched.bytes.len() as u64;
+        self.summary.count_bytes(0, fetched.bytes.len() as u64);
         let bytes = fetched.bytes;
         let hash = |d: &Digest| Digest::of(d.algorithm(), &bytes);
         let digest = match &expected {
@@ -525,6 +588,7 @@ impl Puller<'_> {
             downloaded: size,
             status: if present { "present" } else { "downloaded" },
             source: Some(f.source.clone()),
+            #[cfg(feature = "delta")]
             delta: None,
         });
         Ok(())
@@ -555,6 +619,18 @@ impl Puller<'_> {
             self.refuse_downgrade(&m.config)?;
         }
         if self.opts.discard_layers {
+            // Fetched by the unpack, one at a time (see install).
+            for l in &m.layers {
+                let (d, size) = (l.checked_digest()?, l.checked_size()?);
+                if self.summary.blobs.iter().any(|b| b.digest == d.to_string()) {
+                    continue;
+                }
+                let status = match self.layout.has_blob(&d, size, false)? {
+                    true => "present",
+                    false => "discarded",
+                };
+                self.record(l, &d, size, 0, status, None);
+            }
             return Ok(());
         }
         for layer in &m.layers {
@@ -732,7 +808,7 @@ impl Puller<'_> {
         let (downloaded, source) = self.sources.download_blob(&digest, size, &part, &mut bp)?;
         self.layout.commit_partial(&digest)?;
         bp.finish(downloaded);
-        self.summary.bytes_downloaded += downloaded;
+        self.summary.count_bytes(downloaded, 0);
         self.record(desc, &digest, size, downloaded, "downloaded", Some(source));
         self.advance(size);
         Ok(())
@@ -761,6 +837,7 @@ impl Puller<'_> {
             downloaded,
             status,
             source,
+            #[cfg(feature = "delta")]
             delta: None,
         });
     }
@@ -768,11 +845,17 @@ impl Puller<'_> {
 
 /// Download one blob into `layout` unless it is there (verified, fsynced,
 /// renamed into `blobs/`): what `--discard-layers` calls for each layer
-/// just before unpacking it. Returns the bytes fetched.
-pub fn fetch_one(sources: &mut Sources, layout: &Layout, progress: Progress, desc: &Descriptor) -> Result<u64> {
+/// just before unpacking it. Returns the bytes fetched and the host they
+/// came from (none when it was there).
+pub fn fetch_one(
+    sources: &mut Sources,
+    layout: &Layout,
+    progress: Progress,
+    desc: &Descriptor,
+) -> Result<(u64, Option<String>)> {
     let (digest, size) = (desc.checked_digest()?, desc.checked_size()?);
     if layout.has_blob(&digest, size, false)? {
-        return Ok(0);
+        return Ok((0, None));
     }
     if let Some(free) = layout.free_bytes() {
         let need = size.saturating_sub(layout.partial_len(&digest));
@@ -789,10 +872,10 @@ pub fn fetch_one(sources: &mut Sources, layout: &Layout, progress: Progress, des
         }
     }
     let mut bp = progress.blob(format!("{} {}", digest.short(), kind_of(&desc.media_type)), size);
-    let (downloaded, _) = sources.download_blob(&digest, size, &layout.partial_path(&digest), &mut bp)?;
+    let (downloaded, source) = sources.download_blob(&digest, size, &layout.partial_path(&digest), &mut bp)?;
     layout.commit_partial(&digest)?;
     bp.finish(downloaded);
-    Ok(downloaded)
+    Ok((downloaded, Some(source)))
 }
 
 /// A layer the unpack may fetch partially (modern zstd:chunked annotations).

@@ -214,7 +214,7 @@ fn each_command_takes_its_own_options() {
             vec!["gc", "--platform", "linux/amd64", "out"],
             "it is an option of: pull, unpack, config",
         ),
-        (vec!["rm", "--json", "out:v1"], "does not take --json"),
+        (vec!["rm", "--keep-partials", "out:v1"], "does not take --keep-partials"),
         (vec!["unpack", "--unpack", "r", "out", "r"], "does not take --unpack"),
         (vec!["--keep-partials", &r, "out"], "it is an option of: gc"),
         (vec!["--force", &r, "out"], "--force needs --unpack ROOTFS"),

@@ -4,7 +4,8 @@
 //! `--prune` converges after an interruption and keeps to its repository,
 //! one install at a time per ROOTFS, and ROOTFS gets the `./` entry's
 //! metadata. Cuts and faults use the debug build's test hooks
-//! (`MINIPULL_TEST_KILL`, `MINIPULL_TEST_FAULT`, `MINIPULL_TEST_NO_EXCHANGE`).
+//! (`MINIPULL_TEST_KILL`, `MINIPULL_TEST_TERM`, `MINIPULL_TEST_FAULT`,
+//! `MINIPULL_TEST_NO_EXCHANGE`).
 
 #![cfg(feature = "unpack")]
 
@@ -190,6 +191,44 @@ fn item_3_after_the_swap_upkeep_failures_exit_9_and_the_record_names_the_new_roo
     assert_eq!(pending["inode"], std::fs::metadata(&w.root).unwrap().ino());
     assert_exit(&w.unpack("stable", &[], &[]), 2);
     assert_eq!(w.recorded(), d4);
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn item_3_exit_9_outranks_an_interrupt_once_the_swap_is_done() {
+    if !hooks() {
+        return;
+    }
+    let w = World::new("install-3-term");
+    let repo = "fleet/os";
+    let d1 = w.push(repo, "stable", "v1", vec![]);
+    assert_exit(&w.install(&w.r(repo, "stable"), &["--prune"], &[]), 0);
+    // A SIGTERM before the swap still interrupts: 143, nothing installed.
+    w.push(repo, "stable", "v2", vec![]);
+    let o = w.install(&w.r(repo, "stable"), &["--prune"], &[("MINIPULL_TEST_TERM", "layer")]);
+    assert_exit(&o, 143);
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    assert_eq!((w.version("root"), w.recorded()), ("v1".into(), d1.clone()));
+    // A SIGTERM after the swap, then --prune fails: 9 (installed; upkeep
+    // failed), not 143, and the record names the new root.
+    let d3 = w.push(repo, "stable", "v3", vec![]);
+    let o = w.install(
+        &w.r(repo, "stable"),
+        &["--prune"],
+        &[("MINIPULL_TEST_TERM", "promote"), ("MINIPULL_TEST_FAULT", "prune")],
+    );
+    assert_exit(&o, 9);
+    assert!(stderr(&o).contains("--prune failed"), "{}", stderr(&o));
+    assert_eq!((w.version("root"), w.recorded()), ("v3".into(), d3.clone()));
+    // And with nothing failing, the run's own 0 stands.
+    let d4 = w.push(repo, "stable", "v4", vec![]);
+    let o = w.install(
+        &w.r(repo, "stable"),
+        &["--prune"],
+        &[("MINIPULL_TEST_TERM", "exchange")],
+    );
+    assert_exit(&o, 0);
+    assert_eq!((w.version("root"), w.recorded()), ("v4".into(), d4));
     assert_eq!(w.leftovers(), Vec::<String>::new());
 }
 

@@ -122,7 +122,7 @@ fn second_reference_adds_to_index_and_repull_downloads_nothing() {
     );
     assert_exit(&o, 0);
     let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(summary["bytesDownloaded"], len as u64);
+    assert_eq!(summary["blobBytesDownloaded"], len as u64);
     assert_blobs_consistent(&out);
 }
 

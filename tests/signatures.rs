@@ -810,6 +810,67 @@ fn prune_drops_the_signature_of_the_replaced_image() {
     );
 }
 
+/// A cut in the prune after index.json dropped the replaced image's
+/// signature entry and before its blobs went: the next run still removes
+/// them (the prune list names the signature first), so the disk converges
+/// to what an uncut update leaves.
+#[cfg(feature = "unpack")]
+#[test]
+fn a_prune_cut_after_the_signature_entry_went_still_removes_its_blobs() {
+    if std::env::var_os("MINIPULL_BIN").is_some() {
+        eprintln!("skipped: only debug builds honour MINIPULL_TEST_KILL");
+        return;
+    }
+    let w = World::new();
+    let key = keygen(w.work.path(), "vendor", false);
+    let repo = "signed/prunecut";
+    let d1 = w.image(repo, b"one\n");
+    let p = payload(&format!("{}/{repo}", w.reg.host), &d1);
+    push_classic(&w.reg, repo, &d1, &[(p.clone(), base64_pub(&key.sign(&p)))]);
+    let out = w.work.join("layout");
+    let root = w.work.join("root");
+    let root_s = root.to_str().unwrap();
+    assert_exit(
+        &w.pull(repo, &out, &["--verify-key", key.public(), "--unpack", root_s]),
+        0,
+    );
+    w.image(repo, b"two\n");
+    let r = format!("{}/{repo}:v1", w.reg.host);
+    let args = [
+        "--plain-http",
+        "-q",
+        "--prune",
+        "--force",
+        "--unpack",
+        root_s,
+        &r,
+        out.to_str().unwrap(),
+    ];
+    let o = std::process::Command::new(minipull_bin())
+        .args(args)
+        .env("MINIPULL_TEST_KILL", "prune-index")
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&o.status),
+        Some(9),
+        "cut at prune-index"
+    );
+    let index = read_json(&out.join("index.json"));
+    assert_eq!(
+        index["manifests"].as_array().unwrap().len(),
+        1,
+        "the signature entry went: {index}"
+    );
+    assert!(blob_path(&out, &sha256(&p)).exists(), "cut before the blobs went");
+    assert_exit(&minipull(&args, None), 0);
+    assert!(
+        !blob_path(&out, &sha256(&p)).exists(),
+        "the cut prune's signature payload is removed by the next run"
+    );
+    assert_index_points_at_blobs(&out);
+}
+
 /// A hostile registry answers 404 for the classic `.sig` tag (so only a
 /// bundle is found) and serves, under the fleet's OS repository, the fleet's
 /// debug image with the bundle the fleet key made for *that* repository.

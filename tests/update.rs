@@ -192,7 +192,10 @@ fn check_repull_update_prune_ls_rm_gc() {
     assert_exit(&o, 0);
     assert!(stale.exists());
     let freed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(freed["blobs"], 4, "the stable image's manifest, config and two layers");
+    assert_eq!(
+        freed["blobsRemoved"], 4,
+        "the stable image's manifest, config and two layers"
+    );
     let mut left = other_blobs.clone();
     left.push(other.clone());
     left.sort();

@@ -281,6 +281,10 @@ floor=$(floor_on "$SEC/disk.img")
 echo "boot test: ok: the time floor on the TLS disk rose to the verified certificate's notBefore, not to the guest clock" >&2
 echo "boot test: ok: the credentials on the disk were used (token server log) and the password is not on the console" >&2
 
+# 12-15: the power-cut torture, the floor across boots, a full disk at the
+# record write, images that ship the boot mark (on a disk of their own).
+. "$here/torture.sh"
+
 # arm64 (qemu-system-aarch64 -M virt, Debian's arm64 kernel and busybox, the
 # aarch64 minipull): cases 1 and 6 here, 4 below with the registries down.
 # The arm64 image lives in its own repository, boot/arm.

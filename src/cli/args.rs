@@ -148,6 +148,9 @@ pub(crate) const OPTIONS: &[Opt] = &[
     opt("--prune", "", PULL, "after the pull (and unpack), remove the blobs only the replaced version of this image used"),
     opt("--verify-key", "PATH", PULL | UNPACK | CONFIG, "accept only images with a cosign signature by this PEM public key (repeatable: any one suffices; ECDSA P-256, P-384, Ed25519; $MINIPULL_VERIFY_KEY, colon-separated)"),
     opt("--verify-identity", "REPO", PULL | UNPACK | CONFIG, "also require the signature (classic or bundle) to name this repository"),
+    opt("--certificate-identity", "SAN", PULL | UNPACK | CONFIG, "accept keyless signatures whose certificate names this identity (a workflow URL or email; exact, or a prefix ending in /* or @*; repeatable, paired by position with --certificate-oidc-issuer; $MINIPULL_CERTIFICATE_IDENTITY)"),
+    opt("--certificate-oidc-issuer", "URL", PULL | UNPACK | CONFIG, "the OIDC issuer of the --certificate-identity in the same position, exact (e.g. https://token.actions.githubusercontent.com; $MINIPULL_CERTIFICATE_OIDC_ISSUER)"),
+    opt("--trusted-root", "FILE", PULL | UNPACK | CONFIG, "the sigstore trusted_root.json keyless signatures chain to (Fulcio CAs, Rekor and CT log keys; $MINIPULL_TRUSTED_ROOT)"),
     opt("--no-downgrade", "", PULL, "refuse (exit 8) an image whose config is older than the one OUTDIR already holds under the same name"),
     opt("--limit-rate", "BYTES", PULL, "cap the download rate, as the link sees it from the first second (k, M, G suffixes; the receive buffer of every connection is sized to it)"),
     opt("--speed-limit", "BYTES", PULL, "abandon and resume a download slower than BYTES a second for --speed-time (default 1024; k, M, G suffixes)"),
@@ -170,7 +173,7 @@ pub(crate) const OPTIONS: &[Opt] = &[
     global("--retries", "N", NET, "attempts after a failure that got an answer (default 5; given, it also bounds retries of an unreachable source)"),
     global("--retry-for", "SECS", NET, "keep trying a registry or mirror that does not answer (refused, no route, no DNS) this long (default 60; 0: fail)"),
     global("--timeout", "SECS", NET, "connect timeout and longest wait for data (default 30)"),
-    global("--json", "", PULL | CHECK | LS | GC | INSPECT | TAGS, "print the result as JSON on stdout"),
+    global("--json", "", PULL | CHECK | UNPACK | LS | RM | GC | INSPECT | TAGS, "print the result, or the error, as JSON on stdout"),
     Opt { short: "-q", ..global("--quiet", "", EVERY, "no progress on stderr (warnings and errors remain)") },
 ];
 
@@ -549,13 +552,17 @@ ENVIRONMENT:
   MINIPULL_USERNAME, MINIPULL_PASSWORD  credentials for the registry
   MINIPULL_VERIFY_KEY                   --verify-key for pull, unpack, config
   MINIPULL_PLAIN_HTTP=HOST:PORT,...     --plain-http for these registries only
+  MINIPULL_CERTIFICATE_IDENTITY,        one --certificate-identity pair
+    MINIPULL_CERTIFICATE_OIDC_ISSUER
+  MINIPULL_TRUSTED_ROOT                 --trusted-root
   HTTPS_PROXY, HTTP_PROXY, NO_PROXY     proxies (lowercase too)
   SSL_CERT_FILE, SSL_CERT_DIR           the system's CA certificates
 
 EXIT CODES:
   0 ok, 1 other error, 2 usage or invalid reference, 3 not found,
   4 authentication refused, 5 network, 6 integrity, 7 local storage,
-  8 untrusted (no valid signature with --verify-key, or a downgrade),
+  8 untrusted (no valid signature with --verify-key or
+    --certificate-identity, or a downgrade),
   10 (check) an update is available,
   130, 143 interrupted (SIGINT, SIGTERM): the same command resumes
 ",

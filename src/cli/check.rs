@@ -33,18 +33,20 @@ pub(super) fn check_command(args: &Args) -> Result<i32> {
         }
     };
     let current = local.as_deref() == Some(remote.to_string().as_str());
-    let out = if args.json {
-        serde_json::json!({
-            "reference": reference.to_string(),
-            "remote": remote.to_string(),
-            "local": local,
-            "upToDate": current,
-        })
-        .to_string()
-    } else {
-        remote.to_string()
-    };
-    let _ = writeln!(std::io::stdout(), "{out}");
+    match args.json {
+        true => print_json(
+            &serde_json::json!({
+                "reference": reference.to_string(),
+                "remote": remote.to_string(),
+                "local": local,
+                "upToDate": current,
+            }),
+            false,
+        ),
+        false => {
+            let _ = writeln!(std::io::stdout(), "{remote}");
+        }
+    }
     progress.note(match (&local, current) {
         (_, true) => format!("{reference} is up to date in {}", args.outdir.display()),
         (Some(l), false) => format!("{reference} has an update: {l} in OUTDIR, {remote} in the registry"),

@@ -252,6 +252,12 @@ pub fn run() -> Result<i32> {
             &args.verify_keys,
             std::env::var("MINIPULL_VERIFY_KEY").ok(),
             args.verify_identity.clone(),
+            crate::verify::KeylessArgs {
+                sans: args.opts.texts("--certificate-identity")?,
+                issuers: args.opts.texts("--certificate-oidc-issuer")?,
+                root: args.opts.path("--trusted-root"),
+            }
+            .with_env(|k| std::env::var(k).ok()),
         )?,
         false => None,
     };
@@ -274,6 +280,42 @@ pub fn run() -> Result<i32> {
     // Only once the run succeeded: what it verified is then worth keeping.
     connect::raise_time_floor(&args, Progress::new(args.quiet));
     Ok(code)
+}
+
+/// Say that the run failed: on stderr, and with `--json` as JSON on stdout
+/// too. Returns the exit code.
+pub fn fail(e: &Error) -> i32 {
+    let code = e.kind.exit_code();
+    eprintln!("minipull: error: {e}");
+    // The command line may be what failed to parse: look for the flag itself.
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    if json {
+        let v = serde_json::json!({"error": {"exitCode": code, "message": e.message, "hint": e.hint}});
+        print_json(&v, false);
+    }
+    code
+}
+
+/// `v` on stdout, one line (or pretty), with every control character a
+/// `\u` escape: serde_json leaves DEL and the C1 controls raw. (Raw
+/// newlines are the pretty layout's own; those in strings are escaped.)
+pub(crate) fn print_json(v: &serde_json::Value, pretty: bool) {
+    let text = match pretty {
+        true => format!("{v:#}"),
+        false => v.to_string(),
+    };
+    let mut clean = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c.is_control() && c != '\n' {
+            true => clean += &format!("\\u{:04x}", c as u32),
+            false => clean.push(c),
+        }
+    }
+    // A closed stdout (`| head`) is not worth failing a finished run for.
+    let _ = writeln!(std::io::stdout(), "{clean}");
 }
 
 /// `OUTDIR[:NAME]`: a directory that exists as given is OUTDIR; otherwise the

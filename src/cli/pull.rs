@@ -45,19 +45,18 @@ pub(super) fn pull_command(args: &Args, platform: Platform, policy: Option<crate
     let (summary, outcome) = crate::install::update(&reference, &mut sources, &layout, &pull_opts, &steps, progress)?;
     // Last (with --discard-layers the unpack still used the work directory).
     layout.tidy();
-    let out = if args.json {
+    if args.json {
         let mut v =
             serde_json::to_value(&summary).map_err(|e| Error::other(format!("cannot encode the summary: {e}")))?;
         v["warnings"] = outcome.warnings.clone().into();
         if plan.is_some() {
             v["installed"] = (outcome.installed || outcome.already_installed).into();
         }
-        serde_json::to_string_pretty(&v).map_err(|e| Error::other(format!("cannot encode the summary: {e}")))?
+        print_json(&v, true);
     } else {
-        summary.digest.clone()
-    };
-    // A closed stdout (e.g. `| head`) is not worth failing a finished pull for.
-    let _ = writeln!(std::io::stdout(), "{out}");
+        // A closed stdout (e.g. `| head`) is not worth failing a finished pull for.
+        let _ = writeln!(std::io::stdout(), "{}", summary.digest);
+    }
     Ok(outcome.exit_code())
 }
 

@@ -40,8 +40,10 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         // Before anything is extracted: the signature stored with the image.
         let v = verify_stored(&layout, policy, &image)?;
         Progress::new(args.quiet).note(format!(
-            "signature verified offline: {} signature of {} by key {}",
-            v.format, v.digest, v.key
+            "signature verified offline: {} signature of {} by {}",
+            v.format,
+            v.digest,
+            v.by()
         ));
     }
     if args.command == Command::Config {
@@ -69,7 +71,7 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         true => "ROOTFS, unpacked in place, is incomplete: empty it, then run the same command again",
         false => "ROOTFS is as it was; run the same command again",
     });
-    let (warnings, _) = crate::install::install(
+    let done = crate::install::install(
         &layout,
         &image,
         &plan,
@@ -80,7 +82,13 @@ pub(super) fn local_command(args: &Args, platform: &Platform, policy: Option<&cr
         #[cfg(feature = "delta")]
         None,
     )?;
-    Ok(match warnings.is_empty() {
+    if args.json {
+        let v = serde_json::json!({
+            "name": image.name, "digest": image.digest, "unpack": done.summary, "warnings": done.warnings,
+        });
+        print_json(&v, true);
+    }
+    Ok(match done.warnings.is_empty() {
         true => 0,
         false => crate::error::Kind::Upkeep.exit_code(),
     })

@@ -51,21 +51,12 @@ pub(super) fn ls_command(args: &Args) -> Result<i32> {
         };
         rows.push(serde_json::json!({
             "name": name, "reference": reference, "digest": e.digest, "mediaType": e.media_type,
-            "platforms": platforms, "size": reached.size(), "state": state,
+            "platforms": platforms, "size": reached.size(), "status": state, "state": state,
         }));
     }
     let mut out = std::io::stdout();
     if args.json {
-        // serde_json leaves DEL and the C1 controls raw: escape them too.
-        let text = serde_json::Value::Array(rows).to_string();
-        let mut clean = String::with_capacity(text.len());
-        for c in text.chars() {
-            match c.is_control() {
-                true => clean += &format!("\\u{:04x}", c as u32),
-                false => clean.push(c),
-            }
-        }
-        let _ = writeln!(out, "{clean}");
+        print_json(&serde_json::Value::Array(rows), false);
         return Ok(0);
     }
     // On a terminal, a header names the columns (a script reads rows only).
@@ -149,6 +140,13 @@ pub(super) fn rm_command(args: &Args) -> Result<i32> {
         });
     };
     let gone = layout.retain_entries(|e| !pick(e))?;
+    if args.json {
+        let removed: Vec<_> = gone
+            .iter()
+            .map(|e| serde_json::json!({"name": e.annotation(REF_NAME), "digest": e.digest, "mediaType": e.media_type}))
+            .collect();
+        print_json(&serde_json::json!({"name": name, "removed": removed}), false);
+    }
     Progress::new(args.quiet).note(format!(
         "removed {} from {} ({}); its blobs stay until `minipull gc`",
         crate::error::Clean(&name),
@@ -185,9 +183,16 @@ pub(super) fn gc_command(args: &Args) -> Result<i32> {
 
 /// Say what a removal freed: on stdout (a line, or JSON).
 pub(super) fn report(f: &Freed, json: bool) {
-    let out = if json {
-        serde_json::json!({"blobs": f.blobs, "partials": f.partials, "bytes": f.bytes}).to_string()
-    } else {
+    if json {
+        let blobs: Vec<_> = f
+            .removed
+            .iter()
+            .map(|(d, size)| serde_json::json!({"digest": d, "size": size}))
+            .collect();
+        let v = serde_json::json!({"blobs": blobs, "blobsRemoved": f.blobs, "partials": f.partials, "bytes": f.bytes});
+        return print_json(&v, false);
+    }
+    let out = {
         format!(
             "freed {} ({}, {})",
             human(f.bytes),

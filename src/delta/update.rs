@@ -54,6 +54,8 @@ pub struct Report {
     /// Obtained partially (no blob in `blobs/`).
     pub partial: bool,
     pub delta: Option<Stats>,
+    /// The host a whole download came from.
+    pub source: Option<String>,
 }
 
 /// The layers' source for [`crate::unpack::unpack_with`] in an update.
@@ -256,6 +258,7 @@ fn add_report(reports: &mut Vec<Report>, desc: &Descriptor, downloaded: u64, par
         downloaded,
         partial,
         delta,
+        source: None,
     });
 }
 
@@ -288,12 +291,15 @@ impl crate::unpack::Layers for Feed<'_> {
             });
         }
         if self.discard || !present {
-            let got = crate::pull::fetch_one(sources, self.layout, self.progress, layer)?;
+            let (got, source) = crate::pull::fetch_one(sources, self.layout, self.progress, layer)?;
             if let Some(s) = &mut stats {
                 s.fetched = got;
             }
             if got > 0 || stats.is_some() {
                 self.report(layer, got, false, stats);
+                if let Some(r) = self.reports.last_mut() {
+                    r.source = source;
+                }
             }
         }
         Ok(None)

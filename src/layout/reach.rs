@@ -19,8 +19,8 @@ pub struct Reached {
     pub missing: Vec<Digest>,
     /// Layers an entry marked as discarded (`--discard-layers`) or
     /// obtained partially (zstd:chunked, its TOC and tar-split kept as the
-    /// proof) does not hold.
-    pub discarded: Vec<Digest>,
+    /// proof) does not hold, with the size and media type their descriptor gives.
+    pub discarded: Vec<(Digest, u64, String)>,
 }
 
 impl Reached {
@@ -137,7 +137,8 @@ impl Layout {
                     // An entry marked discarded holds no layers: what may
                     // still be on disk is not its to keep.
                     if discarded {
-                        r.discarded.push(l.checked_digest()?);
+                        r.discarded
+                            .push((l.checked_digest()?, l.size.max(0) as u64, l.media_type.clone()));
                         continue;
                     }
                     // Obtained partially: its blob is not here, its proof
@@ -147,7 +148,7 @@ impl Layout {
                         let d = l.checked_digest()?;
                         if partial.contains(&d) && self.blob_size(&d).is_none() {
                             match !verify || crate::delta::fetch::previous(self, l).is_some() {
-                                true => r.discarded.push(d),
+                                true => r.discarded.push((d, l.size.max(0) as u64, l.media_type.clone())),
                                 false => r.missing.push(d),
                             }
                             continue;

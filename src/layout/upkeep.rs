@@ -19,6 +19,8 @@ pub const STALE_PARTIAL: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, Default)]
 pub struct Freed {
     pub blobs: usize,
+    /// The blobs removed: digest and bytes.
+    pub removed: Vec<(String, u64)>,
     pub partials: usize,
     pub bytes: u64,
 }
@@ -66,7 +68,7 @@ impl Layout {
         for e in self.entries()? {
             let r = self.reach(&e, false)?;
             named.extend(r.missing.iter().cloned());
-            named.extend(r.discarded.iter().cloned());
+            named.extend(r.discarded.iter().map(|(d, ..)| d.clone()));
             have.extend(r.digests());
         }
         Ok((have, named))
@@ -157,6 +159,7 @@ impl Layout {
         if size > 0 || self.blob_size(d).is_none() {
             freed.blobs += 1;
             freed.bytes += size;
+            freed.removed.push((d.to_string(), size));
         }
         Ok(())
     }

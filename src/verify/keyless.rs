@@ -358,7 +358,11 @@ pub fn bundle(b: &Value, root: &TrustRoot, identities: &[Identity], now: Option<
             .and_then(Value::as_str)
             .ok_or("malformed bundle: payloadType")?;
         message = super::signature::pae(pt, &dsse_payload);
-        check_body(&entry.body_b64, Signed::Dsse(&dsse_payload), &signature, &cert)?;
+        let signed = match mode {
+            Mode::Image => Signed::Dsse(&dsse_payload),
+            Mode::Blob(_) => Signed::DsseOrIntoto(&dsse_payload),
+        };
+        check_body(&entry.body_b64, signed, &signature, &cert)?;
         if let Mode::Blob(artifact) = mode {
             let d = super::rekor::hex(ring::digest::digest(&ring::digest::SHA256, artifact).as_ref());
             let st: Value =
@@ -384,6 +388,56 @@ pub fn bundle(b: &Value, root: &TrustRoot, identities: &[Identity], now: Option<
         return Err("the signature does not verify with the certificate (content altered?)".into());
     }
     Ok(a)
+}
+
+/// The conformance client's check (blob semantics): `bundle` over
+/// `artifact`, keyless against `identities` and `root`, or with one of
+/// `keys` when the bundle names a public key (its signature only: a keyed
+/// bundle's log entry is not checked).
+pub fn verify_blob(
+    bundle_json: &[u8],
+    artifact: &[u8],
+    root: Option<&TrustRoot>,
+    identities: &[Identity],
+    keys: &[PublicKey],
+) -> R<()> {
+    let b: Value = serde_json::from_slice(bundle_json).map_err(|_| "malformed: the bundle is not JSON")?;
+    if bundle_cert(&b)?.is_some() {
+        let root = root.ok_or("a keyless bundle needs a trusted root")?;
+        if identities.is_empty() {
+            return Err("a keyless bundle, and no identity was given".into());
+        }
+        return bundle(&b, root, identities, synced_now(), Mode::Blob(artifact)).map(|_| ());
+    }
+    if keys.is_empty() {
+        return Err("signed with a key, and no key was given".into());
+    }
+    let (message, signature) = if let Some(ms) = b.get("messageSignature") {
+        (artifact.to_vec(), b64(ms, &["signature"])?)
+    } else if let Some(env) = b.get("dsseEnvelope") {
+        let sigs = env
+            .get("signatures")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if sigs.len() != 1 {
+            return Err("the DSSE envelope must have exactly one signature".into());
+        }
+        let pt = env
+            .get("payloadType")
+            .and_then(Value::as_str)
+            .ok_or("malformed bundle: payloadType")?;
+        (
+            super::signature::pae(pt, &b64(env, &["payload"])?),
+            b64(&sigs[0], &["sig"])?,
+        )
+    } else {
+        return Err("malformed bundle: neither messageSignature nor dsseEnvelope".into());
+    };
+    match keys.iter().any(|k| k.verifies(&message, &signature)) {
+        true => Ok(()),
+        false => Err("signed by another key (or the content was altered)".into()),
+    }
 }
 
 #[cfg(test)]

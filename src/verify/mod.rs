@@ -11,13 +11,19 @@
 //! Keyed and offline, like `cosign verify --key K --insecure-ignore-tlog`:
 //! no transparency log, no certificates.
 
+#[cfg(feature = "keyless")]
 pub mod cert;
+#[cfg(feature = "keyless")]
 pub mod der;
 pub mod key;
+#[cfg(feature = "keyless")]
 pub mod keyless;
+#[cfg(feature = "keyless")]
 pub mod rekor;
+#[cfg(feature = "keyless")]
 pub mod sct;
 pub mod signature;
+#[cfg(feature = "keyless")]
 pub mod trust_root;
 
 use crate::digest::Digest;
@@ -45,13 +51,115 @@ pub struct Policy {
     /// `--verify-identity`: the repository every signature must name (a
     /// classic payload's `docker-reference`, a bundle's `subject[].name`).
     pub identity: Option<String>,
+    /// `--certificate-identity` pairs with their `--trusted-root`.
+    #[cfg(feature = "keyless")]
+    pub keyless: Option<Keyless>,
+}
+
+/// Keyless signatures: the identities accepted and the root they chain to.
+#[cfg(feature = "keyless")]
+pub struct Keyless {
+    pub identities: Vec<keyless::Identity>,
+    pub root: trust_root::TrustRoot,
+    /// The time, only when the kernel says its clock is synchronized.
+    pub now: Option<i64>,
+}
+
+/// The keyless part of the command line: `--certificate-identity`,
+/// `--certificate-oidc-issuer` (matched by position) and `--trusted-root`,
+/// the environment's pair and root already added.
+#[derive(Default)]
+pub struct KeylessArgs {
+    pub sans: Vec<String>,
+    pub issuers: Vec<String>,
+    pub root: Option<PathBuf>,
+}
+
+impl KeylessArgs {
+    /// Add `$MINIPULL_CERTIFICATE_IDENTITY`, `$MINIPULL_CERTIFICATE_OIDC_ISSUER`
+    /// (one pair) and `$MINIPULL_TRUSTED_ROOT` (when no `--trusted-root`).
+    pub fn with_env(mut self, get: impl Fn(&str) -> Option<String>) -> KeylessArgs {
+        let (san, issuer) = (
+            get("MINIPULL_CERTIFICATE_IDENTITY").filter(|s| !s.is_empty()),
+            get("MINIPULL_CERTIFICATE_OIDC_ISSUER").filter(|s| !s.is_empty()),
+        );
+        self.sans.extend(san);
+        self.issuers.extend(issuer);
+        if self.root.is_none() {
+            self.root = get("MINIPULL_TRUSTED_ROOT")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from);
+        }
+        self
+    }
+    fn is_empty(&self) -> bool {
+        self.sans.is_empty() && self.issuers.is_empty() && self.root.is_none()
+    }
+}
+
+fn read_small(p: &std::path::Path, max: u64, what: &str) -> Result<Vec<u8>> {
+    crate::layout::open_no_follow(p)
+        .and_then(|f| {
+            use std::io::Read;
+            let mut b = Vec::new();
+            f.take(max + 1).read_to_end(&mut b).map(|_| b)
+        })
+        .map_err(|e| Error::new(Kind::Usage, format!("cannot read the {what} {}: {e}", p.display())))
+        .and_then(|b| match b.len() as u64 > max {
+            true => Err(Error::usage(format!("the {what} {} is too large", p.display()))),
+            false => Ok(b),
+        })
+}
+
+#[cfg(feature = "keyless")]
+fn load_keyless(k: KeylessArgs) -> Result<Option<Keyless>> {
+    if k.is_empty() {
+        return Ok(None);
+    }
+    if k.sans.len() != k.issuers.len() {
+        return Err(Error::usage(format!(
+            "{} --certificate-identity but {} --certificate-oidc-issuer",
+            k.sans.len(),
+            k.issuers.len()
+        ))
+        .hint("give them in pairs: each identity with the issuer of its token, matched by position"));
+    }
+    if k.sans.is_empty() {
+        return Err(Error::usage(
+            "--trusted-root needs --certificate-identity and --certificate-oidc-issuer",
+        ));
+    }
+    let Some(path) = k.root else {
+        return Err(Error::usage("--certificate-identity needs --trusted-root")
+            .hint("minipull has no built-in root: ship the sigstore trusted_root.json the device trusts"));
+    };
+    let identities = k
+        .sans
+        .iter()
+        .zip(&k.issuers)
+        .map(|(s, i)| keyless::Identity::new(s, i).map_err(Error::usage))
+        .collect::<Result<Vec<_>>>()?;
+    let text = read_small(&path, trust_root::MAX_ROOT, "trusted root")?;
+    let root = trust_root::TrustRoot::parse(&text)
+        .map_err(|e| Error::usage(format!("the trusted root {}: {e}", path.display())))?;
+    Ok(Some(Keyless {
+        identities,
+        root,
+        now: keyless::synced_now(),
+    }))
 }
 
 impl Policy {
     /// Keys from `--verify-key` and `$MINIPULL_VERIFY_KEY` (colon-separated
-    /// paths); `None` when neither names a key. A key that cannot be read
-    /// or parsed is a usage error, before any network access.
-    pub fn load(paths: &[PathBuf], env: Option<String>, identity: Option<String>) -> Result<Option<Policy>> {
+    /// paths) and keyless identities; `None` when none is given. A key or
+    /// root that cannot be read or parsed is a usage error, before any
+    /// network access.
+    pub fn load(
+        paths: &[PathBuf],
+        env: Option<String>,
+        identity: Option<String>,
+        kl: KeylessArgs,
+    ) -> Result<Option<Policy>> {
         let mut all: Vec<PathBuf> = paths.to_vec();
         all.extend(
             env.iter()
@@ -59,9 +167,30 @@ impl Policy {
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
         );
-        if all.is_empty() {
+        if let Some(id) = identity.as_deref().filter(|i| i.contains("://")) {
+            return Err(Error::usage(format!(
+                "--verify-identity {} is not a repository name",
+                crate::error::Quoted(id)
+            ))
+            .hint("--verify-identity names the image's repository; a signer's identity (a workflow URL or an email) is given with --certificate-identity and --certificate-oidc-issuer"));
+        }
+        #[cfg(feature = "keyless")]
+        let keyless = load_keyless(kl)?;
+        #[cfg(not(feature = "keyless"))]
+        if !kl.is_empty() {
+            return Err(Error::usage(
+                "this minipull was built without keyless signature support (cargo feature \"keyless\")",
+            ));
+        }
+        #[cfg(feature = "keyless")]
+        let none = all.is_empty() && keyless.is_none();
+        #[cfg(not(feature = "keyless"))]
+        let none = all.is_empty();
+        if none {
             if identity.is_some() {
-                return Err(Error::usage("--verify-identity needs --verify-key"));
+                return Err(Error::usage(
+                    "--verify-identity needs --verify-key or --certificate-identity",
+                ));
             }
             return Ok(None);
         }
@@ -77,16 +206,16 @@ impl Policy {
         }
         let mut keys = Vec::new();
         for p in &all {
-            let text = crate::layout::open_no_follow(p)
-                .and_then(|f| {
-                    use std::io::Read;
-                    let mut s = String::new();
-                    f.take(64 * 1024).read_to_string(&mut s).map(|_| s)
-                })
-                .map_err(|e| Error::new(Kind::Usage, format!("cannot read the key {}: {e}", p.display())))?;
+            let text = String::from_utf8(read_small(p, 64 * 1024, "key")?)
+                .map_err(|_| Error::usage(format!("the key {} is not text", p.display())))?;
             keys.push(PublicKey::from_pem(&text).map_err(|e| e.context(p.display()))?);
         }
-        Ok(Some(Policy { keys, identity }))
+        Ok(Some(Policy {
+            keys,
+            identity,
+            #[cfg(feature = "keyless")]
+            keyless,
+        }))
     }
 }
 
@@ -331,7 +460,7 @@ fn classic(
         let Some(payload) = soft(blob_of(store, layer), reasons, &format!("{what}, layer {n}"))? else {
             continue;
         };
-        match check_classic(&payload.1, sig, &policy.keys, digest, policy.identity.as_deref()) {
+        match classic_one(policy, layer, &payload.1, sig, digest) {
             Ok(verified) => {
                 return Ok(Some(Proof {
                     verified,
@@ -412,7 +541,7 @@ fn bundles(
         let Some(bundle) = soft(blob_of(store, layer), reasons, &what)? else {
             continue;
         };
-        match check_bundle(&bundle.1, &policy.keys, digest, policy.identity.as_deref()) {
+        match bundle_one(policy, &bundle.1, digest) {
             Ok(verified) => {
                 return Ok(Some(Proof {
                     verified,
@@ -430,6 +559,90 @@ fn bundles(
         reasons.push("no sigstore bundle among the referrers".to_string());
     }
     Ok(None)
+}
+
+/// The certificate of a classic keyless signature, PEM.
+pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+/// A classic keyless signature's Rekor bundle (the SET), JSON.
+pub const REKOR_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+
+/// One classic signature layer: keyless when it carries a certificate
+/// (checked against the identities), else against the keys.
+fn classic_one(
+    policy: &Policy,
+    layer: &Descriptor,
+    payload: &[u8],
+    sig: &str,
+    digest: &Digest,
+) -> std::result::Result<Verified, String> {
+    let cert = layer.annotation(CERTIFICATE_ANNOTATION);
+    #[cfg(feature = "keyless")]
+    if let (Some(cert), Some(k)) = (cert, &policy.keyless) {
+        let rekor = layer
+            .annotation(REKOR_ANNOTATION)
+            .ok_or("a keyless signature without its Rekor bundle: needs RFC 3161 timestamp support, which minipull does not have yet")?;
+        let signature = crate::auth::base64_decode(sig.trim()).ok_or("malformed: the signature is not base64")?;
+        let a = keyless::classic(payload, &signature, cert, rekor, &k.root, &k.identities, k.now)?;
+        signature::classic_payload(payload, digest, policy.identity.as_deref())?;
+        return Ok(accepted("classic", a, digest));
+    }
+    if policy.keys.is_empty() {
+        return Err(match cert {
+            Some(_) => "a keyless signature, and no --certificate-identity was given".into(),
+            None => "signed with a key, and no --verify-key was given".into(),
+        });
+    }
+    check_classic(payload, sig, &policy.keys, digest, policy.identity.as_deref())
+}
+
+/// One sigstore bundle: keyless when it carries a certificate.
+fn bundle_one(policy: &Policy, bundle: &[u8], digest: &Digest) -> std::result::Result<Verified, String> {
+    #[cfg(feature = "keyless")]
+    {
+        let v: serde_json::Value = serde_json::from_slice(bundle).map_err(|_| "malformed: the bundle is not JSON")?;
+        if v.get("messageSignature").is_some() {
+            return Err(
+                "the bundle signs a blob (messageSignature), not an image; cosign signs images with a DSSE envelope"
+                    .into(),
+            );
+        }
+        if keyless::bundle_cert(&v)?.is_some() {
+            let Some(k) = &policy.keyless else {
+                return Err("a keyless bundle, and no --certificate-identity was given".into());
+            };
+            let env = v.get("dsseEnvelope").ok_or("malformed: no dsseEnvelope")?;
+            if env.get("payloadType").and_then(serde_json::Value::as_str) != Some("application/vnd.in-toto+json") {
+                return Err("the DSSE payload is not an in-toto statement".into());
+            }
+            let a = keyless::bundle(&v, &k.root, &k.identities, k.now, keyless::Mode::Image)?;
+            let payload = env
+                .get("payload")
+                .and_then(serde_json::Value::as_str)
+                .and_then(crate::auth::base64_decode)
+                .ok_or("malformed: the DSSE payload is not base64")?;
+            signature::statement(&payload, digest, policy.identity.as_deref())?;
+            return Ok(accepted("bundle", a, digest));
+        }
+    }
+    if policy.keys.is_empty() {
+        return Err("signed with a key, and no --verify-key was given".into());
+    }
+    check_bundle(bundle, &policy.keys, digest, policy.identity.as_deref())
+}
+
+#[cfg(feature = "keyless")]
+fn accepted(format: &'static str, a: keyless::Accepted, digest: &Digest) -> Verified {
+    Verified {
+        format,
+        key: String::new(),
+        digest: digest.to_string(),
+        identity: Some(signature::SignedBy {
+            san: a.san,
+            issuer: a.issuer,
+        }),
+        integrated_time: Some(a.integrated_time),
+        log_index: Some(a.log_index),
+    }
 }
 
 /// An RFC 3339 time (`2024-05-01T10:00:00.5Z`, `...+02:00`) as
@@ -489,16 +702,28 @@ pub fn rfc3339(s: &str) -> Option<(i64, u32)> {
 
 /// The error when no signature was valid: what was found and why each failed.
 pub fn untrusted(what: &str, policy: &Policy, reasons: &[String]) -> Error {
-    let mut msg = format!(
-        "no valid signature for {what} with the {} key(s) given",
-        policy.keys.len()
-    );
+    #[cfg(feature = "keyless")]
+    let ids = policy.keyless.as_ref().map_or(0, |k| k.identities.len());
+    #[cfg(not(feature = "keyless"))]
+    let ids = 0;
+    let mut msg = match ids {
+        0 => format!(
+            "no valid signature for {what} with the {} key(s) given",
+            policy.keys.len()
+        ),
+        n => format!(
+            "no valid signature for {what} with the {} key(s) and {n} certificate identit{} given",
+            policy.keys.len(),
+            if n == 1 { "y" } else { "ies" }
+        ),
+    };
     for (i, r) in reasons.iter().take(20).enumerate() {
         msg += &format!("{} {r}", if i == 0 { ":" } else { ";" });
     }
-    let mut hint = String::from(
-        "sign the image with `cosign sign --key cosign.key IMAGE` using a key given with --verify-key; nothing was downloaded but signature material",
-    );
+    let mut hint = String::from(match ids {
+        0 => "sign the image with `cosign sign --key cosign.key IMAGE` using a key given with --verify-key; nothing was downloaded but signature material",
+        _ => "sign the image with `cosign sign IMAGE` (keyless) as an identity given with --certificate-identity and --certificate-oidc-issuer, or with a key given with --verify-key; nothing was downloaded but signature material",
+    });
     if policy.identity.is_some() {
         hint += "; --verify-identity needs a signature that names the repository: a classic one (`--new-bundle-format=false`) always does, a bundle only when its statement's subject has that name";
     }
@@ -508,6 +733,154 @@ pub fn untrusted(what: &str, policy: &Policy, reasons: &[String]) -> Error {
 #[cfg(test)]
 mod tests {
     use super::rfc3339;
+
+    #[cfg(feature = "keyless")]
+    mod keyless_images {
+        use super::super::*;
+
+        fn data(name: &str) -> Vec<u8> {
+            std::fs::read(format!("{}/tests/data/keyless/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        }
+        fn policy(root: &str, san: &str, issuer: &str, identity: Option<&str>) -> Policy {
+            Policy {
+                keys: Vec::new(),
+                identity: identity.map(str::to_string),
+                keyless: Some(Keyless {
+                    identities: vec![keyless::Identity::new(san, issuer).unwrap()],
+                    root: trust_root::TrustRoot::parse(&data(root)).unwrap(),
+                    now: None,
+                }),
+            }
+        }
+        const KW: &str =
+            "https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0";
+        const GHA: &str = "https://token.actions.githubusercontent.com";
+        const V03: &str = "sha256:c811d58de79c92f03214e63aa339484e488d694ae8a6283b5f3f17a9faf50172";
+
+        #[test]
+        fn a_cosign_3_bundle_is_accepted_as_an_image_signature_and_refused_altered() {
+            let b = data("bundle_v03.json");
+            let d = Digest::parse(V03).unwrap();
+            let v = bundle_one(&policy("trusted_root.json", KW, GHA, None), &b, &d).unwrap();
+            let j = serde_json::to_value(&v).unwrap();
+            assert_eq!(j["identity"], serde_json::json!({"san": KW, "issuer": GHA}));
+            assert!(j["integratedTime"].as_i64().unwrap() > 1_700_000_000 && j["logIndex"].is_i64());
+            assert!(j.get("key").is_none());
+            // A prefix pattern that ends at a `/`.
+            let p = policy("trusted_root.json", "https://github.com/kubewarden/*", GHA, None);
+            assert!(bundle_one(&p, &b, &d).is_ok());
+            for (p, why) in [
+                (
+                    policy("trusted_root.json", "https://github.com/kubewarden/other/*", GHA, None),
+                    "not an identity given",
+                ),
+                (
+                    policy("trusted_root.json", KW, "https://github.com/login/oauth", None),
+                    "not an identity given",
+                ),
+                (
+                    policy("trusted_root_staging.json", KW, GHA, None),
+                    "not in the trusted root",
+                ),
+                // cosign 3 binds only the digest: refused under --verify-identity.
+                (
+                    policy(
+                        "trusted_root.json",
+                        KW,
+                        GHA,
+                        Some("ghcr.io/kubewarden/kubewarden-controller"),
+                    ),
+                    "names no repository",
+                ),
+            ] {
+                let e = bundle_one(&p, &b, &d).unwrap_err();
+                assert!(e.contains(why), "{e}");
+            }
+            let e = bundle_one(
+                &policy("trusted_root.json", KW, GHA, None),
+                &b,
+                &Digest::sha256_of(b"x"),
+            )
+            .unwrap_err();
+            assert!(e.contains("another digest"), "{e}");
+            // One changed character of each part that is checked.
+            let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            let e0 = "/verificationMaterial/tlogEntries/0";
+            for ptr in [
+                "/dsseEnvelope/payload".to_string(),
+                "/dsseEnvelope/signatures/0/sig".to_string(),
+                format!("{e0}/inclusionPromise/signedEntryTimestamp"),
+                format!("{e0}/inclusionProof/hashes/0"),
+                format!("{e0}/inclusionProof/checkpoint/envelope"),
+                format!("{e0}/integratedTime"),
+                "/verificationMaterial/certificate/rawBytes".to_string(),
+            ] {
+                let mut v2 = v.clone();
+                let part = v2.pointer_mut(&ptr).unwrap();
+                let mut t = part.as_str().unwrap().to_string();
+                let at = t.len() / 3;
+                let c = t.as_bytes()[at];
+                let swapped = match c {
+                    b'A' => "B",
+                    b'0'..=b'8' => "9",
+                    b'9' => "8",
+                    _ => "A",
+                };
+                t.replace_range(at..at + 1, swapped);
+                *part = serde_json::Value::String(t);
+                let b2 = serde_json::to_vec(&v2).unwrap();
+                assert!(
+                    bundle_one(&policy("trusted_root.json", KW, GHA, None), &b2, &d).is_err(),
+                    "{ptr}"
+                );
+            }
+        }
+
+        #[test]
+        fn a_keyless_attestation_is_refused_as_an_image_signature() {
+            let b = data("oci-attestation.sigstore.json");
+            let d = Digest::parse("sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4").unwrap();
+            let p = policy(
+                "trusted_root_pgi.json",
+                "cody@soyland.com",
+                "https://github.com/login/oauth",
+                None,
+            );
+            let e = bundle_one(&p, &b, &d).unwrap_err();
+            assert!(e.contains("attestation"), "{e}");
+        }
+
+        #[test]
+        fn the_classic_vector_reports_its_identity_and_log_entry() {
+            let f = data("fulcio-rekor-valid.signature-1");
+            let v: serde_json::Value = serde_json::from_slice(&f[15..]).unwrap();
+            let layer: Descriptor = serde_json::from_value(serde_json::json!({
+                "mediaType": SIMPLESIGNING, "digest": "sha256:00", "size": 1, "annotations": v["annotations"]}))
+            .unwrap();
+            let payload = crate::auth::base64_decode(v["payload"].as_str().unwrap()).unwrap();
+            let sig = v["annotations"][SIGNATURE_ANNOTATION].as_str().unwrap();
+            let d = Digest::sha256_of(&data("fulcio-rekor-valid.manifest.json"));
+            let p = policy(
+                "trusted_root.json",
+                "mitr@redhat.com",
+                "https://github.com/login/oauth",
+                None,
+            );
+            let j = serde_json::to_value(classic_one(&p, &layer, &payload, sig, &d).unwrap()).unwrap();
+            assert_eq!(j["integratedTime"], 1674247893);
+            assert_eq!(j["logIndex"], 11605770);
+            assert_eq!(j["identity"]["san"], "mitr@redhat.com");
+            // Without identities, a keyless layer is not checked with keys.
+            let keyed = Policy {
+                keys: Vec::new(),
+                identity: None,
+                keyless: None,
+            };
+            assert!(classic_one(&keyed, &layer, &payload, sig, &d)
+                .unwrap_err()
+                .contains("keyless"));
+        }
+    }
 
     #[test]
     fn rfc3339_times_compare_across_zones_and_fractions() {

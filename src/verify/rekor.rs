@@ -169,6 +169,8 @@ pub enum Signed<'a> {
     Digest(&'a [u8]),
     /// A DSSE envelope's payload (dsse).
     Dsse(&'a [u8]),
+    /// The same, and `intoto 0.0.2` bodies accepted too (blobs only).
+    DsseOrIntoto(&'a [u8]),
 }
 
 /// Check the entry's body names this signature, this certificate and this
@@ -189,7 +191,7 @@ pub fn check_body(body_b64: &str, signed: Signed, signature: &[u8], cert: &[u8])
                 vec![(b64_field(s, &["content"])?, b64_field(s, &["publicKey", "content"])?)],
             )
         }
-        (("dsse", "0.0.1"), Signed::Dsse(payload)) => {
+        (("dsse", "0.0.1"), Signed::Dsse(payload) | Signed::DsseOrIntoto(payload)) => {
             let list = get(&v, &["spec", "signatures"]).and_then(Value::as_array);
             let sigs = list
                 .map(|l| {
@@ -201,6 +203,27 @@ pub fn check_body(body_b64: &str, signed: Signed, signature: &[u8], cert: &[u8])
                 .transpose()?
                 .unwrap_or_default();
             ((get(&v, &["spec", "payloadHash"]), sha256(&[payload])), sigs)
+        }
+        (("intoto", "0.0.2"), Signed::DsseOrIntoto(payload)) => {
+            // The envelope's fields are base64 of the base64 the DSSE envelope holds.
+            let twice = |s: &Value, k: &str| -> R<Vec<u8>> {
+                let inner = b64_field(s, &[k])?;
+                std::str::from_utf8(&inner)
+                    .ok()
+                    .and_then(base64_decode)
+                    .ok_or_else(|| format!("malformed Rekor body: {k}"))
+            };
+            let list = get(&v, &["spec", "content", "envelope", "signatures"]).and_then(Value::as_array);
+            let sigs = list
+                .map(|l| {
+                    l.iter()
+                        .take(4)
+                        .map(|s| Ok((twice(s, "sig")?, b64_field(s, &["publicKey"])?)))
+                        .collect::<R<Vec<_>>>()
+                })
+                .transpose()?
+                .unwrap_or_default();
+            ((get(&v, &["spec", "content", "payloadHash"]), sha256(&[payload])), sigs)
         }
         ((k, ver), _) => {
             return Err(format!(

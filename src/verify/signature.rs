@@ -23,10 +23,47 @@ pub const COSIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 pub struct Verified {
     /// `classic` or `bundle`.
     pub format: &'static str,
-    /// The fingerprint of the key that verified it.
+    /// The fingerprint of the key that verified it (empty: keyless).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub key: String,
     /// The digest it signs.
     pub digest: String,
+    /// Keyless: the certificate's identity and issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<SignedBy>,
+    /// Keyless: the time the transparency log vouches for.
+    #[serde(rename = "integratedTime", skip_serializing_if = "Option::is_none")]
+    pub integrated_time: Option<i64>,
+    /// Keyless: the entry's index in the transparency log.
+    #[serde(rename = "logIndex", skip_serializing_if = "Option::is_none")]
+    pub log_index: Option<i64>,
+}
+
+/// A keyless signature's identity (the certificate's SAN and OIDC issuer).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SignedBy {
+    pub san: String,
+    pub issuer: String,
+}
+
+impl Verified {
+    fn keyed(format: &'static str, key: &PublicKey, digest: &Digest) -> Verified {
+        Verified {
+            format,
+            key: key.fingerprint.clone(),
+            digest: digest.to_string(),
+            identity: None,
+            integrated_time: None,
+            log_index: None,
+        }
+    }
+    /// Who signed, for messages: the key or the certificate's identity.
+    pub fn by(&self) -> String {
+        match &self.identity {
+            Some(i) => format!("{} (issuer {})", i.san, i.issuer),
+            None => format!("key {}", self.key),
+        }
+    }
 }
 
 /// The first key that verifies `signature` over `message`.
@@ -67,6 +104,13 @@ pub fn check_classic(
 ) -> Result<Verified, String> {
     let signature = base64_decode(signature_b64.trim()).ok_or("malformed: the signature is not base64")?;
     let key = key_for(keys, payload, &signature).ok_or("signed by another key (or the payload was altered)")?;
+    classic_payload(payload, digest, identity)?;
+    Ok(Verified::keyed("classic", key, digest))
+}
+
+/// What a classic payload must say, once its signature verified: it names
+/// `digest`, and `identity` (a repository) when one is required.
+pub fn classic_payload(payload: &[u8], digest: &Digest, identity: Option<&str>) -> Result<(), String> {
     let v: Value = serde_json::from_slice(payload).map_err(|_| "malformed: the payload is not JSON")?;
     let top = object(Some(&v), "the payload")?;
     only(top, &["critical", "optional"], "the payload")?;
@@ -94,11 +138,7 @@ pub fn check_classic(
     if let Some(want) = identity {
         names_identity(&[reference], want)?;
     }
-    Ok(Verified {
-        format: "classic",
-        key: key.fingerprint.clone(),
-        digest: digest.to_string(),
-    })
+    Ok(())
 }
 
 /// `--verify-identity`: one of the repositories a signature claims (a
@@ -175,7 +215,13 @@ pub fn check_bundle(
     identity: Option<&str>,
 ) -> Result<Verified, String> {
     let (payload, key) = check_dsse(bundle, keys)?;
-    let v: Value = serde_json::from_slice(&payload).map_err(|_| "malformed: the statement is not JSON")?;
+    statement(&payload, digest, identity)?;
+    Ok(Verified::keyed("bundle", key, digest))
+}
+
+/// What a bundle's in-toto statement must say, once its envelope verified.
+pub fn statement(payload: &[u8], digest: &Digest, identity: Option<&str>) -> Result<(), String> {
+    let v: Value = serde_json::from_slice(payload).map_err(|_| "malformed: the statement is not JSON")?;
     let predicate = string(v.get("predicateType"), "predicateType")?;
     if predicate != COSIGN_PREDICATE {
         return Err(format!(
@@ -209,11 +255,7 @@ pub fn check_bundle(
         }
         names_identity(&names, want)?;
     }
-    Ok(Verified {
-        format: "bundle",
-        key: key.fingerprint.clone(),
-        digest: digest.to_string(),
-    })
+    Ok(())
 }
 
 #[cfg(test)]

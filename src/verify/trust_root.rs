@@ -24,7 +24,7 @@ impl Window {
     fn parse(v: Option<&Value>) -> R<Window> {
         let time = |k: &str| -> R<Option<i64>> {
             match v.and_then(|w| w.get(k)) {
-                None => Ok(None),
+                None | Some(Value::Null) => Ok(None),
                 Some(t) => t
                     .as_str()
                     .and_then(super::rfc3339)
