@@ -321,15 +321,20 @@ fn every_command_prints_what_the_schema_says() {
         .sum();
     assert_eq!(gc["bytes"].as_u64(), Some(sizes));
 
-    // Warnings: the image is pulled, the upkeep after it failed (exit 9).
-    let o = minipull_env(
-        &["--plain-http", "--json", "--prune", &r2, o_s],
-        None,
-        &[("MINIPULL_TEST_FAULT", "prune")],
-    );
-    assert_exit(&o, 9);
-    let w = conforms(&o, "pull");
-    assert_eq!(w["warnings"].as_array().unwrap().len(), 1, "{w:#}");
+    // Warnings: the image is pulled, the upkeep after it failed (exit 9);
+    // the fault hook is honoured only by debug builds, not by MINIPULL_BIN's.
+    if std::env::var_os("MINIPULL_BIN").is_none() {
+        let o = minipull_env(
+            &["--plain-http", "--json", "--prune", &r2, o_s],
+            None,
+            &[("MINIPULL_TEST_FAULT", "prune")],
+        );
+        assert_exit(&o, 9);
+        let w = conforms(&o, "pull");
+        assert_eq!(w["warnings"].as_array().unwrap().len(), 1, "{w:#}");
+    } else {
+        eprintln!("skipped the exit-9 case: MINIPULL_BIN is set, and only debug builds honour the test hooks");
+    }
 
     // Errors: as JSON on stdout, whatever failed, the exit code inside.
     let missing = work.join("missing");
