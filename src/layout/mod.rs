@@ -455,15 +455,25 @@ fn read_only_fs(path: &Path) -> bool {
 /// group or others unless sticky (the way ssh treats `~/.ssh`). Another
 /// local user who could write there could plant links for us to follow.
 fn ensure_private_dir(dir: &Path, follow: bool) -> Result<()> {
-    match fs::DirBuilder::new().mode(0o755).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(Error::storage(format!("cannot create {}", dir.display()), &e)),
-    }
-    let meta = if follow {
-        fs::metadata(dir)
-    } else {
-        fs::symlink_metadata(dir)
+    // The last run holding OUTDIR's lock removes the work directory as it
+    // ends, so it may vanish between our mkdir and our look at it: make it
+    // again (a few times; each time someone else just finished).
+    let mut tries = 0;
+    let meta = loop {
+        match fs::DirBuilder::new().mode(0o755).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::storage(format!("cannot create {}", dir.display()), &e)),
+        }
+        let meta = if follow {
+            fs::metadata(dir)
+        } else {
+            fs::symlink_metadata(dir)
+        };
+        match meta {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 20 => tries += 1,
+            m => break m,
+        }
     };
     let meta = meta.map_err(|e| Error::storage(format!("cannot read {}", dir.display()), &e))?;
     let refuse = |why: String| {
