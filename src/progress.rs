@@ -118,7 +118,7 @@ impl BlobProgress {
             let fetched = now_done.saturating_sub(img.had);
             let rate = fetched as f64 / img.start.elapsed().as_secs_f64().max(0.001);
             let eta = match rate > 0.0 {
-                true => format!("{:.0}s", img.total.saturating_sub(now_done) as f64 / rate),
+                true => format!("{}s", (img.total.saturating_sub(now_done) as f64 / rate).round() as u64),
                 false => "?".to_string(),
             };
             parts.push((5, format!("; image {} / {}", human(now_done), human(img.total))));
@@ -144,12 +144,11 @@ impl BlobProgress {
     /// The blob is complete and verified.
     pub fn finish(&self, downloaded: u64) {
         self.clear_line();
-        let secs = self.start.elapsed().as_secs_f64();
         self.p.note(format!(
-            "{} done: {} downloaded in {:.1}s ({}/s)",
+            "{} done: {} downloaded in {}s ({}/s)",
             self.label,
             human(downloaded),
-            secs,
+            seconds(self.start.elapsed(), 1),
             human(self.rate(self.done_at_start + downloaded))
         ));
     }
@@ -174,17 +173,34 @@ pub fn count(n: u64, one: &str, many: &str) -> String {
 /// `1.5 MiB`-style sizes.
 pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
+    let mut unit = 1u64;
     let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
+    while bytes / unit >= 1024 && u < UNITS.len() - 1 {
+        unit *= 1024;
         u += 1;
     }
     if u == 0 {
         format!("{bytes} B")
     } else {
-        format!("{v:.1} {}", UNITS[u])
+        format!("{} {}", fixed(bytes.into(), unit.into(), 1), UNITS[u])
     }
+}
+
+/// `num / den` rounded to `places` decimals (at most 3), written without
+/// floating point formatting: core's float printing costs 7 KB of binary.
+pub fn fixed(num: u128, den: u128, places: u32) -> String {
+    let places = places.min(3);
+    let scale = 10u128.pow(places);
+    let v = (num * scale + den / 2) / den.max(1);
+    match places {
+        0 => format!("{v}"),
+        _ => format!("{}.{:0w$}", v / scale, v % scale, w = places as usize),
+    }
+}
+
+/// A duration in seconds with `places` decimals: `1.5`.
+pub fn seconds(d: std::time::Duration, places: u32) -> String {
+    fixed(d.as_micros(), 1_000_000, places)
 }
 
 /// Whether progress redraws one line: stderr is a terminal that can.
@@ -285,5 +301,19 @@ mod tests {
         assert_eq!(super::human(1023), "1023 B");
         assert_eq!(super::human(1536), "1.5 KiB");
         assert_eq!(super::human(5 * 1024 * 1024 * 1024), "5.0 GiB");
+        assert_eq!(super::human(1024 * 1024 - 1), "1024.0 KiB");
+    }
+
+    #[test]
+    fn fixed_point_decimals() {
+        use super::{fixed, seconds};
+        assert_eq!(fixed(15, 10, 1), "1.5");
+        assert_eq!(fixed(1, 3, 2), "0.33");
+        assert_eq!(fixed(2, 3, 2), "0.67");
+        assert_eq!(fixed(5400, 3600, 1), "1.5");
+        assert_eq!(fixed(7, 2, 0), "4");
+        assert_eq!(seconds(std::time::Duration::from_millis(1234), 2), "1.23");
+        assert_eq!(seconds(std::time::Duration::from_millis(50), 1), "0.1");
+        assert_eq!(seconds(std::time::Duration::ZERO, 2), "0.00");
     }
 }

@@ -550,7 +550,7 @@ impl Plan {
         let mut warnings = Vec::new();
         if self.in_place {
             syncfs(&done)?;
-            let synced = started.elapsed().as_secs_f64();
+            let synced = crate::progress::seconds(started.elapsed(), 2);
             fault("exchange")?;
             rename(&self.pending(), &self.record_path())?;
             if let Err(e) = sync_dir(&self.parent) {
@@ -564,7 +564,7 @@ impl Plan {
             return Ok(Installed {
                 how: format!(
                     "in place into the empty mount point (every blob verified before the first byte; made \
-                     durable with one syncfs: {synced:.2} s)"
+                     durable with one syncfs: {synced} s)"
                 ),
                 warnings,
             });
@@ -577,7 +577,7 @@ impl Plan {
             && !before.as_ref().is_some_and(|r| r.current && r.digest == image.digest);
         self.write_pending(image, &done, park, None)?;
         syncfs(&done)?;
-        let synced = started.elapsed().as_secs_f64();
+        let synced = crate::progress::seconds(started.elapsed(), 2);
         let kept = self.kept();
         if park && exists(&kept) {
             rename(&kept, &self.retired())?;
@@ -621,7 +621,7 @@ impl Plan {
             warn(remove_tree(&old));
         }
         Ok(Installed {
-            how: format!("{how} (made durable with one syncfs: {synced:.2} s)"),
+            how: format!("{how} (made durable with one syncfs: {synced} s)"),
             warnings,
         })
     }

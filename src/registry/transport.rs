@@ -265,7 +265,7 @@ pub(super) fn rate_limited(retry_after: Option<u64>, limit: Option<&str>, remain
 
 fn hours(secs: u64) -> String {
     if secs >= 3600 {
-        format!("{:.1} h", secs as f64 / 3600.0)
+        format!("{} h", crate::progress::fixed(secs.into(), 3600, 1))
     } else {
         format!("{} min", secs.div_ceil(60))
     }
@@ -430,9 +430,9 @@ impl Client {
                     false => "",
                 };
                 self.progress.note(format!(
-                    "{what}: {}; trying again in {:.1} s ({} s left of --retry-for{stop})",
+                    "{what}: {}; trying again in {} s ({} s left of --retry-for{stop})",
                     failure.error.message,
-                    wait.as_secs_f64(),
+                    crate::progress::seconds(wait, 1),
                     left.as_secs()
                 ));
                 std::thread::sleep(wait);

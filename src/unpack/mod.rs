@@ -17,6 +17,7 @@
 
 mod apply;
 pub(crate) mod dirfd;
+mod gunzip;
 pub use dirfd::{Dir, Found};
 
 use crate::digest::{Digest, Hasher};
@@ -418,7 +419,7 @@ fn decompress<'a>(media_type: &str, blob: impl Read + 'a) -> Result<Box<dyn Read
         return Ok(Box::new(blob));
     }
     if mt.ends_with("+gzip") || mt.ends_with(".tar.gzip") {
-        return Ok(Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+        return Ok(Box::new(gunzip::MultiGunzip::new(BufReader::with_capacity(
             64 * 1024,
             blob,
         ))));
