@@ -303,3 +303,194 @@ fn usage_errors_come_before_any_network() {
     );
     assert!(stderr(&o).contains("signature verified"), "{}", stderr(&o));
 }
+
+/// The tests' own sigstore (tests/sigstore.py): a trusted root, and classic
+/// keyless signatures made with it.
+struct OwnSigstore {
+    dir: PathBuf,
+}
+
+const WORKFLOW: &str = "https://github.com/acme/os/.github/workflows/release.yml@refs/tags/v1.2";
+const ACTIONS: &str = "https://token.actions.githubusercontent.com";
+
+impl OwnSigstore {
+    fn new(dir: PathBuf) -> OwnSigstore {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sigstore.py");
+        let o = std::process::Command::new("python3")
+            .arg(&script)
+            .arg("root")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "sigstore.py root: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        OwnSigstore { dir }
+    }
+
+    fn root(&self) -> String {
+        self.dir.join("trusted_root.json").to_str().unwrap().to_string()
+    }
+
+    /// The annotations of a classic signature layer over `payload`.
+    fn sign(&self, payload: &[u8], san: &str, issuer: &str) -> Value {
+        let p = self.dir.join("payload");
+        std::fs::write(&p, payload).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sigstore.py");
+        let o = std::process::Command::new("python3")
+            .arg(&script)
+            .args(["sign", self.dir.to_str().unwrap(), p.to_str().unwrap()])
+            .args(["--identity", san, "--issuer", issuer])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "sigstore.py sign: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+}
+
+/// Push `repo:v1` (one gzip layer) and a classic keyless signature of it by
+/// `san`; returns (image digest, layer digest).
+fn push_signed(w: &LoggedRegistry, store: &OwnSigstore, repo: &str, san: &str) -> (String, String) {
+    let img = Image::new("amd64", vec![gz_layer(&[("etc/hello", b"signed in CI")])]);
+    let layer = sha256(&img.layers[0].blob);
+    let digest = w.reg.push_image(repo, "v1", &img).0;
+    let payload = serde_json::to_vec(&json!({
+        "critical": {
+            "identity": {"docker-reference": format!("{}/{repo}", w.reg.host)},
+            "image": {"docker-manifest-digest": digest},
+            "type": "cosign container image signature"
+        },
+        "optional": null
+    }))
+    .unwrap();
+    let config = w.reg.blob_desc(repo, "application/vnd.oci.image.config.v1+json", b"{}");
+    let mut d = w
+        .reg
+        .blob_desc(repo, "application/vnd.dev.cosign.simplesigning.v1+json", &payload);
+    d["annotations"] = store.sign(&payload, san, ACTIONS);
+    let m = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [d]});
+    let tag = format!("{}.sig", digest.replace(':', "-"));
+    w.reg
+        .push_manifest(repo, &tag, OCI_MANIFEST, &serde_json::to_vec(&m).unwrap());
+    (digest, layer)
+}
+
+#[cfg(feature = "unpack")]
+#[test]
+fn an_image_signed_by_our_own_sigstore_is_pulled_unpacked_and_reverified_offline() {
+    let w = LoggedRegistry::new("keyless-own");
+    let store = OwnSigstore::new(w.work.join("sigstore"));
+    let other = OwnSigstore::new(w.work.join("other-sigstore"));
+    let repo = "acme/os";
+    let (digest, layer) = push_signed(&w, &store, repo, WORKFLOW);
+    let r = format!("{}/{repo}:v1", w.reg.host);
+    let pull = |out: &Path, root: &str, san: &str, issuer: &str| {
+        let rootfs = out.with_extension("rootfs");
+        minipull(
+            &[
+                "--plain-http",
+                "--json",
+                "--trusted-root",
+                root,
+                "--certificate-identity",
+                san,
+                "--certificate-oidc-issuer",
+                issuer,
+                "--unpack",
+                rootfs.to_str().unwrap(),
+                &r,
+                out.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+
+    // Refusals first: nothing but signature material is fetched.
+    let pattern = "https://github.com/acme/os/.github/workflows/release.yml@refs/tags/*";
+    let refusals: [(&str, &str, &str, &str); 4] = [
+        (
+            &store.root(),
+            "https://github.com/acme/os/.github/workflows/nightly.yml@refs/heads/main",
+            ACTIONS,
+            "not an identity",
+        ),
+        (
+            &store.root(),
+            "https://github.com/acme/os-evil/*",
+            ACTIONS,
+            "not an identity",
+        ),
+        (&store.root(), pattern, "https://accounts.google.com", "not an identity"),
+        (&other.root(), pattern, ACTIONS, "not in the trusted root"),
+    ];
+    for (i, (root, san, issuer, why)) in refusals.iter().enumerate() {
+        let out = w.work.join(&format!("refused-{i}"));
+        let o = pull(&out, root, san, issuer);
+        assert_exit(&o, 8);
+        assert!(
+            stderr(&o).contains(why),
+            "case {i}: expected {why:?} in\n{}",
+            stderr(&o)
+        );
+        assert!(!out.with_extension("rootfs").join("etc/hello").exists());
+    }
+    let gets = w.blob_gets_since(repo, 0);
+    assert!(
+        !gets.iter().any(|g| g.contains(&layer)),
+        "a layer was fetched before the decision: {gets:?}"
+    );
+
+    // The workflow's tag pattern and the issuer: accepted, unpacked.
+    let out = w.work.join("out");
+    let o = pull(&out, &store.root(), pattern, ACTIONS);
+    assert_exit(&o, 0);
+    let rootfs = out.with_extension("rootfs");
+    assert_eq!(std::fs::read(rootfs.join("etc/hello")).unwrap(), b"signed in CI");
+    let v = common::schema::conforms(&o, "pull");
+    let sig = &v["signature"];
+    assert_eq!(sig["identity"], json!({"san": WORKFLOW, "issuer": ACTIONS}), "{v:#}");
+    assert_eq!(
+        (sig["format"].as_str(), sig["digest"].as_str()),
+        (Some("classic"), Some(digest.as_str()))
+    );
+    assert_eq!(sig["logIndex"], 1);
+    let t = sig["integratedTime"].as_i64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - 600..=now).contains(&t), "{t} is not the signing time");
+
+    // The stored proof re-verifies offline, with the identity, and not with another.
+    let offline = |san: &str, root2: &Path| {
+        minipull(
+            &[
+                "unpack",
+                "--trusted-root",
+                &store.root(),
+                "--certificate-identity",
+                san,
+                "--certificate-oidc-issuer",
+                ACTIONS,
+                out.to_str().unwrap(),
+                root2.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+    let o = offline(pattern, &w.work.join("offline-root"));
+    assert_exit(&o, 0);
+    assert!(w.work.join("offline-root/etc/hello").exists());
+    let o = offline(
+        "https://github.com/acme/os/.github/workflows/nightly.yml@*",
+        &w.work.join("offline-refused"),
+    );
+    assert_exit(&o, 8);
+    assert!(!w.work.join("offline-refused/etc/hello").exists());
+}

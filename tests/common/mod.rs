@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod fault;
+pub mod schema;
 pub mod servers;
 
 use sha2::{Digest as _, Sha256};
