@@ -79,6 +79,14 @@ fn a_key_brings_no_downgrade_and_the_disk_a_time_floor() {
     case("no_downgrade_with_key");
 }
 
+/// A keyless identity (with its `*`), issuer and trusted root reach the
+/// install as given; without an issuer, minipull.identity= is the repository.
+#[test]
+fn keyless_settings_reach_the_install_unexpanded() {
+    case("keyless_identity");
+    case("identity_alone_is_the_repository");
+}
+
 #[test]
 fn the_clock_is_set_forward_to_the_time_floor_never_back() {
     case("clock_forward");

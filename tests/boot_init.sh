@@ -69,7 +69,8 @@ boot() {
         sync() { :; }
         fail() { say "$*"; exit 3; }
         REF=reg.example/os:stable DISK=/dev/vda DISKDIR=$W/disk TRIES=2 WAIT=60
-        PLAIN= CA= IDENTITY= KEY=${KEY:-}
+        PLAIN= CA= KEY=${KEY:-} IDENTITY=${IDENTITY:-} ISSUER=${ISSUER:-}
+        TRUSTED_ROOT=${TRUSTED_ROOT:-} REPOSITORY=${REPOSITORY:-}
         options
         disk_boot
         exit 0' >> "$W/console" 2>&1
@@ -155,6 +156,23 @@ case $CASE in
             || bad "an install with a key lacks --no-downgrade: $(cat "$W/calls")"
         grep -q -- "--time-floor $D/boot/time-floor" "$W/calls" || bad "no --time-floor: $(cat "$W/calls")"
         ! grep "^check" "$W/calls" | grep -q -- --no-downgrade || bad "check got --no-downgrade" ;;
+    keyless_identity)
+        # The identity's `*` reaches minipull as it is, though paths match it.
+        mkdir -p "$W/glob"; : > "$W/glob/match"
+        IDENTITY="$W/glob/*" ISSUER=https://token.actions.githubusercontent.com
+        TRUSTED_ROOT=/etc/sigstore/root.json REPOSITORY=reg.example/os
+        export IDENTITY ISSUER TRUSTED_ROOT REPOSITORY
+        setup; boot; installed v2
+        grep -- --unpack "$W/calls" | grep -qF -- "--certificate-identity $W/glob/* --certificate-oidc-issuer https://token.actions.githubusercontent.com --trusted-root /etc/sigstore/root.json --verify-identity reg.example/os --no-downgrade" \
+            || bad "the keyless settings did not reach the install as given: $(cat "$W/calls")"
+        ! grep -q -- "$W/glob/match" "$W/calls" || bad "the identity was expanded as a path: $(cat "$W/calls")" ;;
+        # Without an issuer, minipull.identity= is the repository (as before).
+    identity_alone_is_the_repository)
+        IDENTITY=reg.example/os; export IDENTITY
+        setup; boot; installed v2
+        grep -- --unpack "$W/calls" | grep -qF -- "--verify-identity reg.example/os --no-downgrade" \
+            || bad "minipull.identity= alone is not the repository: $(cat "$W/calls")"
+        ! grep -q -- --certificate-identity "$W/calls" || bad "a certificate identity without an issuer: $(cat "$W/calls")" ;;
     clock_forward)
         image v1 good; echo v1 > "$W/remote"
         echo 1800000000 > "$STATE/time-floor"

@@ -169,8 +169,45 @@ floor=$(floor_on "$WORK/disk.img")
 echo "boot test: ok: the time floor on the disk rose to v3's signed created time" >&2
 make_image 4
 boot "$WORK/console-unsigned" minipull.disk=/dev/vda minipull.key=/etc/fleet.pub
-expect "$WORK/console-unsigned" "not signed by /etc/fleet.pub (exit 8)" "an unsigned v4 is refused"
+expect "$WORK/console-unsigned" "not signed by the key /etc/fleet.pub (exit 8)" "an unsigned v4 is refused"
 expect "$WORK/console-unsigned" "$marker-v3" "and the installed v3 keeps booting"
+
+# 10k. Keyless: with minipull.identity=, .issuer= and .root= (a trusted_root.json
+# in the initramfs) only an image signed by that CI workflow boots, judged at
+# the time the log vouches for while the guest clock reads 1970. The sigstore
+# is the test's own (tests/sigstore.py: no keyless-signed image whose layers
+# exist is available offline). Diskless, so the disk keeps v3 for what follows.
+python3 tests/sigstore.py root "$WORK/sigstore"
+EXTRA="$WORK/sigstore/trusted_root.json:/etc/sigstore/root.json" examples/initramfs/build.sh "$WORK/initrd-keyless.cpio.gz" "$kver" >&2
+sign_keyless() { # SAN: a classic keyless signature of the manifest just pushed, by SAN
+    local digest="sha256:$(sha256sum "$WORK/manifest" | cut -d' ' -f1)" cfg pd
+    printf '{"critical":{"identity":{"docker-reference":"10.0.2.100:5000/boot/img"},"image":{"docker-manifest-digest":"%s"},"type":"cosign container image signature"},"optional":null}' "$digest" > "$WORK/payload"
+    python3 tests/sigstore.py sign "$WORK/sigstore" "$WORK/payload" --identity "$1" \
+        --issuer https://token.actions.githubusercontent.com > "$WORK/annotations.json"
+    echo '{}' > "$WORK/sigconfig"
+    cfg=$(push_blob "$WORK/sigconfig"); pd=$(push_blob "$WORK/payload")
+    python3 -c 'import json, sys
+cfg, cs, pd, ps, ann = sys.argv[1:]
+print(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": int(cs)},
+    "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": pd, "size": int(ps),
+                "annotations": json.load(open(ann))}]}))' \
+        "$cfg" "$(stat -c %s "$WORK/sigconfig")" "$pd" "$(stat -c %s "$WORK/payload")" "$WORK/annotations.json" > "$WORK/sigmanifest"
+    curl -s -f -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary @"$WORK/sigmanifest" \
+        "$R/manifests/${digest/:/-}.sig" >/dev/null
+}
+KEYLESS="minipull.identity=https://github.com/acme/os/.github/workflows/release.yml@refs/tags/* minipull.issuer=https://token.actions.githubusercontent.com minipull.root=/etc/sigstore/root.json"
+INITRD=$WORK/initrd-keyless.cpio.gz
+sign_keyless https://github.com/acme/os/.github/workflows/nightly.yml@refs/heads/main
+# shellcheck disable=SC2086
+RTC="-rtc base=1970-01-01" boot "$WORK/console-keyless-other" $KEYLESS minipull.fail=reboot minipull.delay=1
+expect "$WORK/console-keyless-other" "not signed by https://github.com/acme/os/.github/workflows/release.yml@refs/tags/\* (issuer https://token.actions.githubusercontent.com): refusing to boot it" "keyless: an image signed by another workflow is refused"
+! grep -q "$marker-v4" "$WORK/console-keyless-other" || { echo "boot test: FAILED: the image signed by another workflow booted" >&2; exit 1; }
+sign_keyless https://github.com/acme/os/.github/workflows/release.yml@refs/tags/v4
+# shellcheck disable=SC2086
+RTC="-rtc base=1970-01-01" boot "$WORK/console-keyless" $KEYLESS
+expect "$WORK/console-keyless" "network up: .*clock 1970-01-01" "keyless: the guest clock reads 1970"
+expect "$WORK/console-keyless" "$marker-v4" "keyless: an image signed by the release workflow boots at a 1970 clock"
 INITRD=$WORK/initrd.cpio.gz
 
 # 11. A new root that never marks itself good: it is tried minipull.tries
