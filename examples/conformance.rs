@@ -9,9 +9,11 @@
 //!
 //! Exit 0: accepted; 1: refused (the reason on stderr); 2: usage. With no
 //! `--trusted-root`, the public-good root in tests/data/keyless is used.
-//! A `sha256:<hex>` digest instead of a file is refused (blob semantics
-//! here need the artifact's bytes). Signing (`sign-bundle`) is not offered:
-//! run the upstream harness with `--skip-signing`.
+//! A `sha256:<hex>` digest instead of a file is enough for a DSSE bundle
+//! (its statement names the digest); a `messageSignature` bundle needs the
+//! file (ECDSA is verified over the message, never a given digest).
+//! Signing (`sign-bundle`) is not offered: run the upstream harness with
+//! `--skip-signing`.
 
 #[cfg(feature = "keyless")]
 fn main() {
@@ -32,7 +34,7 @@ fn main() {
 
 #[cfg(feature = "keyless")]
 fn run(args: Vec<String>) -> Result<(), (i32, String)> {
-    use minipull::verify::keyless::{verify_blob, Identity};
+    use minipull::verify::keyless::{verify_blob, Artifact, Identity};
     use minipull::verify::trust_root::TrustRoot;
     use minipull::verify::PublicKey;
     let usage = |m: &str| (2, m.to_string());
@@ -58,10 +60,27 @@ fn run(args: Vec<String>) -> Result<(), (i32, String)> {
     let read = |p: &str| std::fs::read(p).map_err(|e| (1, format!("{p}: {e}")));
     let bundle = read(&bundle.ok_or_else(|| usage("--bundle is required"))?)?;
     let artifact = artifact.ok_or_else(|| usage("FILE_OR_DIGEST is required"))?;
-    if artifact.starts_with("sha256:") && !std::path::Path::new(&artifact).exists() {
-        return Err((1, "a digest instead of the artifact is not supported".into()));
-    }
-    let artifact = read(&artifact)?;
+    let bytes;
+    let artifact = match artifact.strip_prefix("sha256:") {
+        Some(hex) if !std::path::Path::new(&artifact).exists() => {
+            let d: Option<Vec<u8>> = (hex.len() == 64)
+                .then(|| {
+                    (0..32)
+                        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                        .collect()
+                })
+                .flatten();
+            let d = d.ok_or_else(|| usage("a digest is sha256: and 64 hex digits"))?;
+            Artifact::Sha256(
+                d.try_into()
+                    .map_err(|_| usage("a digest is sha256: and 64 hex digits"))?,
+            )
+        }
+        _ => {
+            bytes = read(&artifact)?;
+            Artifact::Bytes(&bytes)
+        }
+    };
     let root_path =
         root.unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keyless/trusted_root.json").into());
     let root = TrustRoot::parse(&read(&root_path)?).map_err(|e| (1, format!("trusted root: {e}")))?;
@@ -80,5 +99,5 @@ fn run(args: Vec<String>) -> Result<(), (i32, String)> {
             ))
         }
     };
-    verify_blob(&bundle, &artifact, Some(&root), &ids, &keys).map_err(|e| (1, e))
+    verify_blob(&bundle, artifact, Some(&root), &ids, &keys).map_err(|e| (1, e))
 }

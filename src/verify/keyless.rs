@@ -212,8 +212,55 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 pub enum Mode<'a> {
     /// An image signature: DSSE only (the caller checks the statement).
     Image,
-    /// A blob (the conformance client): these bytes are what is signed.
-    Blob(&'a [u8]),
+    /// A blob (the conformance client): this artifact is what is signed.
+    Blob(Artifact<'a>),
+}
+
+/// A blob to check a bundle against: its bytes, or only its sha256 (enough
+/// for a DSSE statement naming it; a `messageSignature` needs the bytes, as
+/// ring verifies ECDSA over a message, never over a given digest).
+#[derive(Clone, Copy)]
+pub enum Artifact<'a> {
+    Bytes(&'a [u8]),
+    Sha256([u8; 32]),
+}
+
+impl Artifact<'_> {
+    fn sha256(&self) -> [u8; 32] {
+        match self {
+            Artifact::Bytes(b) => {
+                let mut d = [0u8; 32];
+                d.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, b).as_ref());
+                d
+            }
+            Artifact::Sha256(d) => *d,
+        }
+    }
+
+    fn bytes(&self) -> R<&[u8]> {
+        match self {
+            Artifact::Bytes(b) => Ok(b),
+            Artifact::Sha256(_) => Err(
+                "a messageSignature is verified over the artifact's bytes: give the file, \
+                                        not its digest"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Whether a DSSE in-toto statement names this artifact as a subject.
+    fn named_by(&self, dsse_payload: &[u8]) -> R<()> {
+        let d = super::rekor::hex(&self.sha256());
+        let st: Value = serde_json::from_slice(dsse_payload).map_err(|_| "malformed: the statement is not JSON")?;
+        let named = st.get("subject").and_then(Value::as_array).is_some_and(|s| {
+            s.iter()
+                .any(|s| field(s, &["digest", "sha256"]).and_then(Value::as_str) == Some(d.as_str()))
+        });
+        match named {
+            true => Ok(()),
+            false => Err("the statement's subject is not the artifact".into()),
+        }
+    }
 }
 
 fn field<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
@@ -333,14 +380,14 @@ pub fn bundle(b: &Value, root: &TrustRoot, identities: &[Identity], now: Option<
             return Err("the bundle signs a blob (messageSignature), not an image".into());
         };
         signature = b64(ms, &["signature"])?;
-        let d = ring::digest::digest(&ring::digest::SHA256, artifact);
+        let d = artifact.sha256();
         if let Some(md) = field(ms, &["messageDigest", "digest"]) {
             if md.as_str().and_then(base64_decode).as_deref() != Some(d.as_ref()) {
                 return Err("the bundle's message digest is not the artifact's".into());
             }
         }
-        signed_digest = d.as_ref().to_vec();
-        message = artifact.to_vec();
+        signed_digest = d.to_vec();
+        message = artifact.bytes()?.to_vec();
         check_body(&entry.body_b64, Signed::Digest(&signed_digest), &signature, &cert)?;
     } else if let Some(env) = b.get("dsseEnvelope") {
         let sigs = env
@@ -364,16 +411,7 @@ pub fn bundle(b: &Value, root: &TrustRoot, identities: &[Identity], now: Option<
         };
         check_body(&entry.body_b64, signed, &signature, &cert)?;
         if let Mode::Blob(artifact) = mode {
-            let d = super::rekor::hex(ring::digest::digest(&ring::digest::SHA256, artifact).as_ref());
-            let st: Value =
-                serde_json::from_slice(&dsse_payload).map_err(|_| "malformed: the statement is not JSON")?;
-            let named = st.get("subject").and_then(Value::as_array).is_some_and(|s| {
-                s.iter()
-                    .any(|s| field(s, &["digest", "sha256"]).and_then(Value::as_str) == Some(d.as_str()))
-            });
-            if !named {
-                return Err("the statement's subject is not the artifact".into());
-            }
+            artifact.named_by(&dsse_payload)?;
         }
     } else {
         return Err("malformed bundle: neither messageSignature nor dsseEnvelope".into());
@@ -396,7 +434,7 @@ pub fn bundle(b: &Value, root: &TrustRoot, identities: &[Identity], now: Option<
 /// bundle's log entry is not checked).
 pub fn verify_blob(
     bundle_json: &[u8],
-    artifact: &[u8],
+    artifact: Artifact,
     root: Option<&TrustRoot>,
     identities: &[Identity],
     keys: &[PublicKey],
@@ -413,7 +451,7 @@ pub fn verify_blob(
         return Err("signed with a key, and no key was given".into());
     }
     let (message, signature) = if let Some(ms) = b.get("messageSignature") {
-        (artifact.to_vec(), b64(ms, &["signature"])?)
+        (artifact.bytes()?.to_vec(), b64(ms, &["signature"])?)
     } else if let Some(env) = b.get("dsseEnvelope") {
         let sigs = env
             .get("signatures")
@@ -427,10 +465,9 @@ pub fn verify_blob(
             .get("payloadType")
             .and_then(Value::as_str)
             .ok_or("malformed bundle: payloadType")?;
-        (
-            super::signature::pae(pt, &b64(env, &["payload"])?),
-            b64(&sigs[0], &["sig"])?,
-        )
+        let payload = b64(env, &["payload"])?;
+        artifact.named_by(&payload)?;
+        (super::signature::pae(pt, &payload), b64(&sigs[0], &["sig"])?)
     } else {
         return Err("malformed bundle: neither messageSignature nor dsseEnvelope".into());
     };
