@@ -244,7 +244,7 @@ tort_push 4 markdir
 tboot "$T/console-dir1" minipull.tries=1
 expect "$T/console-dir1" "$marker-v4: booted" "15: v4 (ships /.minipull-boot-ok as a directory) is installed and boots (try 1)"
 tboot "$T/console-dir2" minipull.tries=1
-expect "$T/console-dir2" "did not mark itself good in 1 boots" "15: after 1 unmarked boot (minipull.tries=1) v4 is rolled back"
+expect "$T/console-dir2" "did not mark itself good in 1 boot:" "15: after 1 unmarked boot (minipull.tries=1) v4 is rolled back"
 expect "$T/console-dir2" "$marker-v2: booted" "15: and v2 boots"
 read_disk "$TDISK"; WHAT="the rollbacks" judge settled
 [ "$(field root)" = v2 ] && [ "$(field record)" = v2 ] \
