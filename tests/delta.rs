@@ -814,3 +814,132 @@ fn old_dialect_from_debian_12_skopeo_takes_the_whole_layer() {
     assert!(layer["delta"].is_null(), "no partial attempt: {layer}");
     assert!(blob_path(std::path::Path::new(&out), digest).exists());
 }
+
+/// The Debian 13 chroot with skopeo 1.18 (tests/trixie-skopeo.sh): from
+/// `MINIPULL_TRIXIE` or the default cache path; made by the script when it
+/// is not there yet (about a minute and 330 MB the first time).
+fn trixie() -> std::path::PathBuf {
+    let dir = std::env::var_os("MINIPULL_TRIXIE")
+        .map_or_else(|| "/var/cache/minipull-trixie".into(), std::path::PathBuf::from);
+    if !dir.join(".minipull-complete").is_file() {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/trixie-skopeo.sh");
+        let o = std::process::Command::new("bash").arg(&script).arg(&dir).output();
+        let why = match o {
+            Ok(o) if o.status.success() => return dir,
+            Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+            Err(e) => e.to_string(),
+        };
+        panic!(
+            "no Debian 13 chroot with skopeo 1.18 at {} and {} could not make it:\n{why}\n\
+             run `tests/trixie-skopeo.sh {}` as root (or set MINIPULL_TRIXIE to a chroot it made)",
+            dir.display(),
+            script.display(),
+            dir.display()
+        );
+    }
+    dir
+}
+
+/// A work directory inside the chroot: (its path on the host, its path for skopeo).
+fn trixie_work(chroot: &std::path::Path, tag: &str) -> (TempDir, String) {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "minipull-it-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let host = chroot.join("work").join(&name);
+    let _ = std::fs::remove_dir_all(&host);
+    std::fs::create_dir_all(&host).unwrap();
+    (TempDir(host), format!("/work/{name}"))
+}
+
+/// `skopeo copy --dest-compress-format zstd:chunked FROM TO` by Debian 13's skopeo.
+fn skopeo_1_18_copy(chroot: &std::path::Path, from: &str, to: &str) {
+    let o = std::process::Command::new("chroot")
+        .arg(chroot)
+        .args([
+            "skopeo",
+            "--insecure-policy",
+            "copy",
+            "--dest-compress-format",
+            "zstd:chunked",
+            "--dest-tls-verify=false",
+            from,
+            to,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo 1.18: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Debian 13's skopeo 1.18 writes the modern dialect (the
+/// `io.github.containers.*` keys with a tar-split): v1 to v2 is updated
+/// partially, with ranged requests only, into the whole-layer oracle's tree.
+#[test]
+fn modern_dialect_from_debian_13_skopeo_is_updated_partially() {
+    let chroot = trixie();
+    let log = TempDir::new("delta-sk18-log");
+    let reg = Registry::start_setup(Setup {
+        access_log: Some(log.join("access.log")),
+        ..Setup::default()
+    });
+    let (src, inside) = trixie_work(&chroot, "sk18");
+    for (tag, v2) in [("v1", false), ("v2", true)] {
+        let l = minipull::delta::testwriter::write(&image(v2), |_| {}, |_| {});
+        oci_layout_of(&src.join(tag), tag, &l.tar);
+        skopeo_1_18_copy(
+            &chroot,
+            &format!("oci:{inside}/{tag}:{tag}"),
+            &format!("docker://{}/delta/sk18:{tag}", reg.host),
+        );
+    }
+    let m: serde_json::Value = serde_json::from_slice(&reg.manifest("delta/sk18", "v2")).unwrap();
+    let desc = &m["layers"][0];
+    let ann = &desc["annotations"];
+    for k in ["manifest-checksum", "manifest-position", "tarsplit-position"] {
+        let key = format!("io.github.containers.zstd-chunked.{k}");
+        assert!(ann[&key].is_string(), "{key}: {m}");
+    }
+    let digest = desc["digest"].as_str().unwrap();
+    let size = desc["size"].as_u64().unwrap();
+    let (_oracle, want) = whole_v2(&reg.host, "delta/sk18");
+    let work = TempDir::new("delta-sk18");
+    let (out, rootfs) = install_v1(&reg.host, "delta/sk18", &work);
+    let before = std::fs::read_to_string(log.join("access.log"))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let (o, v) = update_json(&reg.host, "delta/sk18", &out, &rootfs, &[]);
+    assert_exit(&o, 0);
+    assert_eq!(tree(std::path::Path::new(&rootfs)), want, "{}", stderr(&o));
+    let layer = v["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["digest"] == digest)
+        .unwrap_or_else(|| panic!("{v}"))
+        .clone();
+    assert_eq!(layer["status"], "partial", "{layer}\n{}", stderr(&o));
+    let d = &layer["delta"];
+    eprintln!("skopeo 1.18's layer ({size} bytes), updated: {d}");
+    assert!(d["fallback"].is_null(), "{d}");
+    let fetched = d["fetched"].as_u64().unwrap();
+    assert!(fetched < size / 4, "{fetched} of {size}: {d}");
+    assert!(d["reused"].as_u64().unwrap() > 700 * 1024, "{d}");
+    // The registry saw only ranged requests for that layer (206), no whole GET.
+    let logged = std::fs::read_to_string(log.join("access.log")).unwrap_or_default();
+    let gets: Vec<&str> = logged
+        .lines()
+        .skip(before)
+        .filter(|l| l.contains(&format!("GET /v2/delta/sk18/blobs/{digest}")))
+        .collect();
+    assert_eq!(gets.len() as u64, d["requests"].as_u64().unwrap(), "{d}\n{}", gets.join("\n"));
+    assert!(gets.len() >= 2, "metadata + data: {}", gets.join("\n"));
+    assert!(
+        gets.iter().all(|l| l.contains("\" 206 ")),
+        "ranged answers only:\n{}",
+        gets.join("\n")
+    );
+    assert!(!blob_path(std::path::Path::new(&out), digest).exists());
+}
