@@ -5,7 +5,7 @@
 //! compressed TOC, the compressed tar-split and the 64-byte footer, and the
 //! layer annotations. Edits let a test make a hostile variant whose
 //! metadata still matches its digests. For the same tar it writes what
-//! skopeo 1.18 (containers/storage 1.57) writes, but for the compressed
+//! Debian 13's skopeo 1.18 (containers/image 5.34) writes, but for the compressed
 //! bytes: the same chunks, TOC fields, tar-split lines and footer
 //! (tests/delta.rs, `our_writer_agrees_with_skopeo_1_18`).
 
