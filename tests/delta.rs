@@ -870,7 +870,11 @@ fn skopeo_1_18_copy(chroot: &std::path::Path, from: &str, to: &str) {
         ])
         .output()
         .unwrap();
-    assert!(o.status.success(), "skopeo 1.18: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "skopeo 1.18: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Debian 13's skopeo 1.18 writes the modern dialect (the
@@ -934,7 +938,12 @@ fn modern_dialect_from_debian_13_skopeo_is_updated_partially() {
         .skip(before)
         .filter(|l| l.contains(&format!("GET /v2/delta/sk18/blobs/{digest}")))
         .collect();
-    assert_eq!(gets.len() as u64, d["requests"].as_u64().unwrap(), "{d}\n{}", gets.join("\n"));
+    assert_eq!(
+        gets.len() as u64,
+        d["requests"].as_u64().unwrap(),
+        "{d}\n{}",
+        gets.join("\n")
+    );
     assert_eq!(gets.len(), 2, "metadata + one data request:\n{}", gets.join("\n"));
     assert!(
         gets.iter().all(|l| l.contains("\" 206 ")),
@@ -971,8 +980,20 @@ fn chunked_shape(blob: &[u8], ann: &serde_json::Value, tar: &[u8]) -> (Vec<Strin
     let mut out = Vec::new();
     let form = |v: &str| -> String {
         v.split(':')
-            .map(|p| if p.bytes().all(|b| b.is_ascii_digit()) && p != "1" { "N" } else { p })
-            .map(|p| if p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()) { "HEX64" } else { p })
+            .map(|p| {
+                if p.bytes().all(|b| b.is_ascii_digit()) && p != "1" {
+                    "N"
+                } else {
+                    p
+                }
+            })
+            .map(|p| {
+                if p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    "HEX64"
+                } else {
+                    p
+                }
+            })
             .collect::<Vec<_>>()
             .join(":")
     };
@@ -992,7 +1013,11 @@ fn chunked_shape(blob: &[u8], ann: &serde_json::Value, tar: &[u8]) -> (Vec<Strin
     let (tp, sp) = (nums("manifest-position"), nums("tarsplit-position"));
     let frame = |o: u64, l: u64| -> &[u8] {
         let o = o as usize;
-        assert_eq!(blob[o - 8..o - 4], [0x50, 0x2a, 0x4d, 0x18], "a skippable frame before {o}");
+        assert_eq!(
+            blob[o - 8..o - 4],
+            [0x50, 0x2a, 0x4d, 0x18],
+            "a skippable frame before {o}"
+        );
         assert_eq!(u32::from_le_bytes(blob[o - 4..o].try_into().unwrap()) as u64, l);
         &blob[o..o + l as usize]
     };
@@ -1006,23 +1031,45 @@ fn chunked_shape(blob: &[u8], ann: &serde_json::Value, tar: &[u8]) -> (Vec<Strin
     assert_eq!(sp[0], tp[0] + tp[1] + 8, "the tar-split follows the TOC");
     // The footer: a skippable frame of 64 bytes that ends the blob and repeats the positions.
     let f = &blob[blob.len() - 64..];
-    assert_eq!(blob[blob.len() - 72..blob.len() - 64], [0x50, 0x2a, 0x4d, 0x18, 64, 0, 0, 0]);
+    assert_eq!(
+        blob[blob.len() - 72..blob.len() - 64],
+        [0x50, 0x2a, 0x4d, 0x18, 64, 0, 0, 0]
+    );
     let field = |i: usize| u64::from_le_bytes(f[i * 8..i * 8 + 8].try_into().unwrap());
     assert_eq!((0..7).map(field).collect::<Vec<_>>(), [&tp[..], &sp[..]].concat());
     assert_eq!(&f[56..], b"GNUlInUx");
-    assert_eq!(sp[0] + sp[1] + 8 + 64, blob.len() as u64, "nothing between the tar-split and the footer");
+    assert_eq!(
+        sp[0] + sp[1] + 8 + 64,
+        blob.len() as u64,
+        "nothing between the tar-split and the footer"
+    );
     out.push("footer 64 bytes, GNUlInUx, the annotations' numbers".into());
     // The whole blob is the input tar (nothing lost, no padding added).
-    assert!(unzstd(&blob[..tp[0] as usize - 8]) == tar, "the data frames are the input tar");
+    assert!(
+        unzstd(&blob[..tp[0] as usize - 8]) == tar,
+        "the data frames are the input tar"
+    );
     // The TOC.
     let doc: serde_json::Value = serde_json::from_slice(&toc_json).unwrap();
     let mut keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
     keys.sort();
     out.push(format!("toc keys {keys:?} version {}", doc["version"]));
-    out.push(format!("tarSplitDigest {}", form(doc["tarSplitDigest"].as_str().unwrap())));
+    out.push(format!(
+        "tarSplitDigest {}",
+        form(doc["tarSplitDigest"].as_str().unwrap())
+    ));
     assert_eq!(doc["tarSplitDigest"], sha256(split_z));
     let relied = [
-        "type", "name", "size", "digest", "offset", "endOffset", "chunkSize", "chunkOffset", "chunkDigest", "chunkType",
+        "type",
+        "name",
+        "size",
+        "digest",
+        "offset",
+        "endOffset",
+        "chunkSize",
+        "chunkOffset",
+        "chunkDigest",
+        "chunkType",
     ];
     let mut other = Vec::new();
     for e in doc["entries"].as_array().unwrap() {
@@ -1139,7 +1186,11 @@ fn our_writer_agrees_with_skopeo_1_18() {
         .iter()
         .filter(|l| !got.contains(l))
         .map(|l| format!("skopeo 1.18 only: {l}"))
-        .chain(got.iter().filter(|l| !want.contains(l)).map(|l| format!("ours only: {l}")))
+        .chain(
+            got.iter()
+                .filter(|l| !want.contains(l))
+                .map(|l| format!("ours only: {l}")),
+        )
         .collect();
     assert!(diff.is_empty(), "{}", diff.join("\n"));
     assert_eq!(want, got);
