@@ -231,12 +231,16 @@ case "${1:-build}" in
         # docker-registry: the real registry the tests pull from; skopeo, umoci and
         # oci-image-tool: consumers that check our layouts; apache2-utils: htpasswd;
         # zstd, gzip, tar: to build fixture layers; openssl: test CAs and token signing;
-        # util-linux: setpriv, to unpack as an ordinary user.
-        need_packages docker-registry skopeo umoci oci-image-tool apache2-utils zstd gzip tar musl-tools file curl python3 openssl util-linux containerd podman
+        # util-linux: setpriv, to unpack as an ordinary user; debootstrap: the
+        # Debian 13 chroot whose skopeo writes the delta tests' modern zstd:chunked.
+        need_packages docker-registry skopeo umoci oci-image-tool apache2-utils zstd gzip tar musl-tools file curl python3 openssl util-linux containerd podman debootstrap
         # A TLS test makes a certificate valid only from days hence, which openssl
         # req cannot: Python's cryptography can.
         python3 -c 'import cryptography' 2>/dev/null || pip install -q cryptography 2>/dev/null \
             || need_packages python3-cryptography
+        # Made once (about a minute), then cached in $MINIPULL_TRIXIE or
+        # /var/cache/minipull-trixie.
+        bash tests/trixie-skopeo.sh >/dev/null
         say "running the tests"
         # The peers' unpack cases (tests/peers.rs) run once, against the
         # release binary below.

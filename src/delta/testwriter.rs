@@ -4,7 +4,10 @@
 //! runs of >= 1024 zeros as `zeros` chunks), then skippable frames with the
 //! compressed TOC, the compressed tar-split and the 64-byte footer, and the
 //! layer annotations. Edits let a test make a hostile variant whose
-//! metadata still matches its digests.
+//! metadata still matches its digests. For the same tar it writes what
+//! Debian 13's skopeo 1.18 (containers/image 5.34) writes, but for the compressed
+//! bytes: the same chunks, TOC fields, tar-split lines and footer
+//! (tests/delta.rs, `our_writer_agrees_with_skopeo_1_18`).
 
 use super::{sha, Crc64};
 use base64::Engine;
@@ -167,7 +170,14 @@ pub fn chunks(data: &[u8]) -> Vec<(usize, usize, bool)> {
 pub fn write(entries: &[Entry], edit_toc: impl FnOnce(&mut Value), edit_split: impl FnOnce(&mut Vec<String>)) -> Layer {
     let (mut blob, mut tar, mut frame) = (Vec::new(), Vec::new(), Vec::new());
     let (mut toc, mut split) = (Vec::new(), Vec::new());
-    let seg = |b: &[u8]| json!({"type": 2, "payload": b64(b), "position": 0}).to_string();
+    // As tar-split writes them: numbered lines, the bytes between two
+    // payloads (padding, then the next header) in one segment.
+    let (mut position, mut pending) = (0u64, Vec::new());
+    let mut line = |split: &mut Vec<String>, mut v: Value| {
+        v["position"] = json!(position);
+        position += 1;
+        split.push(v.to_string());
+    };
     fn flush(blob: &mut Vec<u8>, frame: &mut Vec<u8>) {
         if !frame.is_empty() {
             blob.extend(z(frame));
@@ -178,13 +188,16 @@ pub fn write(entries: &[Entry], edit_toc: impl FnOnce(&mut Value), edit_split: i
         let h = header(e);
         tar.extend_from_slice(&h);
         frame.extend_from_slice(&h);
-        split.push(seg(&h));
-        let kind = match e.kind {
-            b'5' => "dir",
-            b'2' => "symlink",
-            _ => "reg",
+        pending.extend_from_slice(&h);
+        line(&mut split, json!({"type": 2, "payload": b64(&pending)}));
+        pending.clear();
+        let (kind, mode) = match e.kind {
+            b'5' => ("dir", 0o755),
+            b'2' => ("symlink", 0o644),
+            _ => ("reg", 0o644),
         };
-        let mut main = json!({"type": kind, "name": e.name, "mode": 420, "modtime": "1970-01-01T00:00:00Z"});
+        // The header's mode and mtime (0o14700000000).
+        let mut main = json!({"type": kind, "name": e.name, "mode": mode, "modtime": "2024-10-04T14:47:28Z"});
         if !e.link.is_empty() {
             main["linkName"] = json!(e.link);
         }
@@ -228,21 +241,22 @@ pub fn write(entries: &[Entry], edit_toc: impl FnOnce(&mut Value), edit_split: i
         } else {
             json!(b64(&crc.finish().to_be_bytes()))
         };
-        split.push(
-            json!({"type": 1, "name": e.name, "size": e.data.len(), "payload": payload, "position": 0}).to_string(),
-        );
+        let mut file = json!({"type": 1, "name": e.name, "payload": payload});
+        if !e.data.is_empty() {
+            file["size"] = json!(e.data.len());
+        }
+        line(&mut split, file);
         tar.extend_from_slice(&e.data);
         let pad = vec![0u8; tar.len().next_multiple_of(512) - tar.len()];
-        if !pad.is_empty() {
-            tar.extend_from_slice(&pad);
-            frame.extend_from_slice(&pad);
-            split.push(seg(&pad));
-        }
+        tar.extend_from_slice(&pad);
+        frame.extend_from_slice(&pad);
+        pending.extend_from_slice(&pad);
     }
     let end = [0u8; 1024];
     tar.extend_from_slice(&end);
     frame.extend_from_slice(&end);
-    split.push(seg(&end));
+    pending.extend_from_slice(&end);
+    line(&mut split, json!({"type": 2, "payload": b64(&pending)}));
     flush(&mut blob, &mut frame);
     edit_split(&mut split);
     let split_z = z((split.join("\n") + "\n").as_bytes());
