@@ -63,7 +63,7 @@ fn run(args: Vec<String>) -> Result<(), (i32, String)> {
     let bytes;
     let artifact = match artifact.strip_prefix("sha256:") {
         Some(hex) if !std::path::Path::new(&artifact).exists() => {
-            let d: Option<Vec<u8>> = (hex.len() == 64)
+            let d: Option<Vec<u8>> = (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
                 .then(|| {
                     (0..32)
                         .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())

@@ -192,3 +192,41 @@ fn bundle_verify_cases_match_the_expectations_table() {
         wrong.join("\n")
     );
 }
+
+/// Every DSSE case that passes is refused for another artifact, by bytes and
+/// by digest: the statement's subject is what binds the bundle to the blob.
+#[test]
+fn a_dsse_bundle_is_refused_for_another_artifact() {
+    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keyless/conformance");
+    let mut checked = 0;
+    for (name, want) in EXPECTED {
+        let dir = cases.join(name);
+        let bundle = std::fs::read(dir.join("bundle.sigstore.json")).unwrap();
+        if *want != Pass || !String::from_utf8_lossy(&bundle).contains("\"dsseEnvelope\"") {
+            continue;
+        }
+        assert!(run(&dir, false).is_ok(), "{name} passes with its own artifact");
+        let root_bytes = read_opt(&dir.join("trusted_root.json"))
+            .unwrap_or_else(|| std::fs::read(cases.join("../trusted_root.json")).unwrap());
+        let root = TrustRoot::parse(&root_bytes).unwrap();
+        let text = |f: &str, d: &str| {
+            read_opt(&dir.join(f)).map_or(d.to_string(), |b| String::from_utf8(b).unwrap().trim().to_string())
+        };
+        for other in [Artifact::Bytes(b"another artifact"), Artifact::Sha256([0; 32])] {
+            let got = match read_opt(&dir.join("key.pub")) {
+                Some(k) => {
+                    let key = PublicKey::from_pem(std::str::from_utf8(&k).unwrap()).unwrap();
+                    verify_blob(&bundle, other, Some(&root), &[], &[key])
+                }
+                None => {
+                    let id = Identity::new(&text("identity", IDENTITY), &text("issuer", ISSUER)).unwrap();
+                    verify_blob(&bundle, other, Some(&root), &[id], &[])
+                }
+            };
+            let e = got.expect_err(name);
+            assert!(e.contains("subject is not the artifact"), "{name}: {e}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2, "only {checked} DSSE cases that pass");
+}

@@ -321,3 +321,47 @@ fn time_floor_rises_to_verified_times_only_and_never_back() {
     assert_exit(&o, 0);
     assert!(!floor.exists(), "a plain-HTTP pull wrote a floor");
 }
+
+/// A server that offers only X25519 for the key exchange (minipull offers
+/// P-256 and P-384): refused at the handshake with a hint that says so.
+#[test]
+fn a_server_with_x25519_alone_is_refused_with_a_hint_naming_the_groups() {
+    let work = TempDir::new("tls-x25519");
+    let ca = make_ca(work.path(), "x25519");
+    let port = free_port();
+    let mut server = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-groups", "X25519", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&ca.cert)
+        .arg("-key")
+        .arg(&ca.key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "openssl s_server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = work.join("out");
+    let r = format!("127.0.0.1:{port}/any/image:v1");
+    let o = minipull(
+        &[
+            "--ca-file",
+            ca.ca.to_str().unwrap(),
+            "--retry-for",
+            "0",
+            &r,
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_exit(&o, 5);
+    let err = stderr(&o);
+    assert!(err.contains("P-256"), "{err}");
+    assert!(!out.join("index.json").exists());
+}

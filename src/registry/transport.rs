@@ -113,6 +113,11 @@ pub(super) fn tls_hint(e: Error) -> Error {
         e.hint("check this machine's clock (date, NTP): certificates are only valid between their dates")
     } else if m.contains("certificate") || m.contains("issuer") || m.contains("notvalidforname") {
         e.hint("if the registry's certificate comes from a private CA, trust it with --ca-file CA.pem (or, at your own risk, --insecure)")
+    } else if m.contains("alert 40") || m.contains("handshake") && m.contains("refused") {
+        e.hint(
+            "if the registry speaks plain HTTP, add --plain-http; minipull offers the key exchange groups P-256 and \
+             P-384, which a server configured for X25519 alone refuses",
+        )
     } else {
         e.hint("if the registry speaks plain HTTP, add --plain-http")
     }

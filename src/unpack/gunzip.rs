@@ -1,7 +1,9 @@
 //! gzip streams (RFC 1952, one member or several in a row) inflated with
 //! miniz_oxide's raw deflate decoder.
 //!
-//! The CRC-32 in each member's trailer is not computed: every layer is checked
+//! The CRC-32 in each member's trailer (and a header's CRC16) is not computed,
+//! so a layer whose CRC alone is wrong is accepted where flate2 or Go would
+//! refuse it: every layer is checked
 //! by sha256 (its blob digest and its diff_id) before anything it wrote is
 //! used, which a CRC adds nothing to, and a CRC table with its code costs
 //! 20 KB of binary. The trailer's length (ISIZE) is checked, and a member's
@@ -39,10 +41,18 @@ fn corrupt(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("the gzip stream {what}"))
 }
 
+/// A short read is the stream's fault; any other error (the blob longer than
+/// its descriptor, a disk error) is passed on as it is.
+fn short(what: &'static str) -> impl Fn(io::Error) -> io::Error {
+    move |e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => corrupt(what),
+        _ => e,
+    }
+}
+
 fn byte(src: &mut impl BufRead) -> io::Result<u8> {
     let mut b = [0u8; 1];
-    src.read_exact(&mut b)
-        .map_err(|_| corrupt("ends inside a member header"))?;
+    src.read_exact(&mut b).map_err(short("ends inside a member header"))?;
     Ok(b[0])
 }
 
@@ -51,7 +61,7 @@ fn byte(src: &mut impl BufRead) -> io::Result<u8> {
 fn skip_header(src: &mut impl BufRead) -> io::Result<()> {
     let mut fixed = [0u8; 10];
     src.read_exact(&mut fixed)
-        .map_err(|_| corrupt("ends inside a member header"))?;
+        .map_err(short("ends inside a member header"))?;
     if fixed[0] != 0x1f || fixed[1] != 0x8b {
         return Err(corrupt("has bytes that are not a gzip member header"));
     }
@@ -106,7 +116,7 @@ impl<R: BufRead> Read for MultiGunzip<R> {
                     let mut trailer = [0u8; 8];
                     self.src
                         .read_exact(&mut trailer)
-                        .map_err(|_| corrupt("ends inside a member trailer"))?;
+                        .map_err(short("ends inside a member trailer"))?;
                     if u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]) != self.len {
                         return Err(corrupt("has a member whose length disagrees with its trailer"));
                     }
@@ -195,9 +205,15 @@ mod tests {
         let mut wrong_len = HELLO.to_vec();
         wrong_len[22] = 7;
         assert!(gunzip(&wrong_len).is_err(), "ISIZE disagrees");
-        let mut garbage = HELLO.to_vec();
-        garbage.extend_from_slice(b"\0\0\0\0");
-        assert!(gunzip(&garbage).is_err(), "bytes after the last member");
+        for tail in [
+            &b"\0\0\0\0"[..],
+            &[0u8; 512][..],
+            b"PK\x03\x04 not a gzip member at all",
+        ] {
+            let mut garbage = HELLO.to_vec();
+            garbage.extend_from_slice(tail);
+            assert!(gunzip(&garbage).is_err(), "{} bytes after the last member", tail.len());
+        }
         let mut reserved = HELLO.to_vec();
         reserved[3] = 0x80;
         assert!(gunzip(&reserved).is_err());

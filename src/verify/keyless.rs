@@ -70,7 +70,10 @@ pub fn synced_now() -> Option<i64> {
     // SAFETY: adjtimex with modes 0 only reads into the zeroed struct.
     let mut tx: libc::timex = unsafe { std::mem::zeroed() };
     let state = unsafe { libc::adjtimex(&mut tx) };
-    (state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0).then_some(tx.time.tv_sec)
+    // time_t is 32 bits in the libc crate's 32-bit musl targets (armv7).
+    #[allow(clippy::useless_conversion)]
+    let now = i64::from(tx.time.tv_sec);
+    (state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0).then_some(now)
 }
 
 /// The certificate checks, at `t`: the chain to a Fulcio CA of the root
@@ -480,6 +483,50 @@ pub fn verify_blob(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A keyed DSSE bundle (cosign's blob attestation shape) over a statement
+    /// naming `subject`, signed with a fresh P-256 key; returns it and the key.
+    fn keyed_dsse(subject: &[u8]) -> (Vec<u8>, PublicKey) {
+        use crate::auth::base64_encode;
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        let mut spki = unhex("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
+        spki.extend_from_slice(pair.public_key().as_ref());
+        let d = super::super::rekor::hex(ring::digest::digest(&ring::digest::SHA256, subject).as_ref());
+        let st = serde_json::json!({"_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "blob", "digest": {"sha256": d}}],
+            "predicateType": "https://example.invalid/p", "predicate": {}})
+        .to_string();
+        let pt = "application/vnd.in-toto+json";
+        let sig = pair
+            .sign(&rng, &super::super::signature::pae(pt, st.as_bytes()))
+            .unwrap();
+        let b = serde_json::json!({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": {"publicKey": {"hint": "k"}},
+            "dsseEnvelope": {"payload": base64_encode(st.as_bytes()), "payloadType": pt,
+                "signatures": [{"sig": base64_encode(sig.as_ref())}]}});
+        (serde_json::to_vec(&b).unwrap(), PublicKey::from_spki(&spki).unwrap())
+    }
+
+    #[test]
+    fn a_keyed_dsse_bundle_binds_its_artifact() {
+        let (b, key) = keyed_dsse(b"artifact A");
+        let keys = std::slice::from_ref(&key);
+        assert_eq!(verify_blob(&b, Artifact::Bytes(b"artifact A"), None, &[], keys), Ok(()));
+        let a_digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, b"artifact A")
+            .as_ref()
+            .try_into()
+            .unwrap();
+        assert_eq!(verify_blob(&b, Artifact::Sha256(a_digest), None, &[], keys), Ok(()));
+        for other in [Artifact::Bytes(b"artifact B"), Artifact::Sha256([7; 32])] {
+            let e = verify_blob(&b, other, None, &[], keys).unwrap_err();
+            assert!(e.contains("subject is not the artifact"), "{e}");
+        }
+        let (_, another) = keyed_dsse(b"artifact A");
+        assert!(verify_blob(&b, Artifact::Bytes(b"artifact A"), None, &[], &[another]).is_err());
+    }
 
     pub(crate) fn vector(path: &str) -> Vec<u8> {
         std::fs::read(format!(
