@@ -85,6 +85,14 @@ fn a_key_brings_no_downgrade_and_the_disk_a_time_floor() {
 fn keyless_settings_reach_the_install_unexpanded() {
     case("keyless_identity");
     case("identity_alone_is_the_repository");
+    case("identity_url_without_issuer");
+}
+
+/// A key, trusted root or CA on the disk or in the new root is refused,
+/// whatever its spelling (`//`, `..`, a link from the initramfs).
+#[test]
+fn keys_roots_and_cas_come_only_from_the_initramfs() {
+    case("pins_only_from_the_initramfs");
 }
 
 #[test]

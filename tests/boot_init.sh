@@ -173,6 +173,43 @@ case $CASE in
         grep -- --unpack "$W/calls" | grep -qF -- "--verify-identity reg.example/os --no-downgrade" \
             || bad "minipull.identity= alone is not the repository: $(cat "$W/calls")"
         ! grep -q -- --certificate-identity "$W/calls" || bad "a certificate identity without an issuer: $(cat "$W/calls")" ;;
+    pins_only_from_the_initramfs)
+        # Keys, trusted roots and CAs: files of the initramfs only, however spelt.
+        mkdir -p "$D" "$W/initramfs" "$W/newroot/etc"
+        : > "$D/k.pub"; : > "$W/initramfs/k.pub"; : > "$W/newroot/etc/k.pub"
+        ln -s "$D/k.pub" "$W/initramfs/link.pub"
+        pins() { # VAR=value... -> what check_pins said
+            env "$@" DISKDIR="$D" NEWROOT_DIR="$W/newroot" busybox sh -c \
+                'KEY=${KEY:-} TRUSTED_ROOT=${TRUSTED_ROOT:-} CA=${CA:-}; MINIPULL_INIT_LIB=1 . "$INIT"
+                 fail() { echo "refused: $*"; exit 3; }; check_pins; echo accepted' 2>&1
+        }
+        for v in KEY TRUSTED_ROOT CA; do
+            for f in "$D/k.pub" "/$D/k.pub" "$W/initramfs/../disk/k.pub" "$W/initramfs/link.pub" \
+                "$W/newroot/etc/k.pub" k.pub "$W/initramfs/missing" "$W/initramfs"; do
+                out=$(pins "$v=$f")
+                case $out in refused:*) ;; *) bad "$v=$f was accepted: $out" ;; esac
+            done
+            out=$(pins "$v=$W/initramfs/k.pub")
+            [ "$out" = accepted ] || bad "$v=$W/initramfs/k.pub was refused: $out"
+        done
+        out=$(pins "KEY=$D/k.pub")
+        case $out in *"on the disk or in the new root"*) ;; *) bad "no reason given: $out" ;; esac ;;
+    identity_url_without_issuer)
+        # A certificate identity without its issuer, or a root without both:
+        # refused by name before any minipull call.
+        opts() { # VAR=value... -> what options said
+            env "$@" busybox sh -c 'KEY= CA= PLAIN= DISK= WAIT=60 ISSUER=${ISSUER:-} TRUSTED_ROOT=${TRUSTED_ROOT:-}
+                IDENTITY=${IDENTITY:-} REPOSITORY=; MINIPULL_INIT_LIB=1 . "$INIT"
+                fail() { echo "refused: $*"; exit 3; }; options; echo "accepted:$VERIFY"' 2>&1
+        }
+        out=$(opts IDENTITY=https://github.com/acme/os/.github/workflows/release.yml@refs/tags/v1)
+        case $out in "refused: "*"is a certificate identity"*) ;; *) bad "a URL identity without an issuer: $out" ;; esac
+        out=$(opts IDENTITY=ci@acme.example)
+        case $out in "refused: "*) ;; *) bad "an email identity without an issuer: $out" ;; esac
+        out=$(opts TRUSTED_ROOT=/etc/sigstore/root.json)
+        case $out in "refused: "*"minipull.root= is used only"*) ;; *) bad "a root without an identity: $out" ;; esac
+        out=$(opts IDENTITY=reg.example/os)
+        [ "$out" = "accepted: --verify-identity reg.example/os --no-downgrade" ] || bad "the repository: $out" ;;
     clock_forward)
         image v1 good; echo v1 > "$W/remote"
         echo 1800000000 > "$STATE/time-floor"
@@ -185,4 +222,4 @@ case $CASE in
         [ "$(cat "$W/clock")" = 5 ] || bad "a junk floor set the clock to $(cat "$W/clock")" ;;
     *) bad "no such case" ;;
 esac
-echo "ok: $CASE ($NBOOT boots)"
+echo "ok: $CASE (${NBOOT:-0} boots)"
