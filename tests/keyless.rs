@@ -336,6 +336,11 @@ impl OwnSigstore {
 
     /// The annotations of a classic signature layer over `payload`.
     fn sign(&self, payload: &[u8], san: &str, issuer: &str) -> Value {
+        self.sign_with(payload, san, issuer, &[])
+    }
+
+    /// The same, with sigstore.py's options for forged parts.
+    fn sign_with(&self, payload: &[u8], san: &str, issuer: &str, extra: &[&str]) -> Value {
         let p = self.dir.join("payload");
         std::fs::write(&p, payload).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sigstore.py");
@@ -343,6 +348,7 @@ impl OwnSigstore {
             .arg(&script)
             .args(["sign", self.dir.to_str().unwrap(), p.to_str().unwrap()])
             .args(["--identity", san, "--issuer", issuer])
+            .args(extra)
             .output()
             .unwrap();
         assert!(
@@ -360,10 +366,25 @@ fn push_signed(w: &LoggedRegistry, store: &OwnSigstore, repo: &str, san: &str) -
     let img = Image::new("amd64", vec![gz_layer(&[("etc/hello", b"signed in CI")])]);
     let layer = sha256(&img.layers[0].blob);
     let digest = w.reg.push_image(repo, "v1", &img).0;
+    push_sig(w, store, repo, &digest, &digest, san, &[]);
+    (digest, layer)
+}
+
+/// Push, under `digest`'s classic signature tag, a keyless signature whose
+/// payload names `signed` (sigstore.py options in `extra`).
+fn push_sig(
+    w: &LoggedRegistry,
+    store: &OwnSigstore,
+    repo: &str,
+    digest: &str,
+    signed: &str,
+    san: &str,
+    extra: &[&str],
+) {
     let payload = serde_json::to_vec(&json!({
         "critical": {
             "identity": {"docker-reference": format!("{}/{repo}", w.reg.host)},
-            "image": {"docker-manifest-digest": digest},
+            "image": {"docker-manifest-digest": signed},
             "type": "cosign container image signature"
         },
         "optional": null
@@ -373,12 +394,79 @@ fn push_signed(w: &LoggedRegistry, store: &OwnSigstore, repo: &str, san: &str) -
     let mut d = w
         .reg
         .blob_desc(repo, "application/vnd.dev.cosign.simplesigning.v1+json", &payload);
-    d["annotations"] = store.sign(&payload, san, ACTIONS);
+    d["annotations"] = store.sign_with(&payload, san, ACTIONS, extra);
     let m = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [d]});
     let tag = format!("{}.sig", digest.replace(':', "-"));
     w.reg
         .push_manifest(repo, &tag, OCI_MANIFEST, &serde_json::to_vec(&m).unwrap());
-    (digest, layer)
+}
+
+/// Each forged or misbound part of a signature from the test's own sigstore
+/// is refused with its reason, before any layer is fetched: a SET or an SCT
+/// signed by a key that is not the log's, a certificate not valid at the
+/// entry's time, and a valid signature of another image under this one's tag.
+#[test]
+fn forged_parts_from_our_own_sigstore_are_refused_before_any_layer() {
+    let w = LoggedRegistry::new("keyless-forged");
+    let store = OwnSigstore::new(w.work.join("sigstore"));
+    let repo = "acme/forged";
+    let (digest, layer) = push_signed(&w, &store, repo, WORKFLOW);
+    let other = Image::new("amd64", vec![gz_layer(&[("etc/hello", b"another image")])]);
+    let other_digest = w.reg.push_image(repo, "other", &other).0;
+    let r = format!("{}/{repo}:v1", w.reg.host);
+    let cases: [(&str, &[&str], &str); 4] = [
+        (&digest, &["--forge-set"], "SET does not verify"),
+        (&digest, &["--forge-sct"], "SCT does not verify"),
+        (&digest, &["--cert-offset", "3600"], "at the entry's time"),
+        (&other_digest, &[], "a signature for another digest"),
+    ];
+    for (i, (signed, extra, why)) in cases.iter().enumerate() {
+        push_sig(&w, &store, repo, &digest, signed, WORKFLOW, extra);
+        let out = w.work.join(&format!("out-{i}"));
+        let o = minipull(
+            &[
+                "--plain-http",
+                "--trusted-root",
+                &store.root(),
+                "--certificate-identity",
+                WORKFLOW,
+                "--certificate-oidc-issuer",
+                ACTIONS,
+                &r,
+                out.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_exit(&o, 8);
+        assert!(
+            stderr(&o).contains(why),
+            "case {i} ({extra:?}): expected {why:?} in\n{}",
+            stderr(&o)
+        );
+    }
+    let gets = w.blob_gets_since(repo, 0);
+    assert!(
+        !gets.iter().any(|g| g.contains(&layer)),
+        "a layer was fetched: {gets:?}"
+    );
+    // The same pull with an honest signature is accepted (the refusals were the parts).
+    push_sig(&w, &store, repo, &digest, &digest, WORKFLOW, &[]);
+    let out = w.work.join("honest");
+    let o = minipull(
+        &[
+            "--plain-http",
+            "--trusted-root",
+            &store.root(),
+            "--certificate-identity",
+            WORKFLOW,
+            "--certificate-oidc-issuer",
+            ACTIONS,
+            &r,
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_exit(&o, 0);
 }
 
 #[cfg(feature = "unpack")]

@@ -13,6 +13,10 @@ tests/data/keyless prove interoperability with the public-good instance.
         prints the JSON object of the annotations of a classic cosign
         signature layer over PAYLOAD: the signature, the certificate (Fulcio's
         SAN and issuer extensions, an embedded SCT) and the Rekor bundle (SET)
+      --forge-set / --forge-sct   the SET / the SCT signed by a key that is not
+                                  the log's (its log ID still the trusted one's)
+      --cert-offset SECS          the certificate valid SECS later than the
+                                  entry's time (the entry outside its validity)
 """
 
 import argparse
@@ -116,8 +120,8 @@ def make_root(d):
         json.dump(trusted, f, indent=2)
 
 
-def leaf_builder(leaf_key, inter, san, issuer, t, serial):
-    nb = datetime.datetime.fromtimestamp(t - 60, datetime.timezone.utc)
+def leaf_builder(leaf_key, inter, san, issuer, t, serial, offset=0):
+    nb = datetime.datetime.fromtimestamp(t - 60 + offset, datetime.timezone.utc)
     uri = x509.UniformResourceIdentifier(san) if "://" in san else x509.RFC822Name(san)
     v2 = b"\x0c" + der_len(len(issuer.encode())) + issuer.encode()
     return (x509.CertificateBuilder()
@@ -134,7 +138,7 @@ def leaf_builder(leaf_key, inter, san, issuer, t, serial):
             .add_extension(x509.UnrecognizedExtension(ISSUER_V2, v2), critical=False))
 
 
-def sign(d, payload_path, san, issuer, t, log_index):
+def sign(d, payload_path, san, issuer, t, log_index, forge_set=False, forge_sct=False, offset=0):
     inter_key = load_key(os.path.join(d, "intermediate.key"))
     rekor_key = load_key(os.path.join(d, "rekor.key"))
     ct_key = load_key(os.path.join(d, "ct.key"))
@@ -146,18 +150,19 @@ def sign(d, payload_path, san, issuer, t, log_index):
     serial = x509.random_serial_number()
     # The precertificate's TBS is the certificate's without the SCT list: the
     # same builder, signed once without it (RFC 6962 3.2).
-    pre = leaf_builder(leaf_key, inter, san, issuer, t, serial).sign(inter_key, hashes.SHA384())
+    pre = leaf_builder(leaf_key, inter, san, issuer, t, serial, offset).sign(inter_key, hashes.SHA384())
     tbs = pre.tbs_certificate_bytes
     millis = struct.pack(">Q", t * 1000)
     issuer_hash = hashlib.sha256(inter.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
     signed = b"\x00\x00" + millis + b"\x00\x01" + issuer_hash + len(tbs).to_bytes(3, "big") + tbs + b"\x00\x00"
-    sct_sig = ct_key.sign(signed, ec.ECDSA(hashes.SHA256()))
+    ct_signer = ec.generate_private_key(ec.SECP256R1()) if forge_sct else ct_key
+    sct_sig = ct_signer.sign(signed, ec.ECDSA(hashes.SHA256()))
     sct = (b"\x00" + hashlib.sha256(spki(ct_key)).digest() + millis + b"\x00\x00" + b"\x04\x03"
            + struct.pack(">H", len(sct_sig)) + sct_sig)
     tls_list = struct.pack(">H", len(sct) + 2) + struct.pack(">H", len(sct)) + sct
     ext = b"\x04" + der_len(len(tls_list)) + tls_list
-    cert = (leaf_builder(leaf_key, inter, san, issuer, t, serial)
+    cert = (leaf_builder(leaf_key, inter, san, issuer, t, serial, offset)
             .add_extension(x509.UnrecognizedExtension(SCT_LIST, ext), critical=False)
             .sign(inter_key, hashes.SHA384()))
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
@@ -169,7 +174,8 @@ def sign(d, payload_path, san, issuer, t, log_index):
     log_id = hashlib.sha256(spki(rekor_key)).hexdigest()
     canonical = json.dumps({"body": body_b64, "integratedTime": t, "logID": log_id, "logIndex": log_index},
                            separators=(",", ":"), sort_keys=True)
-    set_sig = rekor_key.sign(canonical.encode(), ec.ECDSA(hashes.SHA256()))
+    set_signer = ec.generate_private_key(ec.SECP256R1()) if forge_set else rekor_key
+    set_sig = set_signer.sign(canonical.encode(), ec.ECDSA(hashes.SHA256()))
     bundle = {"SignedEntryTimestamp": b64(set_sig),
               "Payload": {"body": body_b64, "integratedTime": t, "logIndex": log_index, "logID": log_id}}
     return {
@@ -191,11 +197,15 @@ def main():
     s.add_argument("--issuer", required=True)
     s.add_argument("--time", type=int, default=int(time.time()))
     s.add_argument("--log-index", type=int, default=1)
+    s.add_argument("--forge-set", action="store_true")
+    s.add_argument("--forge-sct", action="store_true")
+    s.add_argument("--cert-offset", type=int, default=0)
     a = p.parse_args()
     if a.cmd == "root":
         make_root(a.dir)
     else:
-        json.dump(sign(a.dir, a.payload, a.identity, a.issuer, a.time, a.log_index), sys.stdout)
+        json.dump(sign(a.dir, a.payload, a.identity, a.issuer, a.time, a.log_index,
+                       a.forge_set, a.forge_sct, a.cert_offset), sys.stdout)
 
 
 if __name__ == "__main__":
