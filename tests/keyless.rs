@@ -334,12 +334,8 @@ impl OwnSigstore {
         self.dir.join("trusted_root.json").to_str().unwrap().to_string()
     }
 
-    /// The annotations of a classic signature layer over `payload`.
-    fn sign(&self, payload: &[u8], san: &str, issuer: &str) -> Value {
-        self.sign_with(payload, san, issuer, &[])
-    }
-
-    /// The same, with sigstore.py's options for forged parts.
+    /// The annotations of a classic signature layer over `payload`, with
+    /// sigstore.py's options for forged parts in `extra`.
     fn sign_with(&self, payload: &[u8], san: &str, issuer: &str, extra: &[&str]) -> Value {
         let p = self.dir.join("payload");
         std::fs::write(&p, payload).unwrap();
