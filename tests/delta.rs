@@ -531,6 +531,7 @@ fn update_fetches_only_the_changed_chunks_and_equals_the_whole_unpack() {
         .count();
     let (o, v) = update_json(&reg.host, "delta/e2e", &out, &rootfs, &[]);
     assert_exit(&o, 0);
+    common::schema::conforms(&o, "pull");
     assert_eq!(tree(std::path::Path::new(&rootfs)), want, "{}", stderr(&o));
     let layer = v["blobs"]
         .as_array()
@@ -1213,4 +1214,105 @@ fn our_writer_agrees_with_skopeo_1_18() {
     let theirs_files = files(&theirs, serde_json::from_value(desc).unwrap());
     assert_eq!(theirs_files, files(&ours.blob, ours.descriptor()));
     assert!(theirs_files.iter().any(|f| f.3.len() > 2), "a file of several chunks");
+}
+
+/// A registry that wants a token and sends every blob request (307) to a
+/// CDN that supports no multi-range (S3 and its likes), and answers a
+/// request carrying Authorization with 400, as S3 does for presigned URLs.
+fn registry_and_cdn(
+    cdn_multi: common::fault::Multi,
+    v1: &minipull::delta::testwriter::Layer,
+    v2: &minipull::delta::testwriter::Layer,
+) -> (common::fault::FaultServer, common::fault::FaultServer) {
+    use common::fault::{FaultServer, Faults};
+    let cdn = FaultServer::start(Faults {
+        ranges: Some(cdn_multi),
+        cdn_refuses_authorization: true,
+        ..Faults::default()
+    });
+    let reg = fault_server_with(cdn_multi, v1, v2);
+    reg.set_faults(Faults {
+        token_lifetime: Some(Duration::from_secs(600)),
+        redirect_blobs_to: Some(format!("http://{}", cdn.host)),
+        ..Faults::default()
+    });
+    for (d, b) in reg.blobs() {
+        cdn.add_blob(&d, b);
+    }
+    (reg, cdn)
+}
+
+/// The CDN redirect without multi-range: the partial update's ranged
+/// requests are redirected with their Range, no registry credentials reach
+/// the CDN, and the update ends in the right root: in single ranges when
+/// the CDN refuses several at once, with the 200 it answers instead taken
+/// as the whole-layer download (fetched once, not again). The JSON output
+/// conforms to the documented schema.
+#[test]
+fn a_cdn_without_multi_range_gets_the_ranges_and_no_credentials() {
+    use common::fault::Multi;
+    let (v1, v2) = two_versions();
+    let oracle = Registry::start(Auth::None);
+    push_chunked(&oracle, "delta/f", "v1", &[&v1]);
+    push_chunked(&oracle, "delta/f", "v2", &[&v2]);
+    let (_oracle, want) = whole_v2(&oracle.host, "delta/f");
+    let layer = sha256(&v2.blob);
+    for (m, status) in [
+        (Multi::Status(501), "partial"),
+        (Multi::Status(400), "partial"),
+        (Multi::Whole, "downloaded"),
+    ] {
+        let (reg, cdn) = registry_and_cdn(m, &v1, &v2);
+        let work = TempDir::new("delta-cdn");
+        let (out, rootfs) = install_v1(&reg.host, "delta/f", &work);
+        reg.clear_log();
+        cdn.clear_log();
+        let (o, _) = update_json(&reg.host, "delta/f", &out, &rootfs, &[]);
+        assert_exit(&o, 0);
+        let v = common::schema::conforms(&o, "pull");
+        assert_eq!(tree(std::path::Path::new(&rootfs)), want, "{m:?}: {}", stderr(&o));
+        let b = v["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["digest"] == layer)
+            .unwrap_or_else(|| panic!("{m:?}: {v}"))
+            .clone();
+        assert_eq!(b["status"], status, "{m:?}: {b}\n{}", stderr(&o));
+        // The registry had credentials (a bearer token) for the blob
+        // requests it redirected; none of them reached the CDN.
+        let at_reg: Vec<_> = reg.requests(&layer).into_iter().filter(|l| l.status == 307).collect();
+        assert!(!at_reg.is_empty(), "{m:?}: {:?}", reg.log());
+        assert!(at_reg.iter().all(|l| l.authorization.is_some()), "{m:?}: {at_reg:?}");
+        let at_cdn = cdn.requests("/cdn/");
+        assert!(at_cdn.iter().all(|l| l.authorization.is_none()), "{m:?}: {at_cdn:?}");
+        // Every ranged request reached the CDN with its Range, in order.
+        let at_cdn: Vec<_> = at_cdn.into_iter().filter(|l| l.path.contains(&layer)).collect();
+        let ranges = |ls: &[common::fault::Logged]| ls.iter().map(|l| l.range.clone()).collect::<Vec<_>>();
+        assert_eq!(ranges(&at_reg), ranges(&at_cdn), "{m:?}");
+        assert!(at_cdn.iter().all(|l| l.range.is_some()), "{m:?}: {at_cdn:?}");
+        let multi = |l: &common::fault::Logged| l.range.as_deref().is_some_and(|r| r.contains(','));
+        assert_eq!(at_cdn.iter().filter(|l| multi(l)).count(), 1, "{m:?}: {at_cdn:?}");
+        let d = &b["delta"];
+        match m {
+            Multi::Whole => {
+                // Metadata, then the multi-range request answered 200: that
+                // body is the layer, and nothing is fetched after it.
+                assert_eq!(at_cdn.len(), 2, "{at_cdn:?}");
+                assert_eq!(at_cdn[1].status, 200);
+                let body: u64 = at_cdn.iter().map(|l| l.body_bytes).sum();
+                assert!(body < 2 * v2.blob.len() as u64, "fetched twice: {at_cdn:?}");
+                assert!(d["fallback"].is_string(), "{d}");
+                assert!(blob_path(std::path::Path::new(&out), &layer).exists());
+            }
+            _ => {
+                // Metadata, the refused request, then one request per range.
+                assert!(at_cdn.len() >= 4, "{at_cdn:?}");
+                assert!(at_cdn[2..].iter().all(|l| l.status == 206 && !multi(l)), "{at_cdn:?}");
+                assert!(d["fallback"].is_null(), "{d}");
+                assert_eq!(d["requests"].as_u64(), Some(at_cdn.len() as u64), "{d}");
+                assert!(!blob_path(std::path::Path::new(&out), &layer).exists());
+            }
+        }
+    }
 }
