@@ -252,7 +252,10 @@ impl Artifact<'_> {
     }
 
     /// Whether a DSSE in-toto statement names this artifact as a subject.
-    fn named_by(&self, dsse_payload: &[u8]) -> R<()> {
+    fn named_by(&self, payload_type: &str, dsse_payload: &[u8]) -> R<()> {
+        if payload_type != "application/vnd.in-toto+json" {
+            return Err("the DSSE payload is not an in-toto statement (payloadType)".into());
+        }
         let d = super::rekor::hex(&self.sha256());
         let st: Value = serde_json::from_slice(dsse_payload).map_err(|_| "malformed: the statement is not JSON")?;
         let named = st.get("subject").and_then(Value::as_array).is_some_and(|s| {
@@ -414,7 +417,7 @@ pub fn bundle(b: &Value, root: &TrustRoot, identities: &[Identity], now: Option<
         };
         check_body(&entry.body_b64, signed, &signature, &cert)?;
         if let Mode::Blob(artifact) = mode {
-            artifact.named_by(&dsse_payload)?;
+            artifact.named_by(pt, &dsse_payload)?;
         }
     } else {
         return Err("malformed bundle: neither messageSignature nor dsseEnvelope".into());
@@ -469,7 +472,7 @@ pub fn verify_blob(
             .and_then(Value::as_str)
             .ok_or("malformed bundle: payloadType")?;
         let payload = b64(env, &["payload"])?;
-        artifact.named_by(&payload)?;
+        artifact.named_by(pt, &payload)?;
         (super::signature::pae(pt, &payload), b64(&sigs[0], &["sig"])?)
     } else {
         return Err("malformed bundle: neither messageSignature nor dsseEnvelope".into());
@@ -486,7 +489,7 @@ mod tests {
 
     /// A keyed DSSE bundle (cosign's blob attestation shape) over a statement
     /// naming `subject`, signed with a fresh P-256 key; returns it and the key.
-    fn keyed_dsse(subject: &[u8]) -> (Vec<u8>, PublicKey) {
+    fn keyed_dsse(subject: &[u8], pt: &str) -> (Vec<u8>, PublicKey) {
         use crate::auth::base64_encode;
         use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
         let rng = ring::rand::SystemRandom::new();
@@ -499,7 +502,6 @@ mod tests {
             "subject": [{"name": "blob", "digest": {"sha256": d}}],
             "predicateType": "https://example.invalid/p", "predicate": {}})
         .to_string();
-        let pt = "application/vnd.in-toto+json";
         let sig = pair
             .sign(&rng, &super::super::signature::pae(pt, st.as_bytes()))
             .unwrap();
@@ -512,7 +514,7 @@ mod tests {
 
     #[test]
     fn a_keyed_dsse_bundle_binds_its_artifact() {
-        let (b, key) = keyed_dsse(b"artifact A");
+        let (b, key) = keyed_dsse(b"artifact A", "application/vnd.in-toto+json");
         let keys = std::slice::from_ref(&key);
         assert_eq!(verify_blob(&b, Artifact::Bytes(b"artifact A"), None, &[], keys), Ok(()));
         let a_digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, b"artifact A")
@@ -524,8 +526,12 @@ mod tests {
             let e = verify_blob(&b, other, None, &[], keys).unwrap_err();
             assert!(e.contains("subject is not the artifact"), "{e}");
         }
-        let (_, another) = keyed_dsse(b"artifact A");
+        let (_, another) = keyed_dsse(b"artifact A", "application/vnd.in-toto+json");
         assert!(verify_blob(&b, Artifact::Bytes(b"artifact A"), None, &[], &[another]).is_err());
+        // A statement-shaped payload of another type is not an in-toto statement.
+        let (b, key) = keyed_dsse(b"artifact A", "text/plain");
+        let e = verify_blob(&b, Artifact::Bytes(b"artifact A"), None, &[], &[key]).unwrap_err();
+        assert!(e.contains("not an in-toto statement"), "{e}");
     }
 
     pub(crate) fn vector(path: &str) -> Vec<u8> {
