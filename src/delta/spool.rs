@@ -5,17 +5,31 @@
 //! checks every chunk), so a damaged or planted file costs only a refusal,
 //! then the whole layer. The directory is emptied once an update is
 //! installed, and by `gc`.
+//!
+//! Kept chunks are made durable in batches, with one `syncfs` once 1 MiB or
+//! 2 s of them are waiting: a power cut (not just a killed process) then
+//! loses at most that much of what arrived, and a fast link does not pay an
+//! fsync per 64 KiB chunk. A chunk cut before its sync is at worst short
+//! (ext4 orders data before the rename), and a short one is not taken.
 
 use super::Sha;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Kept bytes, or time, between two syncs of the spool.
+const SYNC_BYTES: u64 = 1 << 20;
+const SYNC_EVERY: Duration = Duration::from_secs(2);
 
 /// The spool directory of a layout.
 pub struct Spool {
     dir: PathBuf,
     /// The chunk being written: its digest and temporary file.
     open: Option<(Sha, File)>,
+    /// Bytes kept since the last sync, and when that was.
+    unsynced: u64,
+    synced_at: Instant,
 }
 
 fn hex(d: &Sha) -> String {
@@ -25,7 +39,12 @@ fn hex(d: &Sha) -> String {
 impl Spool {
     /// The spool of `layout` (created, private), or `None` when it cannot be.
     pub fn of(layout: &crate::layout::Layout) -> Option<Spool> {
-        layout.chunk_spool().ok().map(|dir| Spool { dir, open: None })
+        layout.chunk_spool().ok().map(|dir| Spool {
+            dir,
+            open: None,
+            unsynced: 0,
+            synced_at: Instant::now(),
+        })
     }
 
     /// Whether a chunk of this digest and size is kept.
@@ -50,8 +69,9 @@ impl Spool {
 
     pub fn write(&mut self, bytes: &[u8]) {
         if let Some((_, f)) = &mut self.open {
-            if f.write_all(bytes).is_err() {
-                self.open = None;
+            match f.write_all(bytes) {
+                Ok(()) => self.unsynced += bytes.len() as u64,
+                Err(_) => self.open = None,
             }
         }
     }
@@ -60,11 +80,16 @@ impl Spool {
     pub fn end(&mut self, ok: bool) {
         let Some((d, f)) = self.open.take() else { return };
         let tmp = self.dir.join(format!("{}.tmp", hex(&d)));
-        // A kept chunk is read back only after a cut, and checked then: no fsync.
-        drop(f);
-        let _ = match ok {
-            true => std::fs::rename(&tmp, self.dir.join(hex(&d))),
-            false => std::fs::remove_file(&tmp),
+        let kept = match ok {
+            true => std::fs::rename(&tmp, self.dir.join(hex(&d))).is_ok(),
+            false => std::fs::remove_file(&tmp).map(|_| false).unwrap_or(false),
         };
+        if kept && (self.unsynced >= SYNC_BYTES || self.synced_at.elapsed() >= SYNC_EVERY) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: syncfs on a descriptor we own; its failure only costs durability.
+            unsafe { libc::syncfs(f.as_raw_fd()) };
+            self.unsynced = 0;
+            self.synced_at = Instant::now();
+        }
     }
 }
