@@ -322,6 +322,9 @@ echo "boot test: ok: the credentials on the disk were used (token server log) an
 # record write, images that ship the boot mark (on a disk of their own).
 . "$here/torture.sh"
 
+# 16: partial (zstd:chunked) updates and a power cut in one (a disk of its own).
+. "$here/delta.sh"
+
 # arm64 (qemu-system-aarch64 -M virt, Debian's arm64 kernel and busybox, the
 # aarch64 minipull): cases 1 and 6 here, 4 below with the registries down.
 # The arm64 image lives in its own repository, boot/arm.
