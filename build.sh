@@ -251,8 +251,6 @@ case "${1:-build}" in
         say "running the tests"
         # The peers' unpack cases (tests/peers.rs) run once, against the
         # release binary below.
-        # Features not in the default build yet (too big for the size line
-        # today) are tested here, once.
         MINIPULL_PEERS_WITH_RELEASE=1 cargo test --locked --features "delta keyless"
         # The shipped binary is built with flags the test build does not use (shallow
         # Debug formatting, abort on panic, packed relocations): the whole suite
