@@ -111,7 +111,7 @@ size_flags() {
     if [ "${PANIC_MESSAGES:-0}" = 1 ]; then
         echo "-C force-unwind-tables=no"
     else
-        echo "-C force-unwind-tables=no -Zunstable-options -Cpanic=immediate-abort -Zfmt-debug=shallow"
+        echo "-C force-unwind-tables=no -Zunstable-options -Cpanic=immediate-abort -Zfmt-debug=none -Cllvm-args=-enable-machine-outliner=always"
     fi
 }
 
@@ -123,8 +123,10 @@ build_target() { # rust target -> dist/<target>/minipull
     # std is rebuilt from the toolchain's rust-src with our size profile (cargo's
     # build-std, unlocked on the stable compiler by RUSTC_BOOTSTRAP): LTO then reaches
     # into std, without unwind tables (we abort on panic). A panic aborts at once
-    # (SIGABRT, exit status 134, no message: panics are bugs, errors never panic) and
-    # Debug formatting is compiled out (no message uses it); README's size table has
+    # (SIGABRT, exit status 134, no message: panics are bugs, errors never panic),
+    # Debug formatting is compiled out (no message uses it: names go through
+    # error::Quoted) and LLVM's machine outliner shares repeated instruction
+    # sequences between functions (-32 KB on x86_64); README's size table has
     # what each step saves. PANIC_MESSAGES=1 builds a binary that prints the one-line
     # "internal error at FILE:LINE" instead, for reporting a bug (+0.4 MB).
     # std's optimize_for_size feature picks its smaller algorithms (-12 KB on
@@ -154,6 +156,11 @@ build_target() { # rust target -> dist/<target>/minipull
         # static-pie start code (musl 1.2.4+) applies packed relative relocations
         # (DT_RELR), which take 41 KB less than plain RELA ones on x86_64.
         rustflags+=" -C link-arg=-Wl,-z,pack-relative-relocs"
+        # x86_64 links with the toolchain's own lld (rust-lld, shipped with rustc),
+        # which folds functions whose code is identical (-12 KB).
+        if [ -z "$triple" ]; then
+            rustflags+=" -Clinker-flavor=gnu-lld-cc -Clink-self-contained=+linker -Clink-arg=-Wl,--icf=all"
+        fi
         if [ -n "$triple" ]; then
             export "CARGO_TARGET_${env_target}_LINKER=$triple-gcc" "CC_$lower=$triple-gcc" "AR_$lower=$triple-ar"
         fi
@@ -244,8 +251,6 @@ case "${1:-build}" in
         say "running the tests"
         # The peers' unpack cases (tests/peers.rs) run once, against the
         # release binary below.
-        # Features not in the default build yet (too big for the size line
-        # today) are tested here, once.
         MINIPULL_PEERS_WITH_RELEASE=1 cargo test --locked --features "delta keyless"
         # The shipped binary is built with flags the test build does not use (shallow
         # Debug formatting, abort on panic, packed relocations): the whole suite

@@ -232,14 +232,16 @@ impl<S: BufRead, R: Read, L: Local> Rebuild<S, R, L> {
                     if self.remote.fill_buf()?.is_empty() {
                         break 0;
                     }
+                    let remote: &mut dyn Read = &mut self.remote;
                     self.dec
-                        .reset(&mut self.remote)
+                        .reset(remote)
                         .map_err(|e| bad(format!("a fetched chunk: {e}")))?;
                     *open = true;
                 }
                 if self.dec.can_collect() == 0 && !self.dec.is_finished() {
+                    let remote: &mut dyn Read = &mut self.remote;
                     self.dec
-                        .decode_blocks(&mut self.remote, BlockDecodingStrategy::UptoBlocks(1))
+                        .decode_blocks(remote, BlockDecodingStrategy::UptoBlocks(1))
                         .map_err(|e| bad(format!("a fetched chunk: {e}")))?;
                     continue;
                 }

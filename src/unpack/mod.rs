@@ -357,34 +357,38 @@ impl<R: Read> Read for Hashing<R> {
 /// A zstd stream as RFC 8878 allows it: any number of data frames (pzstd,
 /// `zstd -T`) and skippable frames (zstd:chunked keeps its metadata in
 /// them), in any order. Skipped bytes still pass through the blob's hash.
-pub(crate) struct ZstdFrames<R: BufRead> {
-    source: R,
+pub(crate) struct ZstdFrames<'a> {
+    /// Behind a trait object, so every caller shares one copy of this
+    /// reader and of the ruzstd code under it (the partial updates read
+    /// TOCs, tar-splits and frames from three kinds of source).
+    source: Box<dyn BufRead + 'a>,
     frame: ruzstd::decoding::FrameDecoder,
     /// A data frame is being decoded.
     in_frame: bool,
 }
 
-impl<R: BufRead> ZstdFrames<R> {
-    pub(crate) fn new(source: R) -> ZstdFrames<R> {
+impl<'a> ZstdFrames<'a> {
+    pub(crate) fn new(source: impl BufRead + 'a) -> ZstdFrames<'a> {
         let mut frame = ruzstd::decoding::FrameDecoder::new();
         frame.set_max_window_size(MAX_ZSTD_WINDOW);
         ZstdFrames {
-            source,
+            source: Box::new(source),
             frame,
             in_frame: false,
         }
     }
 }
 
-impl<R: BufRead> Read for ZstdFrames<R> {
+impl Read for ZstdFrames<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
         use ruzstd::decoding::BlockDecodingStrategy;
         loop {
             if self.in_frame {
                 while self.frame.can_collect() == 0 && !self.frame.is_finished() {
+                    let source: &mut dyn Read = &mut *self.source;
                     self.frame
-                        .decode_blocks(&mut self.source, BlockDecodingStrategy::UptoBlocks(1))
+                        .decode_blocks(source, BlockDecodingStrategy::UptoBlocks(1))
                         .map_err(std::io::Error::other)?;
                 }
                 let n = self.frame.read(buf)?;
@@ -396,7 +400,8 @@ impl<R: BufRead> Read for ZstdFrames<R> {
             if self.source.fill_buf()?.is_empty() {
                 return Ok(0);
             }
-            match self.frame.reset(&mut self.source) {
+            let source: &mut dyn Read = &mut *self.source;
+            match self.frame.reset(source) {
                 Ok(()) => self.in_frame = true,
                 Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame { length, .. })) => {
                     let want = u64::from(length);
