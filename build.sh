@@ -111,7 +111,7 @@ size_flags() {
     if [ "${PANIC_MESSAGES:-0}" = 1 ]; then
         echo "-C force-unwind-tables=no"
     else
-        echo "-C force-unwind-tables=no -Zunstable-options -Cpanic=immediate-abort -Zfmt-debug=none -Cllvm-args=-enable-machine-outliner=always"
+        echo "-C force-unwind-tables=no -Zunstable-options -Cpanic=immediate-abort -Zfmt-debug=shallow -Cllvm-args=-enable-machine-outliner=always"
     fi
 }
 
@@ -124,8 +124,8 @@ build_target() { # rust target -> dist/<target>/minipull
     # build-std, unlocked on the stable compiler by RUSTC_BOOTSTRAP): LTO then reaches
     # into std, without unwind tables (we abort on panic). A panic aborts at once
     # (SIGABRT, exit status 134, no message: panics are bugs, errors never panic),
-    # Debug formatting is compiled out (no message uses it: names go through
-    # error::Quoted) and LLVM's machine outliner shares repeated instruction
+    # Debug formatting is shallow (no message uses it: names go through
+    # error::Quoted; `none` would break ureq's request line, docs/building.md) and LLVM's machine outliner shares repeated instruction
     # sequences between functions (-32 KB on x86_64); README's size table has
     # what each step saves. PANIC_MESSAGES=1 builds a binary that prints the one-line
     # "internal error at FILE:LINE" instead, for reporting a bug (+0.4 MB).

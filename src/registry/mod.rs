@@ -169,11 +169,7 @@ impl Client {
                 .timeout_per_write(Some(opts.timeout))
                 .user_agent(concat!("minipull/", env!("CARGO_PKG_VERSION")))
                 .build();
-            ureq::Agent::with_parts(
-                config,
-                connector,
-                ureq::unversioned::resolver::DefaultResolver::default(),
-            )
+            ureq::Agent::with_parts(config, connector, transport::Lookup)
         };
         let (http_proxied, https_proxied) = (
             opts.proxies.http.clone().map(|p| agent(Some(p))),

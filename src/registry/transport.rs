@@ -816,3 +816,36 @@ fn connect_sized(
         Ok(stream)
     }
 }
+
+/// Name lookup in the calling thread. ureq's own resolver spawns a thread to
+/// time a lookup out whenever a timeout applies (always, behind a CONNECT
+/// proxy); minipull has no threads, and a lookup is bounded by the system
+/// resolver's own timeouts (`resolv.conf`) and the retry budget around it.
+#[derive(Debug)]
+pub(super) struct Lookup;
+
+impl ureq::unversioned::resolver::Resolver for Lookup {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: ut::NextTimeout,
+    ) -> std::result::Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        use std::net::ToSocketAddrs;
+        let addr = uri
+            .scheme()
+            .zip(uri.authority())
+            .and_then(|(scheme, authority)| {
+                ureq::unversioned::resolver::DefaultResolver::host_and_port(scheme, authority)
+            })
+            .ok_or(ureq::Error::HostNotFound)?;
+        let mut found = self.empty();
+        for a in addr.to_socket_addrs()?.take(16) {
+            found.push(a);
+        }
+        if found.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(found)
+    }
+}
