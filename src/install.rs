@@ -279,6 +279,14 @@ pub fn install(
     for w in &installed.warnings {
         progress.warn(format!("{} is installed, but: {w}", image.digest));
     }
+    // What the next update may reuse without reading the root.
+    #[cfg(feature = "delta")]
+    if let Err(e) = crate::delta::update::write_index(layout, &image.manifest.layers, plan.rootfs()) {
+        progress.warn(format!(
+            "cannot record the file index beside {} ({e}): the next partial update hashes the root's files instead",
+            plan.rootfs().display()
+        ));
+    }
     // (With partial pulls, what the layers cost is in the reports.)
     #[cfg(feature = "delta")]
     let (fetched, downloaded) = {

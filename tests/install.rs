@@ -17,16 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-/// The hooks exist only in debug builds (cargo test's own binary).
-fn hooks() -> bool {
-    // MINIPULL_TEST_HOOKS=1: a debug binary given by MINIPULL_BIN.
-    let ok = std::env::var_os("MINIPULL_BIN").is_none() || std::env::var_os("MINIPULL_TEST_HOOKS").is_some();
-    if !ok {
-        eprintln!("skipped: MINIPULL_BIN is set, and only debug builds honour the test hooks");
-    }
-    ok
-}
-
 struct World {
     reg: Registry,
     work: TempDir,

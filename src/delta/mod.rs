@@ -11,6 +11,7 @@
 //! - [`rebuild`]: the tar stream out of tar-split, local bytes and frames;
 //! - [`ranges`]: a 206 answer (single or `multipart/byteranges`) as bytes;
 //! - [`root`]: the reuse root, read through an in-root walk;
+//! - [`index`]: what the reuse root holds, recorded at install (no hashing of the root);
 //! - [`spool`]: fetched chunks kept across a cut;
 //! - [`fetch`]: the one hook a pull calls per layer;
 //! - [`update`]: the layers' source in an update (partial, whole, discarded).
@@ -19,6 +20,7 @@
 //! the whole-layer path, never a half-built layer.
 
 pub mod fetch;
+pub mod index;
 pub mod plan;
 pub mod position;
 pub mod ranges;

@@ -20,6 +20,7 @@ const MAX_DEPTH: usize = 256;
 pub struct Root {
     fd: OwnedFd,
     dev: u64,
+    ino: u64,
 }
 
 fn open_at(dir: libc::c_int, name: &[u8], flags: libc::c_int) -> io::Result<OwnedFd> {
@@ -51,13 +52,27 @@ impl Root {
             path.as_os_str().as_bytes(),
             libc::O_DIRECTORY | libc::O_RDONLY,
         )?;
-        let dev = stat(&fd)?.st_dev as u64;
-        Ok(Root { fd, dev })
+        let st = stat(&fd)?;
+        Ok(Root {
+            fd,
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+        })
+    }
+
+    /// The root directory's device and inode.
+    pub fn id(&self) -> (u64, u64) {
+        (self.dev, self.ino)
     }
 
     /// The regular file at TOC name `name` (`./` and `/` prefixes allowed),
     /// with its size.
     fn file(&self, name: &str) -> io::Result<(File, u64)> {
+        self.file_stat(name).map(|(f, st)| (f, st.st_size as u64))
+    }
+
+    /// The regular file at TOC name `name`, with its `fstat`.
+    pub fn file_stat(&self, name: &str) -> io::Result<(File, libc::stat)> {
         let refuse = || io::Error::from(io::ErrorKind::InvalidInput);
         let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
         if parts.is_empty() || parts.len() > MAX_DEPTH || parts.contains(&"..") {
@@ -78,7 +93,7 @@ impl Root {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_dev as u64 != self.dev {
             return Err(refuse());
         }
-        Ok((File::from(fd), st.st_size as u64))
+        Ok((File::from(fd), st))
     }
 }
 

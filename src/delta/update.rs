@@ -7,7 +7,7 @@
 //! verified metadata for the next update.
 
 use super::fetch::{self, Got, Meter};
-use super::{plan::Prev, position, root::Root, Metadata};
+use super::{index::Indexed as Root, plan::Prev, position, Metadata};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -16,7 +16,7 @@ use crate::mirror::Sources;
 use crate::progress::{human, Progress};
 use serde::Serialize;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 /// Partial pulls for an update: where local files come from, and the
@@ -347,6 +347,37 @@ impl crate::unpack::Layers for Feed<'_> {
         }
         self.pending = None;
     }
+}
+
+/// Record the local file index of `rootfs`, which now holds an image with
+/// `layers` (see [`super::index`]): from the verified TOCs the layout keeps
+/// of its zstd:chunked layers. An image without such layers writes none
+/// (and removes a stale one); a failure only costs the next update hashing.
+pub fn write_index(layout: &Layout, layers: &[Descriptor], rootfs: &Path) -> std::io::Result<usize> {
+    let mut files = Vec::new();
+    for layer in layers {
+        let (Some(pos), Ok(digest)) = (position::of(layer), layer.checked_digest()) else {
+            continue;
+        };
+        let Some(tail) = layout.delta_metadata(&digest, 2 * super::MAX_COMPRESSED + 4096) else {
+            continue;
+        };
+        if let Ok(meta) = Metadata::open(&tail, &pos) {
+            files.extend(
+                meta.toc
+                    .files
+                    .into_iter()
+                    .map(|f| (f.name.into_string(), f.size, f.digest)),
+            );
+        }
+    }
+    if files.is_empty() {
+        if let Some(p) = super::index::path_for(rootfs) {
+            let _ = std::fs::remove_file(p);
+        }
+        return Ok(0);
+    }
+    super::index::write(rootfs, files)
 }
 
 /// The layers of the image manifest `digest` in `layout` (through an index, for `platform`).

@@ -162,7 +162,8 @@ pub fn classic(
     now: Option<i64>,
 ) -> R<Accepted> {
     let cert = super::rekor::pem_der(cert_pem.as_bytes()).ok_or("malformed: the certificate annotation is not PEM")?;
-    let v: Value = serde_json::from_str(bundle).map_err(|_| "malformed: the Rekor bundle annotation is not JSON")?;
+    let v: Value =
+        serde_json::from_slice(bundle.as_bytes()).map_err(|_| "malformed: the Rekor bundle annotation is not JSON")?;
     let p = v.get("Payload").ok_or("malformed: the Rekor bundle has no Payload")?;
     let int = |k: &str| {
         p.get(k)

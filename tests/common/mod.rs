@@ -813,3 +813,17 @@ impl LoggedRegistry {
             .collect()
     }
 }
+
+/// Whether the binary under test honours the test hooks (`MINIPULL_TEST_*`):
+/// only debug builds do, which is cargo test's own binary. `./build.sh test`
+/// runs every test with them first; the pass against the release binary
+/// leaves out the parts that need them. MINIPULL_TEST_HOOKS=1: the binary
+/// MINIPULL_BIN names is a debug one.
+#[allow(dead_code)]
+pub fn hooks() -> bool {
+    let ok = std::env::var_os("MINIPULL_BIN").is_none() || std::env::var_os("MINIPULL_TEST_HOOKS").is_some();
+    if !ok {
+        eprintln!("left out: MINIPULL_BIN is set, and only debug builds honour the test hooks");
+    }
+    ok
+}
