@@ -362,6 +362,18 @@ fn single_range_mode_asks_one_range_at_a_time() {
 
 /// Push an image of zstd:chunked layers (with their annotations) as `repo:tag`.
 fn push_chunked(reg: &Registry, repo: &str, tag: &str, layers: &[&minipull::delta::testwriter::Layer]) -> String {
+    push_layers(reg, repo, tag, layers, &[])
+}
+
+/// [`push_chunked`], with the layers at the positions in `plain` pushed as
+/// plain `tar+zstd` (their zstd:chunked annotations left out).
+fn push_layers(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+    layers: &[&minipull::delta::testwriter::Layer],
+    plain: &[usize],
+) -> String {
     let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id()).collect();
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
@@ -372,9 +384,14 @@ fn push_chunked(reg: &Registry, repo: &str, tag: &str, layers: &[&minipull::delt
     let cd = reg.blob_desc(repo, "application/vnd.oci.image.config.v1+json", &config);
     let ls: Vec<serde_json::Value> = layers
         .iter()
-        .map(|l| {
+        .enumerate()
+        .map(|(i, l)| {
             reg.push_blob(repo, &l.blob);
-            serde_json::to_value(l.descriptor()).unwrap()
+            let mut d = serde_json::to_value(l.descriptor()).unwrap();
+            if plain.contains(&i) {
+                d.as_object_mut().unwrap().remove("annotations");
+            }
+            d
         })
         .collect();
     let m = serde_json::json!({
@@ -505,6 +522,15 @@ fn update_json(host: &str, repo: &str, out: &str, rootfs: &str, extra: &[&str]) 
     (o, v)
 }
 
+/// The `--json` report of the layer whose blob is `blob`.
+fn layer_report(v: &serde_json::Value, blob: &[u8]) -> serde_json::Value {
+    v["blobs"]
+        .as_array()
+        .and_then(|bs| bs.iter().find(|b| b["digest"] == sha256(blob)))
+        .cloned()
+        .unwrap_or_else(|| panic!("no report of the layer: {v}"))
+}
+
 use std::process::Output;
 
 /// The update from v1 to v2 through the binary against the real registry:
@@ -533,13 +559,7 @@ fn update_fetches_only_the_changed_chunks_and_equals_the_whole_unpack() {
     assert_exit(&o, 0);
     common::schema::conforms(&o, "pull");
     assert_eq!(tree(std::path::Path::new(&rootfs)), want, "{}", stderr(&o));
-    let layer = v["blobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["digest"] == sha256(&v2.blob))
-        .unwrap_or_else(|| panic!("{v}"))
-        .clone();
+    let layer = layer_report(&v, &v2.blob);
     assert_eq!(layer["status"], "partial", "{v}\n{}", stderr(&o));
     let d = &layer["delta"];
     assert_eq!(d["requests"], 2, "{d}");
@@ -656,13 +676,7 @@ fn damaged_range_answers_end_in_the_right_root() {
         let (o, v) = update_json(&srv.host, "delta/f", &out, &rootfs, &[]);
         assert_exit(&o, 0);
         assert_eq!(tree(std::path::Path::new(&rootfs)), want, "{m:?}: {}", stderr(&o));
-        let layer = v["blobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["digest"] == sha256(&v2.blob))
-            .unwrap_or_else(|| panic!("{m:?}: {v}"))
-            .clone();
+        let layer = layer_report(&v, &v2.blob);
         assert_eq!(layer["status"], status, "{m:?}: {layer}\n{}", stderr(&o));
         let d = &layer["delta"];
         match status {
@@ -696,15 +710,7 @@ fn a_cut_partial_update_does_not_fetch_again_what_arrived() {
     let (out, rootfs) = install_v1(&reg.host, "delta/cut", &clean);
     let (o, v) = update_json(&reg.host, "delta/cut", &out, &rootfs, &[]);
     assert_exit(&o, 0);
-    let layer = |v: &serde_json::Value| {
-        v["blobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["digest"] == sha256(&v2.blob))
-            .cloned()
-            .unwrap_or_else(|| panic!("{v}"))
-    };
+    let layer = |v: &serde_json::Value| layer_report(v, &v2.blob);
     let clean_fetched = layer(&v)["delta"]["fetched"].as_u64().unwrap();
     // Killed right after the first fetched chunk is kept.
     let work = TempDir::new("delta-cut");
@@ -1361,13 +1367,7 @@ fn the_local_index_is_believed_only_while_fstat_agrees() {
         let (o, v) = update_json(&reg.host, repo, fresh.to_str().unwrap(), &rootfs, &[]);
         assert_exit(&o, 0);
         assert_eq!(tree(root), want, "{}", stderr(&o));
-        let layer = v["blobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["digest"] == sha256(&v2.blob))
-            .unwrap_or_else(|| panic!("{v}"))
-            .clone();
+        let layer = layer_report(&v, &v2.blob);
         assert_eq!(layer["status"], "partial", "{v}\n{}", stderr(&o));
         layer["delta"]["fetched"].as_u64().unwrap()
     };
@@ -1400,4 +1400,38 @@ fn the_local_index_is_believed_only_while_fstat_agrees() {
         rewrite(root);
     });
     assert!(damaged < 100 * 1024, "{damaged}");
+}
+
+/// Only the layers above an image's last layer without a TOC are indexed
+/// (such a layer may have changed any name below it): a chunked base under
+/// a plain layer gives no index, a plain base under a chunked layer does.
+#[test]
+fn a_layer_without_a_toc_hides_the_index_below_it() {
+    use minipull::delta::testwriter::{dir, file, write};
+    let reg = Registry::start(Auth::None);
+    let base = write(&[dir("usr/"), file("usr/big", noise(200 * 1024, 31))], |_| {}, |_| {});
+    let top = write(&[dir("usr/"), file("usr/big", noise(200 * 1024, 32))], |_| {}, |_| {});
+    for (tag, plain, indexed) in [("plain-top", 1, false), ("plain-base", 0, true)] {
+        push_layers(&reg, "delta/mixed", tag, &[&base, &top], &[plain]);
+        let work = TempDir::new("delta-mixed");
+        let rootfs = work.join("rootfs");
+        let o = minipull(
+            &[
+                "--plain-http",
+                "-q",
+                &format!("{}/delta/mixed:{tag}", reg.host),
+                work.join("out").to_str().unwrap(),
+                "--unpack",
+                rootfs.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_exit(&o, 0);
+        assert_eq!(
+            work.join("rootfs.minipull-files").is_file(),
+            indexed,
+            "{tag}: {}",
+            stderr(&o)
+        );
+    }
 }

@@ -9,8 +9,8 @@
 //! Nothing in it is taken on its word: an entry counts only while the file's
 //! `fstat` still says the same (size, inode, mtime, ctime: a file changed
 //! since the install is not reused), and every reused file is re-hashed
-//! against the new TOC as it is copied (a mismatch costs that file's own
-//! ranges, fetched on the spot). Names not in the index are hashed, as
+//! against the new TOC as it is copied (a mismatch fails the partial pull
+//! of that layer, which is then fetched whole). Names not in the index are hashed, as
 //! without one. The file is read with `pread` as it is needed: its size on
 //! disk is 88 bytes per file plus the names, and none of it is held in
 //! memory.
@@ -22,8 +22,9 @@
 use super::plan::Local;
 use super::root::Root;
 use super::Sha;
+use crate::error::{Error, Result};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,8 @@ const ENTRY: u64 = 88;
 /// An index with more entries, or longer names, is not used.
 const MAX_FILES: u64 = super::MAX_ENTRIES as u64;
 const MAX_NAMES: u64 = 256 << 20;
+/// A name longer than this is neither written nor read.
+const MAX_NAME: usize = 64 * 1024;
 /// Same-hash candidates looked at for one lookup.
 const MAX_CANDIDATES: usize = 8;
 
@@ -123,12 +126,14 @@ impl Entry {
 
 /// Write the index of `root` from its files' `(name, size, digest)`, in
 /// layer order (a later layer's entry for a name wins). Files that are not
-/// regular, not there, or of another size are left out. Written to a
-/// temporary name, synced and renamed: a cut leaves the old index or the
-/// new one, and either is checked against `fstat` before it counts.
-pub fn write(root_path: &Path, files: Vec<(String, u64, Sha)>) -> io::Result<usize> {
-    let path = path_for(root_path).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let root = Root::open(root_path)?;
+/// regular, not there, or of another size are left out, and so are names
+/// longer than a lookup reads and entries past the reader's cap. Written as
+/// the layout writes its files (a new temporary, synced, renamed, the
+/// directory synced): a cut leaves the old index or the new one, and either
+/// is checked against `fstat` before it counts.
+pub fn write(root_path: &Path, files: Vec<(String, u64, Sha)>) -> Result<usize> {
+    let path = path_for(root_path).ok_or_else(|| Error::other("ROOTFS has no name to put its file index beside"))?;
+    let root = Root::open(root_path).map_err(|e| Error::storage(format!("cannot open {}", root_path.display()), &e))?;
     let (dev, ino) = root.id();
     // The last entry of each name, kept in name order.
     let mut files: Vec<(String, u64, Sha)> = files.into_iter().rev().map(|(n, s, d)| (clean(&n), s, d)).collect();
@@ -139,7 +144,11 @@ pub fn write(root_path: &Path, files: Vec<(String, u64, Sha)>) -> io::Result<usi
     for (name, size, digest) in files {
         let Ok((_, st)) = root.file_stat(&name) else { continue };
         let stat = stat_of(&st);
-        if stat[0] != size || names.len() as u64 + name.len() as u64 > MAX_NAMES {
+        if stat[0] != size
+            || name.len() > MAX_NAME
+            || names.len() as u64 + name.len() as u64 > MAX_NAMES
+            || entries.len() as u64 == MAX_FILES
+        {
             continue;
         }
         let mut words = [
@@ -156,31 +165,18 @@ pub fn write(root_path: &Path, files: Vec<(String, u64, Sha)>) -> io::Result<usi
         names.extend_from_slice(name.as_bytes());
     }
     entries.sort_unstable_by_key(Entry::key);
-    let mut tmp = path.clone().into_os_string();
-    tmp.push("-tmp");
-    let tmp = PathBuf::from(tmp);
-    let file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?
-    };
-    let mut out = io::BufWriter::new(file);
-    out.write_all(MAGIC)?;
+    let mut out = Vec::with_capacity(HEADER as usize + entries.len() * ENTRY as usize + names.len());
+    out.extend_from_slice(MAGIC);
     for v in [dev, ino, entries.len() as u64, names.len() as u64] {
-        out.write_all(&v.to_le_bytes())?;
+        out.extend_from_slice(&v.to_le_bytes());
     }
     for e in &entries {
-        out.write_all(&e.encode())?;
+        out.extend_from_slice(&e.encode());
     }
-    out.write_all(&names)?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    out.extend_from_slice(&names);
+    let mut tmp = path.clone().into_os_string();
+    tmp.push("-tmp");
+    crate::layout::write_atomic(Path::new(&tmp), &path, &out)?;
     Ok(entries.len())
 }
 
@@ -195,7 +191,16 @@ impl Index {
     /// The index beside `root_path`, if there is one that describes the root
     /// directory `root` has open (same device and inode) and is well formed.
     pub fn open(root_path: &Path, root: &Root) -> Option<Index> {
-        let file = crate::layout::open_no_follow(&path_for(root_path)?).ok()?;
+        // Not a link, and never a FIFO to wait on: a regular file or nothing.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(path_for(root_path)?)
+                .ok()?
+        };
+        let meta = file.metadata().ok().filter(|m| m.is_file())?;
         let mut h = [0u8; HEADER as usize];
         file.read_exact_at(&mut h, 0).ok()?;
         let (n, names_len) = (u64_at(&h, 32), u64_at(&h, 40));
@@ -203,7 +208,7 @@ impl Index {
         {
             return None;
         }
-        let len = file.metadata().ok()?.len();
+        let len = meta.len();
         (len == HEADER + n * ENTRY + names_len).then_some(Index { file, n, names_len })
     }
 
@@ -215,7 +220,7 @@ impl Index {
 
     fn name(&self, e: &Entry) -> Option<String> {
         let (off, len) = e.name();
-        if off + len > self.names_len || len > 64 * 1024 {
+        if off + len > self.names_len || len > MAX_NAME as u64 {
             return None;
         }
         let mut b = vec![0u8; len as usize];

@@ -351,24 +351,23 @@ impl crate::unpack::Layers for Feed<'_> {
 
 /// Record the local file index of `rootfs`, which now holds an image with
 /// `layers` (see [`super::index`]): from the verified TOCs the layout keeps
-/// of its zstd:chunked layers. An image without such layers writes none
-/// (and removes a stale one); a failure only costs the next update hashing.
-pub fn write_index(layout: &Layout, layers: &[Descriptor], rootfs: &Path) -> std::io::Result<usize> {
+/// of its zstd:chunked layers. A layer without one may have changed any
+/// name below it, so only the layers above the last such layer count. An
+/// image with none writes no index (and removes a stale one); a failure only
+/// costs the next update hashing.
+pub fn write_index(layout: &Layout, layers: &[Descriptor], rootfs: &Path) -> Result<usize> {
     let mut files = Vec::new();
     for layer in layers {
-        let (Some(pos), Ok(digest)) = (position::of(layer), layer.checked_digest()) else {
-            continue;
-        };
-        let Some(tail) = layout.delta_metadata(&digest, 2 * super::MAX_COMPRESSED + 4096) else {
-            continue;
-        };
-        if let Ok(meta) = Metadata::open(&tail, &pos) {
-            files.extend(
-                meta.toc
-                    .files
-                    .into_iter()
-                    .map(|f| (f.name.into_string(), f.size, f.digest)),
-            );
+        let toc = position::of(layer)
+            .zip(layer.checked_digest().ok())
+            .and_then(|(pos, digest)| {
+                let tail = layout.delta_metadata(&digest, 2 * super::MAX_COMPRESSED + 4096)?;
+                Metadata::open(&tail, &pos).ok()
+            })
+            .map(|meta| meta.toc);
+        match toc {
+            Some(toc) => files.extend(toc.files.into_iter().map(|f| (f.name.into_string(), f.size, f.digest))),
+            None => files.clear(),
         }
     }
     if files.is_empty() {
