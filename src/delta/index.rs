@@ -33,7 +33,7 @@ const HEADER: u64 = 48;
 const ENTRY: u64 = 88;
 /// An index with more entries, or longer names, is not used.
 const MAX_FILES: u64 = super::MAX_ENTRIES as u64;
-const MAX_NAMES: u64 = 256 << 20;
+pub(super) const MAX_NAMES: u64 = 256 << 20;
 /// A name longer than this is neither written nor read.
 const MAX_NAME: usize = 64 * 1024;
 /// Same-hash candidates looked at for one lookup.

@@ -88,9 +88,26 @@ impl Root {
             dir = Some(next);
         }
         let at = dir.as_ref().unwrap_or(&self.fd).as_raw_fd();
-        let fd = open_at(at, parts[parts.len() - 1].as_bytes(), libc::O_RDONLY | libc::O_NONBLOCK)?;
+        let leaf = CString::new(parts[parts.len() - 1]).map_err(|_| refuse())?;
+        // Looked at before it is opened: opening a device node has effects
+        // of its own (a watchdog armed, a tape rewound, a modem's DTR), and
+        // an image can ship one under a name its TOC lists.
+        // SAFETY: st is plain data the kernel fills; leaf is a C string.
+        let mut before: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: at is an open directory; the pointers are valid.
+        if unsafe { libc::fstatat(at, leaf.as_ptr(), &mut before, libc::AT_SYMLINK_NOFOLLOW) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // (st_dev's type differs between targets.)
+        #[allow(clippy::unnecessary_cast)]
+        let regular_here = |st: &libc::stat| st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_dev as u64 == self.dev;
+        if !regular_here(&before) {
+            return Err(refuse());
+        }
+        let fd = open_at(at, leaf.as_bytes(), libc::O_RDONLY | libc::O_NONBLOCK)?;
         let st = stat(&fd)?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_dev as u64 != self.dev {
+        // The same file that was looked at (not one renamed in since).
+        if !regular_here(&st) || (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino) {
             return Err(refuse());
         }
         Ok((File::from(fd), st))
@@ -155,6 +172,22 @@ mod tests {
         // A FIFO is neither read nor waited on.
         assert_eq!(r.digest("usr/fifo", 0), None);
         assert!(r.open("usr/fifo").is_err());
+        // ... nor opened at all (inotify sees every open): opening a device
+        // node an image ships can act on the hardware.
+        let path = CString::new(root.join("usr/fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: plain syscalls on a valid path; the fd is closed below.
+        let ino = unsafe { libc::inotify_init1(libc::IN_NONBLOCK) };
+        assert!(ino >= 0);
+        // SAFETY: as above.
+        assert!(unsafe { libc::inotify_add_watch(ino, path.as_ptr(), libc::IN_OPEN) } >= 0);
+        assert!(r.open("usr/fifo").is_err());
+        assert_eq!(r.digest("usr/fifo", 0), None);
+        let mut ev = [0u8; 4096];
+        // SAFETY: ev is a valid buffer of that length.
+        let n = unsafe { libc::read(ino, ev.as_mut_ptr().cast(), ev.len()) };
+        assert_eq!(n, -1, "the FIFO was opened");
+        // SAFETY: ino is ours.
+        unsafe { libc::close(ino) };
         let _ = std::fs::remove_dir_all(&base);
     }
 }

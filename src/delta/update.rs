@@ -357,6 +357,7 @@ impl crate::unpack::Layers for Feed<'_> {
 /// costs the next update hashing.
 pub fn write_index(layout: &Layout, layers: &[Descriptor], rootfs: &Path) -> Result<usize> {
     let mut files = Vec::new();
+    let mut names = 0u64;
     for layer in layers {
         let toc = position::of(layer)
             .zip(layer.checked_digest().ok())
@@ -366,8 +367,19 @@ pub fn write_index(layout: &Layout, layers: &[Descriptor], rootfs: &Path) -> Res
             })
             .map(|meta| meta.toc);
         match toc {
-            Some(toc) => files.extend(toc.files.into_iter().map(|f| (f.name.into_string(), f.size, f.digest))),
-            None => files.clear(),
+            Some(toc) => {
+                for f in toc.files {
+                    names += f.name.len() as u64;
+                    files.push((f.name.into_string(), f.size, f.digest));
+                }
+            }
+            None => (files, names) = (Vec::new(), 0),
+        }
+        // TOCs need not match their tars: what they list is held here only
+        // up to the index's own caps, past which the image gets no index.
+        if files.len() > super::MAX_ENTRIES || names > super::index::MAX_NAMES {
+            files.clear();
+            break;
         }
     }
     if files.is_empty() {
